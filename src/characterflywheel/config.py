@@ -1,0 +1,224 @@
+"""One TOML file configures a flywheel run; pydantic validates it.
+
+Layering, lowest first: the built-in defaults, a named preset (``tiny`` for tests, ``demo`` for a laptop
+run), the user's TOML file, then ``--set section.key=value`` overrides from the command line. Every
+value in the file can be overridden that way, so there is no second set of per-command flags to keep
+in sync.
+
+A bad value is reported as one line naming the file and the dotted key, e.g.
+``flywheel.toml: generation.temperature: Input should be greater than or equal to 0 (got -1)``.
+
+``characterflywheel init`` writes a commented default generated from the field descriptions below,
+so the template can never drift from what the validator accepts.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+EMBEDDED_POLICY = "embedded:smollm2-135m-instruct"
+EMBEDDED_EMBEDDER = "embedded:all-minilm-l6-v2"
+
+
+class ConfigError(ValueError):
+    """A config problem, rendered as one line that names the file and the key."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(Section):
+    policy: str = Field(
+        EMBEDDED_POLICY,
+        description="Policy to improve: a local Hugging Face folder, or the embedded SmolLM2-135M-Instruct.",
+    )
+    embedder: str = Field(
+        EMBEDDED_EMBEDDER,
+        description="Sentence embedder: a local sentence-transformers folder, or the embedded all-MiniLM-L6-v2.",
+    )
+
+
+class GenerationConfig(Section):
+    backend: Literal["fast", "transformers", "openai"] = Field(
+        "fast",
+        description="fast (batched CPU path), transformers (HF generate) or openai (any OpenAI-compatible server, e.g. vLLM).",
+    )
+    max_new_tokens: int = Field(64, ge=1, le=4096, description="Tokens generated per reply at most.")
+    temperature: float = Field(0.8, ge=0.0, le=5.0, description="Sampling temperature; 0 means greedy.")
+    top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    batch_size: int = Field(32, ge=1, le=1024, description="Conversations decoded together by local backends.")
+    base_url: str = Field("", description="openai backend: server URL, e.g. http://127.0.0.1:8000/v1.")
+    api_key_env: str = Field("OPENAI_API_KEY", description="openai backend: environment variable holding the API key.")
+    served_model: str = Field("", description="openai backend: model name on the server (defaults to model.policy).")
+
+
+class DataConfig(Section):
+    seed_conversations: int = Field(
+        200, ge=0, description="Real chit-chat conversations (PyPI chitchat-dataset) turned into seed traffic; 0 = all."
+    )
+    traffic: list[str] = Field(
+        default_factory=list, description="Extra traffic files (JSONL or Parquet, the traffic schema) to ingest."
+    )
+
+
+class DemoConfig(Section):
+    prompts: int = Field(4, ge=1, description="Prompts the demo answers with the policy.")
+
+
+class TrackingConfig(Section):
+    mlflow: bool = Field(True, description="Log every stage's params and metrics to MLflow (local store in the run directory).")
+    experiment: str = Field("characterflywheel", description="MLflow experiment name.")
+
+
+class Config(Section):
+    name: str = Field("demo", min_length=1, description="Run name: artifacts go to <runs_dir>/<name>/.")
+    runs_dir: str = Field("runs", description="Folder holding run directories.")
+    seed: int = Field(0, description="Seed for every random choice in the run.")
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    demo: DemoConfig = Field(default_factory=DemoConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    def run_dir(self) -> Path:
+        return Path(self.runs_dir) / self.name
+
+    def section_hash(self, *sections: str) -> str:
+        """Content hash of the named sections (all of them when none), for stage manifests."""
+        data = self.model_dump(mode="json")
+        chosen = {key: data[key] for key in sections} if sections else data
+        return hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:16]
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Seconds per stage: what the test suite runs.
+    "tiny": {
+        "name": "tiny",
+        "generation": {"max_new_tokens": 16, "batch_size": 8},
+        "data": {"seed_conversations": 40},
+        "demo": {"prompts": 2},
+        "tracking": {"mlflow": False},
+    },
+    # Minutes on a 2-core laptop.
+    "demo": {
+        "name": "demo",
+        "generation": {"max_new_tokens": 48, "batch_size": 32},
+        "data": {"seed_conversations": 500},
+        "demo": {"prompts": 4},
+    },
+}
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """``generation.temperature=0.5`` -> ``{"generation": {"temperature": 0.5}}``.
+
+    The value is read as a TOML literal (numbers, booleans, quoted strings, arrays); anything that
+    is not valid TOML is taken as a bare string, so ``--set name=my-run`` works without quotes.
+    """
+    if "=" not in text:
+        raise ConfigError(f"--set {text}: expected KEY=VALUE, e.g. generation.temperature=0.5")
+    dotted, raw = text.split("=", 1)
+    keys = [part.strip() for part in dotted.split(".")]
+    if not all(keys):
+        raise ConfigError(f"--set {text}: empty key in '{dotted}'")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    nested: dict[str, Any] = {keys[-1]: value}
+    for key in reversed(keys[:-1]):
+        nested = {key: nested}
+    return nested
+
+
+def _first_error_line(source: str, error: ValidationError) -> str:
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"]) or "<root>"
+    if first["type"] == "extra_forbidden":
+        return f"{source}: {key}: unknown key"
+    got = first.get("input")
+    shown = "" if isinstance(got, dict) else f" (got {got!r})"
+    more = f" [+{error.error_count() - 1} more]" if error.error_count() > 1 else ""
+    return f"{source}: {key}: {first['msg']}{shown}{more}"
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+
+
+def load_config(
+    path: Path | str | None = None, preset: str | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> Config:
+    """Defaults <- preset <- TOML file <- ``--set`` overrides, validated as one."""
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ConfigError(f"preset '{preset}': unknown, choose one of {', '.join(PRESETS)}")
+        data = _deep_merge(data, PRESETS[preset])
+        source = f"preset {preset}"
+    if path is not None:
+        data = _deep_merge(data, _read_toml(Path(path)))
+        source = str(path)
+    if overrides:
+        for override in overrides:
+            data = _deep_merge(data, parse_override(override))
+        source = f"{source} + --set"
+    try:
+        return Config.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_first_error_line(source, error)) from None
+
+
+def _comment_lines(text: str) -> list[str]:
+    return [f"# {line}" for line in text.splitlines()]
+
+
+def _render_section(model: BaseModel, header: str | None) -> list[str]:
+    lines: list[str] = [] if header is None else ["", f"[{header}]"]
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            continue
+        if field.description:
+            lines += _comment_lines(field.description)
+        lines.append(tomli_w.dumps({name: value}).strip())
+    return lines
+
+
+def render_commented(config: Config) -> str:
+    """The config as TOML with each key preceded by its description."""
+    lines = [
+        "# characterflywheel configuration. Every key can be overridden on the command line:",
+        "#   characterflywheel <command> --config flywheel.toml --set generation.temperature=0.5",
+    ]
+    lines += _render_section(config, None)
+    for name in type(config).model_fields:
+        value = getattr(config, name)
+        if isinstance(value, BaseModel):
+            lines += _render_section(value, name)
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,129 @@
+"""Wires stages into a generation. For now the foundation's recipe for generation 0:
+
+1. ``seed``     real human chit-chat (PyPI chitchat-dataset) written as traffic JSONL;
+2. ``ingest``   seed traffic plus any user traffic files validated into Parquet, rejects quarantined;
+3. ``generate`` replies from the policy to the opening user line of a few ingested conversations.
+
+Each stage is resumable through ``RunDir``: re-running the pipeline skips what already finished.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from characterflywheel.config import Config
+from characterflywheel.runs import RunDir, StageContext, StageHook, StageResult
+
+StageNotice = Callable[[StageResult], None]
+
+
+def stage_hooks(config: Config, run: RunDir) -> list[StageHook]:
+    if not config.tracking.mlflow:
+        return []
+    from characterflywheel.tracking import MlflowStageLogger
+
+    return [MlflowStageLogger(run.root, config.tracking.experiment)]
+
+
+def seed_stage(config: Config) -> Callable[[StageContext], None]:
+    def run(context: StageContext) -> None:
+        from characterflywheel.data.chitchat import write_seed_traffic
+
+        limit = config.data.seed_conversations or None
+        written = write_seed_traffic(context.out_dir / "traffic.jsonl", limit=limit)
+        context.log_metrics({"conversations": written})
+
+    return run
+
+
+def ingest_stage(context: StageContext) -> None:
+    from characterflywheel.data.ingest import ingest
+
+    report = ingest(list(context.inputs.values()), context.out_dir, progress=True)
+    context.log_metrics({"read": report.read, "accepted": report.accepted, "quarantined": report.quarantined})
+
+
+def opening_prompts(dataset: Path, count: int, seed: int) -> list[list[dict[str, str]]]:
+    """The system prompt (if any) and first user line of ``count`` randomly chosen conversations."""
+    from characterflywheel.data.ingest import read_conversations
+
+    openings = []
+    for conversation in read_conversations(dataset):
+        messages = conversation.messages
+        head = [m for m in messages[:1] if m.role == "system"]
+        first_user = next(m for m in messages if m.role == "user")
+        openings.append([{"role": m.role, "content": m.content} for m in [*head, first_user]])
+    random.Random(seed).shuffle(openings)
+    return openings[:count]
+
+
+def generate_stage(config: Config) -> Callable[[StageContext], None]:
+    def run(context: StageContext) -> None:
+        from characterflywheel.models import SamplingParams, make_backend
+
+        prompts = opening_prompts(context.inputs["traffic"], config.demo.prompts, config.seed)
+        backend = make_backend(**backend_options(config))
+        params = SamplingParams(
+            max_new_tokens=config.generation.max_new_tokens,
+            temperature=config.generation.temperature,
+            top_p=config.generation.top_p,
+            seed=config.seed,
+        )
+        replies = backend.chat(prompts, params, progress=True)
+        with (context.out_dir / "replies.jsonl").open("w", encoding="utf-8") as out:
+            for messages, candidates in zip(prompts, replies):
+                out.write(json.dumps({"messages": messages, "replies": candidates}) + "\n")
+        context.log_metrics({"prompts": len(prompts)})
+
+    return run
+
+
+def backend_options(config: Config) -> dict[str, Any]:
+    """``make_backend`` keyword arguments for the configured generation backend."""
+    gen = config.generation
+    options: dict[str, Any] = {"kind": gen.backend, "model": config.model.policy}
+    if gen.backend == "openai":
+        import os
+
+        options.update(
+            base_url=gen.base_url,
+            api_key=os.environ.get(gen.api_key_env, "EMPTY"),
+            served_model=gen.served_model or config.model.policy,
+        )
+    else:
+        options["batch_size"] = gen.batch_size
+    return options
+
+
+def run_foundation(
+    config: Config, traffic: Sequence[Path] = (), notify: StageNotice | None = None
+) -> list[StageResult]:
+    """Generation 0 of the foundation recipe; returns each stage's result (skipped or run)."""
+    run = RunDir(config.run_dir())
+    hooks = stage_hooks(config, run)
+    results: list[StageResult] = []
+
+    def stage(name: str, fn: Callable[[StageContext], None], **kwargs: Any) -> StageResult:
+        result = run.run_stage(0, name, fn, on_complete=hooks, **kwargs)
+        results.append(result)
+        if notify is not None:
+            notify(result)
+        return result
+
+    seeded = stage("seed", seed_stage(config), config_hash=config.section_hash("data"),
+                   params={"seed_conversations": config.data.seed_conversations})
+    extra = [Path(p) for p in [*config.data.traffic, *traffic]]
+    inputs = {"seed": seeded.out_dir / "traffic.jsonl"} | {f"traffic_{i}": p for i, p in enumerate(extra)}
+    ingested = stage("ingest", ingest_stage, inputs=inputs)
+    stage(
+        "generate",
+        generate_stage(config),
+        inputs={"traffic": ingested.out_dir / "conversations.parquet"},
+        config_hash=config.section_hash("model", "generation", "demo", "seed"),
+        params={"model": config.model.policy, **config.generation.model_dump(), "prompts": config.demo.prompts},
+    )
+    return results
