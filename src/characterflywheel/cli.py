@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sys
@@ -19,6 +20,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from characterflywheel.config import Config, ConfigError, load_config, render_commented  # noqa: E402
+from characterflywheel.runs import StageResult  # noqa: E402
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 console = Console()
@@ -88,7 +90,7 @@ def ingest(
 
     with one_line_errors():
         report = run_ingest(files, out, progress=not as_json and sys.stderr.isatty())
-    for line in report.rejection_lines()[:show]:
+    for line in itertools.islice(report.rejection_messages(), show):
         err_console.print(f"[yellow]quarantined[/yellow] {line}", highlight=False, soft_wrap=True)
     if report.quarantined > show:
         err_console.print(f"... and {report.quarantined - show} more in {out / 'quarantine.jsonl'}")
@@ -153,6 +155,12 @@ def _chat_loop(reply_to: Callable[[list[dict[str, str]]], str], history: list[di
         console.print(f"[bold cyan]bot>[/bold cyan] {reply}", highlight=False)
 
 
+def _print_stage(result: StageResult) -> None:
+    verb = "[dim]skipped (done)[/dim]" if result.skipped else "[green]done[/green]"
+    metrics = ", ".join(f"{k}={v:.4g}" for k, v in list(result.manifest.get("metrics", {}).items())[:8])
+    console.print(f"stage [bold]{result.name}[/bold] {verb}  {metrics}", highlight=False)
+
+
 @app.command()
 def demo(
     traffic: Annotated[Optional[list[Path]], typer.Argument(help="Extra traffic files to ingest.")] = None,
@@ -160,24 +168,114 @@ def demo(
     preset: Annotated[Optional[str], typer.Option("--preset", help="Named preset: tiny or demo.")] = "demo",
     overrides: SetOpt = None,
 ) -> None:
-    """Run the embedded default end to end: seed traffic, ingest, generate (resumes where it stopped)."""
-    from characterflywheel.pipeline import run_foundation
-    from characterflywheel.runs import StageResult
-
-    def notify(result: StageResult) -> None:
-        verb = "[dim]skipped (done)[/dim]" if result.skipped else "[green]done[/green]"
-        metrics = ", ".join(f"{k}={v:g}" for k, v in result.manifest.get("metrics", {}).items())
-        console.print(f"stage [bold]{result.name}[/bold] {verb}  {metrics}", highlight=False)
+    """Run the embedded default end to end in the simulated world (resumes where it stopped)."""
+    from characterflywheel.demo import run_demo
 
     with one_line_errors():
         cfg = _config(config, preset, overrides)
         console.print(f"run directory: {cfg.run_dir()}")
-        results = run_foundation(cfg, traffic or (), notify=notify)
-    replies = results[-1].out_dir / "replies.jsonl"
-    for record in map(json.loads, replies.read_text(encoding="utf-8").splitlines()):
+        results = {r.name: r for r in run_demo(cfg, tuple(traffic or ()), notify=_print_stage)}
+    for record in map(json.loads, (results["generate"].out_dir / "replies.jsonl").read_text().splitlines()):
         user = record["messages"][-1]["content"]
         console.print(f"\n[bold]user:[/bold] {user}\n[bold cyan]policy:[/bold cyan] {record['replies'][0]}", highlight=False)
+    _print_headroom(json.loads((results["headroom"].out_dir / "headroom.json").read_text()))
+    _print_ab(results["ab"].out_dir)
     console.print(f"\nartifacts: {cfg.run_dir()}")
+
+
+def _print_headroom(figures: dict) -> None:
+    table = Table(title=f"headroom: {figures['prompts']} prompts x {figures['k']} samples on the hidden landscape")
+    for column in ("choice", "P(continue)", "instruction following"):
+        table.add_column(column, justify="right")
+    for label, key in (("base (any sample)", "base"), (f"random of {figures['k']}", "random_of_k"),
+                       (f"best of {figures['k']}", "best_of_k")):
+        table.add_row(label, f"{figures[key + '_p_continue']:.3f}", f"{figures[key + '_if_rate']:.3f}")
+    console.print(table)
+
+
+def _print_ab(ab_dir: Path) -> None:
+    data = json.loads((ab_dir / "ab.json").read_text())
+    table = Table(title="A/B: lift over control (95 % CI)")
+    for column in ("arm", "users", "breadth", "depth", "breadth lift", "depth lift", "verdict"):
+        table.add_column(column, justify="right")
+    challengers = data.get("challengers", {})
+    for arm, summary in data.get("arms", {}).items():
+        lifts = challengers.get(arm)
+        cells = ["", "", "control"]
+        if lifts:
+            cells = [_lift_cell(lifts["breadth"]), _lift_cell(lifts["depth"]), lifts["verdict"]]
+        table.add_row(arm, str(summary["users"]), f"{summary['breadth']:.3f}", f"{summary['depth']:.2f}", *cells)
+    console.print(table)
+    console.print(f"plot: {ab_dir / 'ab.png'}")
+
+
+def _lift_cell(lift: dict) -> str:
+    if lift.get("lift") is None:
+        return "n/a"
+    return f"{lift['lift']:+.1%} [{lift['ci_lo']:+.1%}, {lift['ci_hi']:+.1%}]"
+
+
+@app.command()
+def serve(
+    log_dir: Annotated[Optional[Path], typer.Option(help="Traffic log folder (default: <run>/serve).")] = None,
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Serve the A/B arms behind an OpenAI-compatible gateway on loopback; every exchange is logged."""
+    from characterflywheel.deploy.serving import serve_forever
+
+    with one_line_errors():
+        cfg = _config(config, preset, overrides)
+        log = log_dir or cfg.run_dir() / "serve"
+        console.print(f"gateway: http://{cfg.serve.host}:{cfg.serve.port or 8000}/v1  traffic log: {log}")
+        serve_forever(cfg, log)
+
+
+@app.command()
+def simulate(
+    users: Annotated[Optional[int], typer.Option(help="Simulated users (default: world.users).")] = None,
+    days: Annotated[Optional[int], typer.Option(help="Simulated days (default: world.days).")] = None,
+    base_url: Annotated[Optional[str], typer.Option(help="Drive this gateway instead of starting one.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (default: <run>/simulated).")] = None,
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Drive simulated users against the gateway over HTTP and leave an ingestible traffic log."""
+    from characterflywheel.demo import build_world, simulate_traffic
+
+    extra = [f"world.users={users}"] * (users is not None) + [f"world.days={days}"] * (days is not None)
+    with one_line_errors():
+        cfg = _config(config, preset, [*(overrides or []), *extra])
+    folder = out or cfg.run_dir() / "simulated"
+    folder.mkdir(parents=True, exist_ok=True)
+    summary = simulate_traffic(cfg, build_world(cfg), folder, base_url)
+    for key, value in summary.items():
+        console.print(f"  {key:>24}  {value:.4g}", highlight=False)
+    if base_url is None:
+        console.print(f"traffic log: {folder / 'traffic.jsonl'}")
+
+
+@app.command()
+def ab(
+    traffic: Annotated[list[Path], typer.Argument(help="Traffic files (JSONL or Parquet) with an arm per session.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: ingested traffic, ab.json, ab.png.")],
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """A/B analysis: engagement breadth and depth per arm, lifts with 95 % CIs, guardrails, verdicts."""
+    from characterflywheel.data import ingest as run_ingest
+    from characterflywheel.evaluate.engagement import analyze_traffic
+
+    with one_line_errors():
+        cfg = _config(config, preset, overrides)
+        report = run_ingest(traffic, out / "ingested", progress=False)
+    if report.quarantined:
+        err_console.print(f"{report.quarantined} records quarantined: {out / 'ingested' / 'quarantine.jsonl'}")
+    analyze_traffic(cfg, out / "ingested" / "conversations.parquet", out)
+    _print_ab(out)
 
 
 if __name__ == "__main__":

@@ -74,6 +74,39 @@ class DemoConfig(Section):
     prompts: int = Field(4, ge=1, description="Prompts the demo answers with the policy.")
 
 
+class ArmConfig(Section):
+    name: str = Field(min_length=1, description="Arm name, e.g. control or challenger.")
+    model: str = Field("", description="Model folder for this arm (empty: model.policy).")
+    model_version: str = Field("", description="Version logged with its traffic (empty: the arm name).")
+    weight: float = Field(1.0, gt=0, description="Share of users routed to this arm, relative to the others.")
+    temperature: float | None = Field(None, ge=0, le=5, description="Sampling temperature of this arm (empty: generation.temperature).")
+
+
+class ServeConfig(Section):
+    host: str = Field("127.0.0.1", description="Gateway address (loopback by default).")
+    port: int = Field(8000, ge=0, le=65535, description="Gateway port; 0 picks a free one.")
+    batch_size: int = Field(32, ge=1, description="Concurrent requests decoded together.")
+    max_wait_ms: float = Field(20.0, ge=0, description="How long a request waits for others to batch with.")
+    arms: list[ArmConfig] = Field(
+        default_factory=lambda: [ArmConfig(name="control")],
+        description="A/B arms; users are split by a sticky hash of their id.",
+    )
+
+
+class WorldConfig(Section):
+    users: int = Field(40, ge=1, description="Simulated users (personas from real chit-chat).")
+    days: int = Field(2, ge=1, description="Simulated days of traffic.")
+    max_turns: int = Field(6, ge=1, description="User turns per session at most.")
+    concurrency: int = Field(32, ge=1, description="Sessions driven at once over HTTP.")
+    headroom_prompts: int = Field(24, ge=1, description="Prompts in the headroom check.")
+    headroom_k: int = Field(8, ge=2, description="Candidates per prompt in the headroom check.")
+
+
+class ABConfig(Section):
+    control_arm: str = Field("control", description="The arm challengers are compared with.")
+    bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples over users for the CIs.")
+
+
 class TrackingConfig(Section):
     mlflow: bool = Field(True, description="Log every stage's params and metrics to MLflow (local store in the run directory).")
     experiment: str = Field("characterflywheel", description="MLflow experiment name.")
@@ -87,6 +120,9 @@ class Config(Section):
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     demo: DemoConfig = Field(default_factory=DemoConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+    world: WorldConfig = Field(default_factory=WorldConfig)
+    ab: ABConfig = Field(default_factory=ABConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
     def run_dir(self) -> Path:
@@ -106,6 +142,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "generation": {"max_new_tokens": 16, "batch_size": 8},
         "data": {"seed_conversations": 40},
         "demo": {"prompts": 2},
+        "serve": {"port": 0, "batch_size": 8, "arms": [{"name": "control"}, {"name": "cool", "temperature": 0.3}]},
+        "world": {"users": 8, "days": 2, "max_turns": 3, "concurrency": 8, "headroom_prompts": 4, "headroom_k": 2},
+        "ab": {"bootstrap": 200},
         "tracking": {"mlflow": False},
     },
     # Minutes on a 2-core laptop.
@@ -114,6 +153,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "generation": {"max_new_tokens": 48, "batch_size": 32},
         "data": {"seed_conversations": 500},
         "demo": {"prompts": 4},
+        "serve": {"port": 0, "arms": [{"name": "control"}, {"name": "cool", "temperature": 0.3}]},
+        "world": {"users": 48, "days": 3, "max_turns": 5, "concurrency": 48},
     },
 }
 
@@ -200,14 +241,22 @@ def _comment_lines(text: str) -> list[str]:
 
 def _render_section(model: BaseModel, header: str | None) -> list[str]:
     lines: list[str] = [] if header is None else ["", f"[{header}]"]
+    data = model.model_dump(mode="json", exclude_none=True)
+    tables: list[str] = []
     for name, field in type(model).model_fields.items():
-        value = getattr(model, name)
-        if isinstance(value, BaseModel):
+        if isinstance(getattr(model, name), BaseModel):
             continue
-        if field.description:
-            lines += _comment_lines(field.description)
-        lines.append(tomli_w.dumps({name: value}).strip())
-    return lines
+        comment = _comment_lines(field.description) if field.description else []
+        value = data.get(name)
+        if isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
+            # arrays of tables must follow the section's plain keys
+            key = f"{header}.{name}" if header else name
+            tables += ["", *comment]
+            for item in value:
+                tables += [f"[[{key}]]", tomli_w.dumps(item).strip()]
+        elif value is not None:
+            lines += [*comment, tomli_w.dumps({name: value}).strip()]
+    return lines + tables
 
 
 def render_commented(config: Config) -> str:

@@ -29,6 +29,24 @@ def stage_hooks(config: Config, run: RunDir) -> list[StageHook]:
     return [MlflowStageLogger(run.root, config.tracking.experiment)]
 
 
+class StageRunner:
+    """Runs one generation's stages in order, with tracking hooks, collecting their results."""
+
+    def __init__(self, config: Config, generation: int = 0, notify: StageNotice | None = None) -> None:
+        self.run = RunDir(config.run_dir())
+        self.generation = generation
+        self.hooks = stage_hooks(config, self.run)
+        self.notify = notify
+        self.results: list[StageResult] = []
+
+    def __call__(self, name: str, fn: Callable[[StageContext], None], **kwargs: Any) -> StageResult:
+        result = self.run.run_stage(self.generation, name, fn, on_complete=self.hooks, **kwargs)
+        self.results.append(result)
+        if self.notify is not None:
+            self.notify(result)
+        return result
+
+
 def seed_stage(config: Config) -> Callable[[StageContext], None]:
     def run(context: StageContext) -> None:
         from characterflywheel.data.chitchat import write_seed_traffic
@@ -49,7 +67,7 @@ def ingest_stage(context: StageContext) -> None:
 
 def opening_prompts(dataset: Path, count: int, seed: int) -> list[list[dict[str, str]]]:
     """The system prompt (if any) and first user line of ``count`` randomly chosen conversations."""
-    from characterflywheel.data.ingest import read_conversations
+    from characterflywheel.data import read_conversations
 
     openings = []
     for conversation in read_conversations(dataset):
@@ -99,21 +117,10 @@ def backend_options(config: Config) -> dict[str, Any]:
     return options
 
 
-def run_foundation(
-    config: Config, traffic: Sequence[Path] = (), notify: StageNotice | None = None
-) -> list[StageResult]:
+def run_foundation(config: Config, traffic: Sequence[Path] = (), notify: StageNotice | None = None,
+                   stage: StageRunner | None = None) -> list[StageResult]:
     """Generation 0 of the foundation recipe; returns each stage's result (skipped or run)."""
-    run = RunDir(config.run_dir())
-    hooks = stage_hooks(config, run)
-    results: list[StageResult] = []
-
-    def stage(name: str, fn: Callable[[StageContext], None], **kwargs: Any) -> StageResult:
-        result = run.run_stage(0, name, fn, on_complete=hooks, **kwargs)
-        results.append(result)
-        if notify is not None:
-            notify(result)
-        return result
-
+    stage = stage or StageRunner(config, 0, notify)
     seeded = stage("seed", seed_stage(config), config_hash=config.section_hash("data"),
                    params={"seed_conversations": config.data.seed_conversations})
     extra = [Path(p) for p in [*config.data.traffic, *traffic]]
@@ -126,4 +133,4 @@ def run_foundation(
         config_hash=config.section_hash("model", "generation", "demo", "seed"),
         params={"model": config.model.policy, **config.generation.model_dump(), "prompts": config.demo.prompts},
     )
-    return results
+    return stage.results

@@ -1,0 +1,139 @@
+"""The demo's world wiring: the only place outside ``simulate/`` (and the CLI) that may touch it.
+
+Generation 0 of the demo, after the foundation stages (seed, ingest, generate):
+
+4. ``headroom``  the base model's k samples on the hidden landscape: can the world be climbed?
+5. ``simulate``  the gateway serves the A/B arms; simulated users chat with them over HTTP for a
+                 few days; the gateway's log is folded into traffic;
+6. ``traffic``   that log ingested like any production traffic (quarantine, reconciliation);
+7. ``ab``        the A/B read-out: engagement breadth and depth per arm, lifts with CIs, guardrails.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from characterflywheel.characters import Character, load_characters
+from characterflywheel.config import Config
+from characterflywheel.evaluate.engagement import analyze_traffic
+from characterflywheel.pipeline import StageNotice, StageRunner, run_foundation
+from characterflywheel.runs import StageContext, StageResult
+from characterflywheel.simulate.landscape import Landscape
+from characterflywheel.simulate.users import SimUser, make_users
+
+
+@dataclass
+class World:
+    landscape: Landscape
+    users: list[SimUser]
+    characters: dict[str, Character]
+
+
+def seed_scripts(limit: int | None = None) -> list[list[str]]:
+    """User lines of real two-speaker chit-chat conversations: what simulated users say."""
+    from characterflywheel.data import iter_chitchat_conversations
+
+    scripts = []
+    for conversation in iter_chitchat_conversations(limit=limit, two_speaker_only=True):
+        lines = [m.content for m in conversation.messages if m.role == "user"]
+        if len(lines) >= 2:
+            scripts.append(lines)
+    return scripts
+
+
+def build_world(config: Config, users: int | None = None) -> World:
+    from characterflywheel.models import load_embedder
+
+    characters = {character.id: character for character in load_characters()}
+    count = users or config.world.users
+    scripts = seed_scripts(limit=max(400, count * 8))
+    landscape = Landscape(load_embedder(config.model.embedder), seed=config.seed)
+    return World(landscape, make_users(scripts, count, sorted(characters), seed=config.seed), characters)
+
+
+def headroom_stage(config: Config, world: Callable[[], World]) -> Callable[[StageContext], None]:
+    def run(context: StageContext) -> None:
+        from characterflywheel.models import SamplingParams, make_backend
+        from characterflywheel.pipeline import backend_options
+        from characterflywheel.simulate.headroom import measure_headroom
+
+        built = world()
+        backend = make_backend(**backend_options(config))
+        params = SamplingParams(max_new_tokens=config.generation.max_new_tokens, temperature=1.0, top_p=0.95)
+        result = measure_headroom(backend, built.landscape, built.users[: config.world.headroom_prompts],
+                                  built.characters, k=config.world.headroom_k, params=params, seed=config.seed)
+        (context.out_dir / "headroom.json").write_text(json.dumps(asdict(result), indent=2))
+        context.log_metrics({k: v for k, v in asdict(result).items() if isinstance(v, float)})
+
+    return run
+
+
+def simulate_traffic(config: Config, world: World, out_dir: Path, base_url: str | None = None) -> dict[str, float]:
+    """Simulated users chat for ``world.days``; with no ``base_url`` a local gateway serves the arms
+    and its traffic log lands in ``out_dir``."""
+    from characterflywheel.deploy.serving import build_gateway, running_gateway
+    from characterflywheel.simulate.traffic import SessionDriver, simulate_days
+
+    personas = {cid: c.persona for cid, c in world.characters.items()}
+
+    def drive(url: str) -> dict[str, float]:
+        driver = SessionDriver(url, world.landscape, personas, seed=config.seed, max_turns=config.world.max_turns)
+        return simulate_days(driver, world.users, config.world.days, config.world.concurrency).summary()
+
+    if base_url is not None:
+        summary = drive(base_url)
+    else:
+        gateway = build_gateway(config, out_dir)
+        with running_gateway(gateway, config.serve.host, config.serve.port) as served:
+            summary = drive(served.base_url)
+        summary |= {"gateway_served": sum(gateway.served.values()),
+                    **{f"gateway_{kind}_events": n for kind, n in gateway.log.written.items()}}
+    (out_dir / "simulation.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def simulate_stage(config: Config, world: Callable[[], World]) -> Callable[[StageContext], None]:
+    def run(context: StageContext) -> None:
+        context.log_metrics(simulate_traffic(config, world(), context.out_dir))
+
+    return run
+
+
+def traffic_stage(context: StageContext) -> None:
+    from characterflywheel.data import ingest
+
+    report = ingest([context.inputs["traffic"]], context.out_dir, progress=False)
+    context.log_metrics({"read": report.read, "accepted": report.accepted, "quarantined": report.quarantined})
+
+
+def ab_stage(config: Config) -> Callable[[StageContext], None]:
+    def run(context: StageContext) -> None:
+        result = analyze_traffic(config, context.inputs["traffic"], context.out_dir)
+        for arm, summary in result.to_dict()["arms"].items():
+            context.log_metrics({f"{arm}.{key}": summary[key] for key in ("users", "sessions", "breadth", "depth")})
+
+    return run
+
+
+def run_demo(config: Config, traffic: tuple[Path, ...] = (), notify: StageNotice | None = None) -> list[StageResult]:
+    """Foundation stages, then the world: headroom, simulated A/B traffic, its ingest and read-out."""
+    stage = StageRunner(config, 0, notify)
+    run_foundation(config, traffic, stage=stage)
+    cached: dict[str, World] = {}
+
+    def world() -> World:
+        if "world" not in cached:
+            cached["world"] = build_world(config)
+        return cached["world"]
+
+    world_hash = config.section_hash("model", "generation", "serve", "world", "seed")
+    stage("headroom", headroom_stage(config, world), config_hash=world_hash)
+    simulated = stage("simulate", simulate_stage(config, world), config_hash=world_hash)
+    ingested = stage("traffic", traffic_stage, inputs={"traffic": simulated.out_dir / "traffic.jsonl"})
+    stage("ab", ab_stage(config),
+          inputs={"traffic": ingested.out_dir / "conversations.parquet"}, config_hash=config.section_hash("ab", "seed"))
+    return stage.results

@@ -1,0 +1,1 @@
+"""Offline evaluation: deterministic instruction checks (``instructions``) and the other evaluators."""

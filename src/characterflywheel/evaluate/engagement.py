@@ -1,0 +1,53 @@
+"""Engagement read-out of ingested traffic: the A/B analysis with the characters' rules as guardrail.
+
+Glue between the traffic on disk, the character cards and ``evaluate.ab``; used by the ``ab``
+command and by any stage that reads out an experiment.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from characterflywheel.characters import Character, load_characters
+from characterflywheel.config import Config
+from characterflywheel.evaluate.ab import ABResult
+from characterflywheel.evaluate.instructions import check_reply
+
+
+def violations_for(characters: Mapping[str, Character]) -> Callable[[Mapping[str, Any]], tuple[int, int] | None]:
+    """A/B guardrail callback: (failed checks, checks) of a session's replies against its card."""
+
+    def violation_of(record: Mapping[str, Any]) -> tuple[int, int] | None:
+        character = characters.get(record.get("character_id", ""))
+        if character is None or not character.instructions:
+            return None
+        failed = checks = 0
+        last_user = None
+        for message in record["messages"]:
+            if message["role"] == "user":
+                last_user = message["content"]
+            elif message["role"] == "assistant":
+                for ok in check_reply(message["content"], character.instructions, last_user).values():
+                    if ok is not None:
+                        checks += 1
+                        failed += not ok
+        return (failed, checks) if checks else None
+
+    return violation_of
+
+
+def analyze_traffic(config: Config, dataset: Path, out_dir: Path) -> ABResult:
+    """A/B read-out of ingested traffic into ``out_dir`` (ab.json, ab.png); returns the result."""
+    from characterflywheel.data import read_conversations
+    from characterflywheel.evaluate.ab import analyze_ab
+
+    characters = {c.id: c for c in load_characters()}
+    sessions = [c.to_record() for c in read_conversations(dataset)]
+    result = analyze_ab(sessions, control_arm=config.ab.control_arm, bootstrap=config.ab.bootstrap,
+                        seed=config.seed, violation_of=violations_for(characters))
+    (out_dir / "ab.json").write_text(json.dumps(result.to_dict(), indent=2))
+    result.plot(out_dir / "ab.png")
+    return result

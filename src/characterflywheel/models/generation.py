@@ -1,0 +1,136 @@
+"""One small interface for every way the project samples chat replies.
+
+Conversations are OpenAI-style lists of ``{"role", "content"}`` dicts (roles ``system``,
+``user``, ``assistant``); a backend returns, for each conversation and in input order, a
+list of ``params.n`` reply strings (the next assistant turn, stripped of surrounding
+whitespace). Three backends exist:
+
+* ``fast`` (:mod:`.fast_backend`): the laptop CPU default, a lean continuous-batching
+  decode loop over a LLaMA-architecture HF folder.
+* ``transformers`` (:mod:`.transformers_backend`): reference implementation on HF ``generate``.
+* ``openai`` (:mod:`.openai_backend`): any OpenAI-compatible server (vLLM, llama.cpp server, ...).
+
+The local backends share the helpers below so that their chat semantics (template, stop
+tokens, post-processing) are identical.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+Message = Mapping[str, str]
+Conversation = Sequence[Message]
+CHAT_ROLES = frozenset({"system", "user", "assistant"})
+BACKEND_KINDS = ("fast", "transformers", "openai")
+# Tokens that end an assistant turn for common chat templates, when present in the vocabulary.
+END_OF_TURN_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>")
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How replies are sampled. ``temperature == 0`` means greedy decoding."""
+
+    max_new_tokens: int = 64
+    temperature: float = 0.8
+    top_p: float = 0.95
+    n: int = 1
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.n < 1:
+            raise ValueError(f"n must be >= 1, got {self.n}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+@runtime_checkable
+class GenerationBackend(Protocol):
+    name: str
+
+    def chat(
+        self, conversations: Sequence[Conversation], params: SamplingParams, progress: bool = False
+    ) -> list[list[str]]:
+        """One list of ``params.n`` replies per conversation, in input order."""
+        ...
+
+
+def make_backend(kind: str, model: str | Path, **options: Any) -> GenerationBackend:
+    """Build a backend; ``options`` go to its constructor (e.g. ``batch_size``, ``base_url``)."""
+    if kind == "fast":
+        from characterflywheel.models.fast_backend import FastBackend
+
+        return FastBackend.from_spec(model, **options)
+    if kind == "transformers":
+        from characterflywheel.models.transformers_backend import TransformersBackend
+
+        return TransformersBackend.from_spec(model, **options)
+    if kind == "openai":
+        from characterflywheel.models.openai_backend import OpenAIBackend
+
+        return OpenAIBackend(model, **options)
+    raise ValueError(f"unknown generation backend {kind!r}; choose one of: {', '.join(BACKEND_KINDS)}")
+
+
+def validate_conversation(conversation: Conversation) -> list[dict[str, str]]:
+    """Plain-dict copy of ``conversation``; ValueError on an empty one or a bad message."""
+    if not conversation:
+        raise ValueError("a conversation needs at least one message")
+    checked: list[dict[str, str]] = []
+    for message in conversation:
+        role, content = message.get("role"), message.get("content")
+        if role not in CHAT_ROLES:
+            raise ValueError(f"message role must be one of {sorted(CHAT_ROLES)}, got {role!r}")
+        if not isinstance(content, str):
+            raise ValueError(f"message content must be a string, got {type(content).__name__}")
+        checked.append({"role": role, "content": content})
+    return checked
+
+
+def encode_conversations(
+    tokenizer: PreTrainedTokenizerBase, conversations: Sequence[Conversation]
+) -> list[list[int]]:
+    """Prompt token ids: the chat template with the assistant generation prompt appended."""
+    prompts = [
+        tokenizer.apply_chat_template(validate_conversation(c), tokenize=False, add_generation_prompt=True)
+        for c in conversations
+    ]
+    # The template already contains any BOS/ChatML markers: add no special tokens twice.
+    return [list(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+
+
+def stop_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """Token ids that end a reply: the model's EOS ids plus known end-of-turn tokens."""
+    ids: set[int] = set()
+    for source in (model.generation_config.eos_token_id, model.config.eos_token_id, tokenizer.eos_token_id):
+        if isinstance(source, int):
+            ids.add(source)
+        elif source is not None:
+            ids.update(int(i) for i in source)
+    vocab = tokenizer.get_vocab()
+    ids.update(vocab[token] for token in END_OF_TURN_TOKENS if token in vocab)
+    return sorted(ids)
+
+
+def decode_reply(tokenizer: PreTrainedTokenizerBase, token_ids: Sequence[int], stop_ids: Sequence[int]) -> str:
+    """Reply text from generated ids: cut at the first stop token, specials dropped, stripped."""
+    stops = set(stop_ids)
+    kept: list[int] = []
+    for token in token_ids:
+        if token in stops:
+            break
+        kept.append(int(token))
+    return tokenizer.decode(kept, skip_special_tokens=True).strip()

@@ -1,0 +1,231 @@
+"""A lean inference-only forward pass for LLaMA-architecture models, with a slot KV cache.
+
+Why not ``model.generate`` or ``model.forward``: on a 2-core CPU the dominant cost of
+rollouts is decoding, and HF's per-step machinery (mask construction, cache objects,
+logits processors, un-fused projections, logits for every position) costs a large share of
+each step at the batch sizes that saturate the CPU. This module keeps the HF model's
+weights (norms, o/down projections and embeddings are shared, not copied; q/k/v and
+gate/up are fused into one matmul each), and runs a forward that:
+
+* writes keys/values straight into a pre-allocated ``[slots, kv_heads, capacity, head_dim]``
+  cache per layer, where every slot holds one sequence at positions ``0..len-1`` (prompts
+  are right-padded, so no position offsets are needed and a finished slot can be refilled
+  with a new prompt while the others keep decoding: continuous batching);
+* computes logits only for the rows and positions that are sampled.
+
+Assumptions (checked in :func:`check_llama_compatible`): pre-norm decoder layers with
+``self_attn.{q,k,v,o}_proj``, ``mlp.{gate,up,down}_proj``, RMSNorm, rotary embeddings
+from ``model.model.rotary_emb`` (any static RoPE type: default, linear, llama3, yarn),
+no sliding window, no q/k norms. Projection biases (Qwen2-style) are supported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+ATTENTION_PARTS = ("q_proj", "k_proj", "v_proj", "o_proj")
+MLP_PARTS = ("gate_proj", "up_proj", "down_proj")
+
+
+class IncompatibleModelError(ValueError):
+    """The model is not a LLaMA-architecture causal LM the fast backend can run."""
+
+
+def check_llama_compatible(model: PreTrainedModel) -> None:
+    config = model.config
+    decoder = getattr(model, "model", None)
+    layers = getattr(decoder, "layers", None)
+    if layers is None or not hasattr(decoder, "rotary_emb") or not hasattr(model, "lm_head"):
+        raise IncompatibleModelError(
+            f"{type(model).__name__} is not a LLaMA-style causal LM; use the transformers backend"
+        )
+    layer = layers[0]
+    attention, mlp = getattr(layer, "self_attn", None), getattr(layer, "mlp", None)
+    if not all(hasattr(attention, p) for p in ATTENTION_PARTS) or not all(hasattr(mlp, p) for p in MLP_PARTS):
+        raise IncompatibleModelError(f"{type(model).__name__} layers lack LLaMA projections")
+    if hasattr(attention, "q_norm") or getattr(config, "sliding_window", None) and getattr(
+        config, "use_sliding_window", True
+    ):
+        raise IncompatibleModelError(f"{config.model_type}: q/k norms or sliding windows are not supported")
+    if getattr(config, "rope_parameters", {}).get("rope_type") == "dynamic":
+        raise IncompatibleModelError("dynamic RoPE scaling is not supported; use the transformers backend")
+
+
+@dataclass(frozen=True)
+class Shape:
+    heads: int
+    kv_heads: int
+    head_dim: int
+    hidden: int
+    layers: int
+    vocab: int
+    eps: float
+
+
+class LeanLayer(nn.Module):
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        attention, mlp = layer.self_attn, layer.mlp
+        self.qkv = _fused_linear([attention.q_proj, attention.k_proj, attention.v_proj])
+        self.o = attention.o_proj
+        self.gate_up = _fused_linear([mlp.gate_proj, mlp.up_proj])
+        self.down = mlp.down_proj
+        self.act = mlp.act_fn
+        self.input_norm = layer.input_layernorm.weight
+        self.post_norm = layer.post_attention_layernorm.weight
+
+    def mlp(self, h: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up(h).chunk(2, dim=-1)
+        return self.down(self.act(gate) * up)
+
+
+def _fused_linear(parts: list[nn.Linear]) -> nn.Linear:
+    has_bias = parts[0].bias is not None
+    fused = nn.Linear(parts[0].in_features, sum(p.out_features for p in parts), bias=has_bias)
+    fused.weight = nn.Parameter(torch.cat([p.weight.detach() for p in parts]), requires_grad=False)
+    if has_bias:
+        fused.bias = nn.Parameter(torch.cat([p.bias.detach() for p in parts]), requires_grad=False)
+    return fused.to(parts[0].weight.dtype)
+
+
+class SlotCache:
+    """Per-layer key/value tensors ``[slots, kv_heads, capacity, head_dim]``."""
+
+    def __init__(self, shape: Shape, slots: int, capacity: int, dtype: torch.dtype) -> None:
+        size = (slots, shape.kv_heads, capacity, shape.head_dim)
+        self.keys = [torch.zeros(size, dtype=dtype) for _ in range(shape.layers)]
+        self.values = [torch.zeros(size, dtype=dtype) for _ in range(shape.layers)]
+        self.capacity = capacity
+
+    @staticmethod
+    def bytes_per_token(shape: Shape, dtype: torch.dtype) -> int:
+        return 2 * shape.layers * shape.kv_heads * shape.head_dim * torch.empty((), dtype=dtype).element_size()
+
+    def copy_prefix(self, source: int, targets: torch.Tensor, length: int) -> None:
+        """Duplicate slot ``source``'s first ``length`` positions into slots ``targets``."""
+        for cache in (*self.keys, *self.values):
+            cache[targets, :, :length] = cache[source, :, :length]
+
+    def move_slots(self, sources: torch.Tensor, length: int) -> None:
+        """Compact: slots ``sources`` (first ``length`` positions) become slots ``0..len(sources)-1``."""
+        for cache in (*self.keys, *self.values):
+            cache[: len(sources), :, :length] = cache[sources, :, :length]
+
+
+class LeanLlama(nn.Module):
+    """Inference-only view of a LLaMA model (see module docstring)."""
+
+    def __init__(self, model: PreTrainedModel) -> None:
+        super().__init__()
+        check_llama_compatible(model)
+        config = model.config
+        attention = model.model.layers[0].self_attn
+        self.shape = Shape(
+            heads=config.num_attention_heads,
+            kv_heads=config.num_key_value_heads,
+            head_dim=attention.head_dim,
+            hidden=config.hidden_size,
+            layers=len(model.model.layers),
+            vocab=model.lm_head.out_features,
+            eps=float(config.rms_norm_eps),
+        )
+        self.embed = model.get_input_embeddings().weight
+        self.layers = nn.ModuleList(LeanLayer(layer) for layer in model.model.layers)
+        self.final_norm = model.model.norm.weight
+        self.lm_head = model.lm_head
+        self.rotary = model.model.rotary_emb
+        self.dtype = self.embed.dtype
+        self._cos = self._sin = torch.empty(0)
+
+    # -- rotary tables -------------------------------------------------------------------
+    def ensure_positions(self, count: int) -> None:
+        """Precompute cos/sin tables for positions ``0..count-1``."""
+        if self._cos.shape[0] >= count:
+            return
+        positions = torch.arange(count)[None, :]
+        cos, sin = self.rotary(self.embed[:1][None], positions)
+        self._cos, self._sin = cos[0].to(self.dtype), sin[0].to(self.dtype)
+
+    # -- forward passes -------------------------------------------------------------------
+    def prefill(
+        self, tokens: torch.Tensor, lengths: torch.Tensor, cache: SlotCache, slots: torch.Tensor
+    ) -> torch.Tensor:
+        """Run right-padded prompts ``tokens`` [P, L] into cache ``slots``; logits [P, vocab]
+        of each prompt's last real token (``lengths`` [P])."""
+        prompts, length = tokens.shape
+        cos, sin = self._cos[:length], self._sin[:length]
+        x = F.embedding(tokens, self.embed)
+        for index, layer in enumerate(self.layers):
+            h = F.rms_norm(x, (self.shape.hidden,), layer.input_norm, self.shape.eps)
+            q, k, v = self._project_qkv(layer, h, prompts, length)
+            q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
+            cache.keys[index][slots, :, :length] = k
+            cache.values[index][slots, :, :length] = v
+            attended = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+            x = x + layer.o(attended.transpose(1, 2).reshape(prompts, length, -1))
+            x = x + layer.mlp(F.rms_norm(x, (self.shape.hidden,), layer.post_norm, self.shape.eps))
+        last = x[torch.arange(prompts), lengths - 1]
+        return self.logits(last)
+
+    def decode(self, tokens: torch.Tensor, positions: torch.Tensor, cache: SlotCache) -> torch.Tensor:
+        """One step for slots ``0..S-1``: token ``tokens[s]`` at ``positions[s]``; hidden [S, D]."""
+        slots = tokens.shape[0]
+        span = int(positions.max()) + 1
+        rows = torch.arange(slots)
+        cos, sin = self._cos[positions][:, None, None], self._sin[positions][:, None, None]
+        hidden_bias = torch.zeros(slots, 1, 1, span, dtype=self.dtype).masked_fill_(
+            torch.arange(span)[None, None, None, :] > positions[:, None, None, None], float("-inf")
+        )
+        x = F.embedding(tokens, self.embed)
+        for index, layer in enumerate(self.layers):
+            h = F.rms_norm(x, (self.shape.hidden,), layer.input_norm, self.shape.eps)
+            q, k, v = self._project_qkv(layer, h[:, None], slots, 1)
+            q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
+            keys, values = cache.keys[index], cache.values[index]
+            keys[rows, :, positions] = k[:, :, 0]
+            values[rows, :, positions] = v[:, :, 0]
+            attended = self._decode_attention(q, keys[:slots, :, :span], values[:slots, :, :span], hidden_bias)
+            x = x + layer.o(attended)
+            x = x + layer.mlp(F.rms_norm(x, (self.shape.hidden,), layer.post_norm, self.shape.eps))
+        return x
+
+    def _decode_attention(
+        self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor
+    ) -> torch.Tensor:
+        """Single-query grouped attention [S, H, 1, hd] -> [S, H * hd]. Written out because
+        the CPU flash-attention kernel behind SDPA is slow for one query row, and the query
+        heads sharing a key/value head can be one matmul without repeating the cache."""
+        slots, shape = q.shape[0], self.shape
+        grouped = q.reshape(slots, shape.kv_heads, shape.heads // shape.kv_heads, shape.head_dim)
+        scores = torch.matmul(grouped, keys.transpose(-1, -2)).mul_(shape.head_dim**-0.5).add_(bias)
+        return torch.matmul(torch.softmax(scores, dim=-1), values).reshape(slots, -1)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(F.rms_norm(hidden, (self.shape.hidden,), self.final_norm, self.shape.eps)).float()
+
+    def _project_qkv(
+        self, layer: LeanLayer, h: torch.Tensor, batch: int, length: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        shape = self.shape
+        qkv = layer.qkv(h)
+        q, k, v = qkv.split(
+            [shape.heads * shape.head_dim, shape.kv_heads * shape.head_dim, shape.kv_heads * shape.head_dim], dim=-1
+        )
+        q = q.view(batch, length, shape.heads, shape.head_dim).transpose(1, 2)
+        k = k.view(batch, length, shape.kv_heads, shape.head_dim).transpose(1, 2)
+        v = v.view(batch, length, shape.kv_heads, shape.head_dim).transpose(1, 2)
+        return q, k, v
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated * sin

@@ -1,0 +1,108 @@
+"""Resolve model specs to local folders and load policies and embedders from them.
+
+A model spec is either an embedded name (``embedded:smollm2-135m-instruct``,
+``embedded:all-minilm-l6-v2``; see :mod:`characterflywheel.models.embedded`) or a local
+Hugging Face folder. Nothing is ever fetched from the Hub: every load is
+``local_files_only``, so a typo fails fast with :class:`ModelNotFoundError` instead of a
+network timeout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from characterflywheel.models import embedded
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+EMBEDDED_POLICY = "embedded:smollm2-135m-instruct"
+EMBEDDED_EMBEDDER = "embedded:all-minilm-l6-v2"
+EMBEDDED_PREFIX = "embedded:"
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """A model spec that names no usable folder; ``str(error)`` is one line naming the path."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"model not found: {self.path} ({reason})")
+
+    def __str__(self) -> str:
+        return f"model not found: {self.path} ({self.reason})"
+
+    def __reduce__(self) -> tuple[type[ModelNotFoundError], tuple[str, str]]:
+        return type(self), (self.path, self.reason)
+
+
+def _embedded_policy() -> Path:
+    return embedded.ensure_converted(embedded.SMOLLM2)
+
+
+def _embedded_embedder() -> Path:
+    return embedded.shipped_folder(embedded.MINILM)
+
+
+EMBEDDED_MODELS: dict[str, Callable[[], Path]] = {
+    EMBEDDED_POLICY: _embedded_policy,
+    EMBEDDED_EMBEDDER: _embedded_embedder,
+}
+
+
+def resolve_model(spec: str | Path) -> Path:
+    """Local folder for ``spec``: embedded names map to their cached/shipped folder
+    (converting on first use); anything else must be a folder containing ``config.json``."""
+    text = str(spec).strip()
+    if text.startswith(EMBEDDED_PREFIX):
+        return _resolve_embedded(text)
+    path = Path(text).expanduser()
+    if not text or not path.exists():
+        raise ModelNotFoundError(path if text else "''", "no such directory")
+    if not path.is_dir():
+        raise ModelNotFoundError(path, "not a directory")
+    if not (path / "config.json").is_file():
+        raise ModelNotFoundError(path, "no config.json")
+    return path.resolve()
+
+
+def _resolve_embedded(name: str) -> Path:
+    locate = EMBEDDED_MODELS.get(name)
+    if locate is None:
+        known = ", ".join(sorted(EMBEDDED_MODELS))
+        raise ModelNotFoundError(name, f"unknown embedded model; known: {known}")
+    try:
+        return locate()
+    except embedded.ShippedModelMissing as error:
+        raise ModelNotFoundError(name, str(error).replace("\n", " ")) from error
+
+
+def load_policy(
+    spec: str | Path, dtype: torch.dtype = torch.float32
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Causal LM (eval mode) and its tokenizer, left-padded with a pad token set."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model(spec)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True)
+    model.eval()
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def load_embedder(spec: str | Path = EMBEDDED_EMBEDDER) -> SentenceTransformer:
+    """Sentence-transformers embedder on CPU."""
+    from sentence_transformers import SentenceTransformer
+
+    path = resolve_model(spec)
+    return SentenceTransformer(str(path), device="cpu", local_files_only=True)
