@@ -194,7 +194,8 @@ def _usage(backend: GenerationBackend, jobs: Sequence[_Job], replies: Sequence[S
 
             prompts = [len(ids) for ids in encode_conversations(tokenizer, [job.messages for job in jobs])]
             flat = [text for texts in replies for text in texts]
-            lengths = iter(len(ids) for ids in tokenizer(flat, add_special_tokens=False)["input_ids"]) if flat else iter(())
+            encoded = tokenizer(flat, add_special_tokens=False)["input_ids"] if flat else []
+            lengths = iter(len(ids) for ids in encoded)
             completions = [[next(lengths) for _ in texts] for texts in replies]
             exact = True
         else:
@@ -364,8 +365,9 @@ class Gateway:
 
     def sampling_for(self, arm: Arm, request: ChatRequest) -> SamplingParams:
         updates: dict[str, Any] = {"n": request.n}
+        max_new_tokens = request.max_completion_tokens or request.max_tokens
         for name, value in (("temperature", request.temperature), ("top_p", request.top_p),
-                            ("seed", request.seed), ("max_new_tokens", request.max_completion_tokens or request.max_tokens)):
+                            ("seed", request.seed), ("max_new_tokens", max_new_tokens)):
             if value is not None:
                 updates[name] = value
         return replace(arm.sampling, **updates)
