@@ -107,6 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer prompts (about a minute)")
     parser.add_argument("--model", default=EMBEDDED_POLICY)
+    parser.add_argument("--batch-size", type=int, default=128, help="fast backend slots")
     parser.add_argument("--only", nargs="*", help="run only cases whose label contains one of these words")
     args = parser.parse_args(argv)
 
@@ -123,13 +124,13 @@ def main(argv: list[str] | None = None) -> None:
         return get
 
     transformers_b = cached("tf", lambda: TransformersBackend(model, tokenizer, batch_size=16))
-    fast_b = cached("fast", lambda: FastBackend(model, tokenizer, batch_size=64))
+    fast_b = cached("fast", lambda: FastBackend(model, tokenizer, batch_size=args.batch_size))
     cases = [
         Case("transformers batch 1", "transformers", single, 1, transformers_b),
         Case(f"transformers {batched} prompts", "transformers", batched, 1, transformers_b),
         Case("fast batch 1", "fast", single, 1, fast_b),
         Case(f"fast {batched} prompts", "fast", batched, 1, fast_b),
-        Case(f"fast {batched // 4} prompts x n=4", "fast", batched // 4, 4, fast_b),
+        Case(f"fast {batched} prompts x n=4", "fast", batched, 4, fast_b),
     ]
     if args.only:
         cases = [c for c in cases if any(word in c.label for word in args.only)]

@@ -96,9 +96,10 @@ def shipped_gguf_file(shipped: ShippedGguf) -> Path:
     return path
 
 
-def converted_folder(shipped: ShippedGguf) -> Path:
-    """Where the converted HF folder lives (it may not exist yet)."""
-    return cache_root() / "models" / shipped.cache_name
+def converted_folder(shipped: ShippedGguf, root: Path | None = None) -> Path:
+    """Where the converted HF folder lives (it may not exist yet); ``root`` defaults to
+    :func:`cache_root`."""
+    return (root or cache_root()) / "models" / shipped.cache_name
 
 
 def is_converted(folder: Path) -> bool:
@@ -106,9 +107,9 @@ def is_converted(folder: Path) -> bool:
     return (folder / CONVERSION_MARKER).is_file() and (folder / "config.json").is_file()
 
 
-def ensure_converted(shipped: ShippedGguf = SMOLLM2) -> Path:
+def ensure_converted(shipped: ShippedGguf = SMOLLM2, root: Path | None = None) -> Path:
     """The cached HF folder for ``shipped``, converting the GGUF on first use only."""
-    target = converted_folder(shipped)
+    target = converted_folder(shipped, root)
     if is_converted(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -123,12 +124,14 @@ def _convert_atomically(shipped: ShippedGguf, target: Path) -> None:
     staging = Path(tempfile.mkdtemp(prefix=f".{shipped.cache_name}.", suffix=".partial", dir=target.parent))
     try:
         convert_gguf_to_hf(shipped_gguf_file(shipped), staging)
-        if target.exists():  # stale leftovers without a marker (e.g. copied by hand)
+        if is_converted(target):  # published meanwhile by a process that could not lock
+            return
+        if target.exists():  # leftovers without a marker (e.g. an interrupted copy)
             shutil.rmtree(target, ignore_errors=True)
         try:
             os.rename(staging, target)
         except OSError:
-            if not is_converted(target):  # lost a race to a process that did not lock
+            if not is_converted(target):  # not a lost race: a real failure
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -2,35 +2,39 @@
 
 Generation is the project's dominant cost, and the target machine is a laptop-class CPU.
 HF ``generate`` reaches ~15 tok/s at batch 1 and ~107 tok/s at batch 16 there; this
-backend keeps the CPU's matmul units busy instead:
+backend keeps the CPU's matmul units busy instead
+(forward pass: :mod:`characterflywheel.models.lean_llama`):
 
-* many sequences decode together (``batch_size`` slots, default 64) in a pre-allocated
-  KV cache (:class:`~characterflywheel.models.lean_llama.SlotCache`);
-* prompts are sorted by length, right-padded and prefilled in groups; the ``n``
-  candidates of one prompt share one prefill (its KV is copied to ``n`` slots);
-* continuous batching: finished slots are refilled with waiting prompts, and when no
-  prompts wait the live slots are compacted so idle ones cost nothing;
+* many sequences decode together (``batch_size`` slots) in a pre-allocated KV cache;
+* prompts are sorted by length, right-padded and prefilled in groups of at most
+  ``prefill_tokens`` tokens; the longest common prefix of a group (typically the
+  character's system prompt) is prefilled once and copied, and the ``n`` candidates of
+  one prompt share one prefill;
+* continuous batching: finished slots are refilled with waiting prompts once
+  ``refill_fraction`` of the slots are free; when no prompts wait, live slots are
+  compacted to the front so idle ones cost nothing;
+* the cache grows with the prompts (sorted by length) within ``kv_cache_bytes``;
 * logits are computed for sampled rows only, and top-p sampling avoids a full vocabulary
   sort (:mod:`characterflywheel.models.sampling`).
 
 Chat semantics (template, stop tokens, reply post-processing) are those of the
 transformers backend (:mod:`characterflywheel.models.generation` helpers), so greedy
 outputs agree with HF ``generate`` up to float rounding. Sampling is reproducible for a
-given ``seed``, input list and backend configuration (results depend on which sequences
-share a batch only through that order of random draws).
+given ``seed``, input list and backend configuration; it is not the same random stream
+as HF's, and which sequences share a step changes the order of random draws.
 
-Measured and rejected (2-core AVX2 CPU, SmolLM2-135M): PyTorch dynamic int8 quantisation
-of the Linear layers is ~1.5-2x faster per matmul but wrecks the model (teacher-forced
-top-1 agreement with fp32 drops to 42 %, KL 1.4 nats; even the LM head alone: 89 %,
-0.06); bf16/fp16 matmuls run at ~20 GFLOP/s against ~140 for fp32 without AVX-512.
-So the backend runs fp32 and wins by batching instead.
+Measured and rejected on the 2-core AVX2 target (SmolLM2-135M): PyTorch dynamic int8
+quantisation of the Linear layers is ~1.5-2x faster per matmul but wrecks the model
+(teacher-forced top-1 agreement with fp32 falls to 42 %, KL 1.4 nats; the LM head alone:
+89 %, KL 0.06); bf16/fp16 matmuls run at ~20 GFLOP/s against ~140 for fp32 without
+AVX-512; SDPA's CPU flash kernel is 6 ms per call for a single query row (replaced by a
+grouped matmul in decode). So the backend runs fp32 and wins by batching.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -52,7 +56,9 @@ from characterflywheel.models.sampling import sample_next_tokens
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+DEFAULT_BATCH_SIZE = 128
 DEFAULT_KV_CACHE_BYTES = 4 * 1024**3
+CAPACITY_GROWTH = 1.25
 
 
 @dataclass
@@ -64,25 +70,8 @@ class _Request:
     prompt: list[int]
     generated: list[int] = field(default_factory=list)
 
-
-@dataclass
-class _Slots:
-    """Book-keeping for the slot region ``0..size-1`` of the KV cache."""
-
-    size: int
-    requests: list[_Request | None]
-    positions: torch.Tensor  # where each slot's next input token is written
-    next_tokens: torch.Tensor
-
-    @classmethod
-    def empty(cls, size: int, pad_token: int) -> _Slots:
-        return cls(size, [None] * size, torch.zeros(size, dtype=torch.long), torch.full((size,), pad_token))
-
-    def free(self) -> list[int]:
-        return [s for s in range(self.size) if self.requests[s] is None]
-
-    def live(self) -> list[int]:
-        return [s for s in range(self.size) if self.requests[s] is not None]
+    def sort_key(self) -> tuple[int, int, int]:
+        return len(self.prompt), self.conversation, self.candidate
 
 
 class FastBackend:
@@ -94,40 +83,50 @@ class FastBackend:
         self,
         model: PreTrainedModel,
         tokenizer: PreTrainedTokenizerBase,
-        batch_size: int = 64,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         prefill_tokens: int = 2048,
-        refill_fraction: float = 0.25,
+        refill_fraction: float = 0.125,
         kv_cache_bytes: int = DEFAULT_KV_CACHE_BYTES,
+        min_shared_prefix: int = 8,
         num_threads: int | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not 0 < refill_fraction <= 1:
+            raise ValueError(f"refill_fraction must be in (0, 1], got {refill_fraction}")
         if num_threads is not None:
             torch.set_num_threads(num_threads)
         self.tokenizer = tokenizer
-        self.generated_tokens = 0  # running total, stop tokens included (for throughput figures)
         self.batch_size = batch_size
         self.prefill_tokens = prefill_tokens
         self.refill_fraction = refill_fraction
         self.kv_cache_bytes = kv_cache_bytes
+        self.min_shared_prefix = min_shared_prefix
         self.stop_ids = stop_token_ids(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.stop_ids[0]
         self.max_positions = int(getattr(model.config, "max_position_embeddings", 1 << 30))
         self.lean = LeanLlama(model).eval()
+        self.generated_tokens = 0  # running total, stop tokens included (for throughput figures)
 
     @classmethod
     def from_spec(cls, model: str | Path, dtype: torch.dtype = torch.float32, **options: object) -> FastBackend:
         policy, tokenizer = load_policy(model, dtype=dtype)
         return cls(policy, tokenizer, **options)  # type: ignore[arg-type]
 
-    # -- public API --------------------------------------------------------------------
     def chat(
         self, conversations: Sequence[Conversation], params: SamplingParams, progress: bool = False
     ) -> list[list[str]]:
         prompts = encode_conversations(self.tokenizer, conversations)
         requests = [_Request(c, k, prompt) for c, prompt in enumerate(prompts) for k in range(params.n)]
-        with torch.inference_mode(), progress_bar(len(requests), "fast generation", progress) as bar:
-            self._generate(requests, params, on_done=lambda: bar.update(1))
+        longest = max((len(p) for p in prompts), default=0)
+        if longest + params.max_new_tokens > self.max_positions:
+            raise ValueError(
+                f"prompt of {longest} tokens + {params.max_new_tokens} new tokens exceeds "
+                f"the model's {self.max_positions} positions"
+            )
+        if requests:
+            with torch.inference_mode(), progress_bar(len(requests), "fast generation", progress) as bar:
+                _Run(self, requests, params, on_done=lambda: bar.update(1)).run()
         self.generated_tokens += sum(len(r.generated) for r in requests)
         replies: list[list[str]] = [[""] * params.n for _ in conversations]
         for request in requests:
@@ -136,141 +135,196 @@ class FastBackend:
             )
         return replies
 
-    # -- scheduling --------------------------------------------------------------------
-    def _generate(self, requests: list[_Request], params: SamplingParams, on_done: callable) -> None:
-        if not requests:
+
+class _LiveSlots:
+    """The live sequences, packed into KV-cache slots ``0..len-1``: a finished sequence's
+    slot is filled by moving the last live one into it (a few MB of copying per step), so
+    every decode step runs on exactly the live rows, with no idle slots to skip."""
+
+    def __init__(self, capacity: int, pad_id: int) -> None:
+        self.requests: list[_Request] = []
+        self.positions = torch.zeros(capacity, dtype=torch.long)  # where the next token goes
+        self.next_tokens = torch.full((capacity,), pad_id, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.requests)
+
+    def append(self, request: _Request) -> int:
+        slot = len(self.requests)
+        self.requests.append(request)
+        self.positions[slot] = len(request.prompt)
+        return slot
+
+    def remove(self, finished: list[int], cache: SlotCache) -> None:
+        """Drop the ``finished`` slots, moving the last live slots into their places."""
+        if not finished:
             return
-        longest = max(len(r.prompt) for r in requests)
-        capacity = longest + params.max_new_tokens
-        if capacity > self.max_positions:
-            warnings.warn(f"prompt + reply ({capacity} tokens) exceeds the model's {self.max_positions} positions")
-        slots_total = self._slot_count(len(requests), capacity)
-        cache = SlotCache(self.lean.shape, slots_total, capacity, self.lean.dtype)
-        self.lean.ensure_positions(capacity)
-        generator = _generator(params.seed)
-        waiting = deque(sorted(requests, key=lambda r: (len(r.prompt), r.conversation, r.candidate)))
-        slots = _Slots.empty(slots_total, self.pad_id)
-        refill_at = max(1, int(slots_total * self.refill_fraction))
-        stops = torch.tensor(self.stop_ids)
+        keep = len(self.requests) - len(finished)
+        gone = set(finished)
+        holes = sorted(s for s in gone if s < keep)
+        movers = [s for s in range(keep, len(self.requests)) if s not in gone]
+        if holes:
+            sources, targets = torch.tensor(movers), torch.tensor(holes)
+            cache.move_slots(sources, targets, int(self.positions[sources].max()))
+            for source, target in zip(movers, holes, strict=True):
+                self.requests[target] = self.requests[source]
+            self.positions[targets] = self.positions[sources]
+            self.next_tokens[targets] = self.next_tokens[sources]
+        del self.requests[keep:]
 
-        while waiting or slots.live():
-            free = slots.free()
-            if waiting and (len(free) >= min(refill_at, len(waiting)) or not slots.live()):
-                self._admit(waiting, free, slots, cache, params, generator, stops, on_done)
-            if not waiting:
-                self._compact(slots, cache)
-            live = slots.live()
-            if not live:
-                continue
-            hidden = self.lean.decode(slots.next_tokens[: slots.size], slots.positions[: slots.size], cache)
-            live_rows = torch.tensor(live)
-            tokens = sample_next_tokens(
-                self.lean.logits(hidden[live_rows]), params.temperature, params.top_p, generator
-            )
-            slots.positions[live_rows] += 1
-            self._record(live, tokens, slots, params, stops, on_done)
+    def resize(self, capacity: int) -> None:
+        grown = torch.zeros(capacity, dtype=torch.long)
+        grown[: len(self)] = self.positions[: len(self)]
+        self.positions = grown
+        tokens = torch.zeros(capacity, dtype=torch.long)
+        tokens[: len(self)] = self.next_tokens[: len(self)]
+        self.next_tokens = tokens
 
-    def _slot_count(self, request_count: int, capacity: int) -> int:
-        per_slot = capacity * SlotCache.bytes_per_token(self.lean.shape, self.lean.dtype)
-        affordable = max(1, self.kv_cache_bytes // per_slot)
-        return max(1, min(self.batch_size, request_count, affordable))
 
-    def _admit(
-        self,
-        waiting: deque[_Request],
-        free: list[int],
-        slots: _Slots,
-        cache: SlotCache,
-        params: SamplingParams,
-        generator: torch.Generator,
-        stops: torch.Tensor,
-        on_done: callable,
+class _Run:
+    """One ``chat`` call: a queue of requests sorted by prompt length, decoded in slots."""
+
+    def __init__(
+        self, backend: FastBackend, requests: list[_Request], params: SamplingParams, on_done: Callable[[], None]
     ) -> None:
-        """Prefill waiting requests into ``free`` slots, in groups bounded by ``prefill_tokens``."""
-        free = list(free)
-        while waiting and free:
-            group = self._next_prefill_group(waiting, len(free))
-            assigned = [free.pop(0) for _ in group]
-            prompts = _distinct_prompts(group)
-            tokens, lengths = _right_pad([group[i].prompt for i in prompts], self.pad_id)
-            first_slots = torch.tensor([assigned[i] for i in prompts])
-            logits = self.lean.prefill(tokens, lengths, cache, first_slots)
-            row_of_request = _duplicate_prefixes(group, prompts, assigned, cache)
-            sampled = sample_next_tokens(logits[row_of_request], params.temperature, params.top_p, generator)
-            for slot, request in zip(assigned, group, strict=True):
-                slots.requests[slot] = request
-                slots.positions[slot] = len(request.prompt)
-            self._record(assigned, sampled, slots, params, stops, on_done)
+        self.backend = backend
+        self.lean: LeanLlama = backend.lean
+        self.params = params
+        self.on_done = on_done
+        self.waiting = deque(sorted(requests, key=_Request.sort_key))
+        self.final_capacity = len(self.waiting[-1].prompt) + params.max_new_tokens
+        self.lean.ensure_positions(self.final_capacity)
+        slot_count = min(backend.batch_size, len(requests))
+        capacity = self.final_capacity  # one allocation when the budget allows it, else grow
+        if self._affordable_slots(capacity) < slot_count:
+            capacity = len(self.waiting[slot_count - 1].prompt) + params.max_new_tokens
+            slot_count = min(slot_count, self._affordable_slots(capacity))
+        self.cache = SlotCache(self.lean.shape, slot_count, capacity, self.lean.dtype)
+        self.live = _LiveSlots(slot_count, backend.pad_id)
+        self.generator = _generator(params.seed)
+        self.stops = torch.tensor(backend.stop_ids)
 
-    def _next_prefill_group(self, waiting: deque[_Request], room: int) -> list[_Request]:
+    def run(self) -> None:
+        while self.waiting or self.live:
+            if self.waiting and self._should_admit():
+                self._admit()
+            if self.live:
+                self._decode_step()
+
+    # -- admission -----------------------------------------------------------------------
+    def _should_admit(self) -> bool:
+        free = self.cache.slots - len(self.live)
+        refill_at = max(1, int(self.cache.slots * self.backend.refill_fraction))
+        return free >= min(refill_at, len(self.waiting)) or not self.live
+
+    def _admit(self) -> None:
+        while self.waiting:
+            room = self.cache.slots - len(self.live)
+            if room == 0:
+                return
+            group = self._next_prefill_group(room)
+            needed = len(group[-1].prompt) + self.params.max_new_tokens
+            if needed > self.cache.capacity:
+                self.waiting.extendleft(reversed(group))
+                if not self._grow(needed):
+                    return  # wait until enough live sequences finish
+                continue
+            self._prefill(group)
+
+    def _next_prefill_group(self, room: int) -> list[_Request]:
+        """Requests to prefill together: at most ``room``, distinct prompts padded to the
+        longest (the last, as the queue is sorted) within ``prefill_tokens``."""
         group: list[_Request] = []
         distinct = 0
-        while waiting and len(group) < room:
-            candidate = waiting[0]
-            is_new_prompt = not group or candidate.conversation != group[-1].conversation
-            padded_tokens = (distinct + is_new_prompt) * len(candidate.prompt)  # sorted: longest so far
-            if group and is_new_prompt and padded_tokens > self.prefill_tokens:
+        while self.waiting and len(group) < room:
+            candidate = self.waiting[0]
+            new_prompt = not group or candidate.conversation != group[-1].conversation
+            padded = (distinct + new_prompt) * len(candidate.prompt)
+            if group and new_prompt and padded > self.backend.prefill_tokens:
                 break
-            group.append(waiting.popleft())
-            distinct += is_new_prompt
+            group.append(self.waiting.popleft())
+            distinct += new_prompt
         return group
 
-    def _record(
-        self,
-        slot_ids: list[int],
-        tokens: torch.Tensor,
-        slots: _Slots,
-        params: SamplingParams,
-        stops: torch.Tensor,
-        on_done: callable,
-    ) -> None:
-        """Append sampled ``tokens`` to the requests in ``slot_ids``; free finished slots."""
-        finished = torch.isin(tokens, stops).tolist()
-        for slot, token, stop in zip(slot_ids, tokens.tolist(), finished, strict=True):
-            request = slots.requests[slot]
+    def _prefill(self, group: list[_Request]) -> None:
+        assigned = [self.live.append(request) for request in group]
+        starts = _first_of_each_prompt(group)
+        prompts = [group[i].prompt for i in starts]
+        targets = torch.tensor([assigned[i] for i in starts])
+        shared = self._shared_prefix(prompts)
+        if shared:  # e.g. the system prompt: prefill once, copy to the other slots
+            self.lean.prefill(torch.tensor([prompts[0][:shared]]), self.cache, targets[:1])
+            self.cache.copy_prefix(int(targets[0]), targets[1:], shared)
+        tokens, lengths = _right_pad([p[shared:] for p in prompts], self.backend.pad_id)
+        hidden = self.lean.prefill(tokens, self.cache, targets, start=shared)
+        logits = self.lean.logits(hidden[torch.arange(len(prompts)), lengths - 1])
+        logit_rows = _share_with_candidates(group, starts, assigned, self.cache)
+        self._record(assigned[0], self._sample(logits[logit_rows]))
+
+    def _shared_prefix(self, prompts: list[list[int]]) -> int:
+        if len(prompts) < 2:
+            return 0
+        limit = min(len(p) for p in prompts) - 1  # every prompt keeps >= 1 token of its own
+        length = 0
+        while length < limit and all(p[length] == prompts[0][length] for p in prompts):
+            length += 1
+        return length if length >= self.backend.min_shared_prefix else 0
+
+    # -- decoding ------------------------------------------------------------------------
+    def _decode_step(self) -> None:
+        count = len(self.live)
+        hidden = self.lean.decode(self.live.next_tokens[:count], self.live.positions[:count], self.cache)
+        tokens = self._sample(self.lean.logits(hidden))
+        self.live.positions[:count] += 1
+        self._record(0, tokens)
+
+    def _sample(self, logits: torch.Tensor) -> torch.Tensor:
+        return sample_next_tokens(logits, self.params.temperature, self.params.top_p, self.generator)
+
+    def _record(self, first_slot: int, tokens: torch.Tensor) -> None:
+        """Append ``tokens`` to the sequences in slots ``first_slot..``; retire finished ones."""
+        stopped = torch.isin(tokens, self.stops).tolist()
+        finished: list[int] = []
+        for slot, (token, stop) in enumerate(zip(tokens.tolist(), stopped, strict=True), start=first_slot):
+            request = self.live.requests[slot]
             request.generated.append(token)
-            if stop or len(request.generated) >= params.max_new_tokens:
-                slots.requests[slot] = None
-                slots.positions[slot] = 0
-                slots.next_tokens[slot] = self.pad_id
-                on_done()
-            else:
-                slots.next_tokens[slot] = token
+            if stop or len(request.generated) >= self.params.max_new_tokens:
+                finished.append(slot)
+                self.on_done()
+        self.live.next_tokens[first_slot : first_slot + len(tokens)] = tokens
+        self.live.remove(finished, self.cache)
 
-    @staticmethod
-    def _compact(slots: _Slots, cache: SlotCache) -> None:
-        """Shrink the decoded slot region once no prompts wait: drop trailing idle slots, and
-        move the live slots to the front once at most half of the region is live."""
-        live = slots.live()
-        if not live:
-            return
-        if len(live) > slots.size // 2 or live[-1] + 1 == len(live):
-            slots.size = live[-1] + 1
-            return
-        order = torch.tensor(live)
-        span = int(slots.positions[order].max()) + 1
-        cache.move_slots(order, span)
-        count = len(live)
-        slots.requests[:count] = [slots.requests[s] for s in live]
-        slots.requests[count:] = [None] * (len(slots.requests) - count)
-        slots.positions[:count] = slots.positions[order].clone()
-        slots.next_tokens[:count] = slots.next_tokens[order].clone()
-        slots.positions[count:] = 0
-        slots.size = count
+    # -- cache management ------------------------------------------------------------------
+    def _grow(self, needed: int) -> bool:
+        """Enlarge the cache for longer prompts; fewer slots if the byte budget demands it.
+        False when more sequences are live than the grown cache could hold."""
+        capacity = min(self.final_capacity, max(needed, int(self.cache.capacity * CAPACITY_GROWTH)))
+        slot_count = min(self.cache.slots, self._affordable_slots(capacity))
+        if len(self.live) > slot_count:
+            return False
+        grown = SlotCache(self.lean.shape, slot_count, capacity, self.lean.dtype)
+        grown.take_from(self.cache, len(self.live), self.cache.capacity)
+        self.cache = grown
+        self.live.resize(slot_count)
+        return True
+
+    def _affordable_slots(self, capacity: int) -> int:
+        per_slot = capacity * SlotCache.bytes_per_token(self.lean.shape, self.lean.dtype)
+        return max(1, self.backend.kv_cache_bytes // per_slot)
 
 
-def _distinct_prompts(group: list[_Request]) -> list[int]:
-    """Index in ``group`` of the first request of each conversation (group is conversation-sorted)."""
+def _first_of_each_prompt(group: list[_Request]) -> list[int]:
+    """Index in ``group`` of the first request of each conversation (candidates are adjacent)."""
     return [i for i, r in enumerate(group) if i == 0 or r.conversation != group[i - 1].conversation]
 
 
-def _duplicate_prefixes(
-    group: list[_Request], prompts: list[int], assigned: list[int], cache: SlotCache
+def _share_with_candidates(
+    group: list[_Request], starts: list[int], assigned: list[int], cache: SlotCache
 ) -> torch.Tensor:
     """Copy each prefilled prompt's KV to its other candidates' slots; the logits row per request."""
     rows: list[int] = []
-    for row, start in enumerate(prompts):
-        end = prompts[row + 1] if row + 1 < len(prompts) else len(group)
+    for row, start in enumerate(starts):
+        end = starts[row + 1] if row + 1 < len(starts) else len(group)
         rows.extend([row] * (end - start))
         if end - start > 1:
             cache.copy_prefix(assigned[start], torch.tensor(assigned[start + 1 : end]), len(group[start].prompt))

@@ -104,6 +104,8 @@ def encode_conversations(
     tokenizer: PreTrainedTokenizerBase, conversations: Sequence[Conversation]
 ) -> list[list[int]]:
     """Prompt token ids: the chat template with the assistant generation prompt appended."""
+    if not conversations:
+        return []
     prompts = [
         tokenizer.apply_chat_template(validate_conversation(c), tokenize=False, add_generation_prompt=True)
         for c in conversations

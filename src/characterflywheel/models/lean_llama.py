@@ -84,7 +84,7 @@ class LeanLayer(nn.Module):
 
     def mlp(self, h: torch.Tensor) -> torch.Tensor:
         gate, up = self.gate_up(h).chunk(2, dim=-1)
-        return self.down(self.act(gate) * up)
+        return self.down(self.act(gate).mul_(up))
 
 
 def _fused_linear(parts: list[nn.Linear]) -> nn.Linear:
@@ -103,6 +103,7 @@ class SlotCache:
         size = (slots, shape.kv_heads, capacity, shape.head_dim)
         self.keys = [torch.zeros(size, dtype=dtype) for _ in range(shape.layers)]
         self.values = [torch.zeros(size, dtype=dtype) for _ in range(shape.layers)]
+        self.slots = slots
         self.capacity = capacity
 
     @staticmethod
@@ -114,10 +115,15 @@ class SlotCache:
         for cache in (*self.keys, *self.values):
             cache[targets, :, :length] = cache[source, :, :length]
 
-    def move_slots(self, sources: torch.Tensor, length: int) -> None:
-        """Compact: slots ``sources`` (first ``length`` positions) become slots ``0..len(sources)-1``."""
+    def move_slots(self, sources: torch.Tensor, targets: torch.Tensor, length: int) -> None:
+        """Copy slots ``sources`` (first ``length`` positions) into slots ``targets``."""
         for cache in (*self.keys, *self.values):
-            cache[: len(sources), :, :length] = cache[sources, :, :length]
+            cache[targets, :, :length] = cache[sources, :, :length]
+
+    def take_from(self, other: SlotCache, slots: int, length: int) -> None:
+        """Copy ``other``'s first ``slots`` slots (first ``length`` positions) into this cache."""
+        for mine, theirs in zip((*self.keys, *self.values), (*other.keys, *other.values), strict=True):
+            mine[:slots, :, :length] = theirs[:slots, :, :length]
 
 
 class LeanLlama(nn.Module):
@@ -152,36 +158,46 @@ class LeanLlama(nn.Module):
             return
         positions = torch.arange(count)[None, :]
         cos, sin = self.rotary(self.embed[:1][None], positions)
-        self._cos, self._sin = cos[0].to(self.dtype), sin[0].to(self.dtype)
+        half = cos.shape[-1] // 2
+        # rotate_half(x) * sin == swap_halves(x) * signed_sin (see _rotate)
+        signed_sin = torch.cat((-sin[0, :, :half], sin[0, :, half:]), dim=-1)
+        self._cos, self._sin = cos[0].to(self.dtype), signed_sin.to(self.dtype)
 
     # -- forward passes -------------------------------------------------------------------
     def prefill(
-        self, tokens: torch.Tensor, lengths: torch.Tensor, cache: SlotCache, slots: torch.Tensor
+        self, tokens: torch.Tensor, cache: SlotCache, slots: torch.Tensor, start: int = 0
     ) -> torch.Tensor:
-        """Run right-padded prompts ``tokens`` [P, L] into cache ``slots``; logits [P, vocab]
-        of each prompt's last real token (``lengths`` [P])."""
+        """Run right-padded prompt pieces ``tokens`` [P, L] at positions ``start..start+L-1``
+        of cache ``slots`` (positions ``0..start-1`` must already be cached there, e.g. a
+        shared system prompt); returns hidden states [P, L, D] (final norm not applied)."""
         prompts, length = tokens.shape
-        cos, sin = self._cos[:length], self._sin[:length]
+        end = start + length
+        cos, sin = self._cos[start:end], self._sin[start:end]
+        # Query i sees keys 0..start+i; right padding sits after every real token.
+        visible = None if start == 0 else torch.ones(length, end, dtype=torch.bool).tril(diagonal=start)
         x = F.embedding(tokens, self.embed)
         for index, layer in enumerate(self.layers):
             h = F.rms_norm(x, (self.shape.hidden,), layer.input_norm, self.shape.eps)
             q, k, v = self._project_qkv(layer, h, prompts, length)
             q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
-            cache.keys[index][slots, :, :length] = k
-            cache.values[index][slots, :, :length] = v
-            attended = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
-            x = x + layer.o(attended.transpose(1, 2).reshape(prompts, length, -1))
-            x = x + layer.mlp(F.rms_norm(x, (self.shape.hidden,), layer.post_norm, self.shape.eps))
-        last = x[torch.arange(prompts), lengths - 1]
-        return self.logits(last)
+            keys, values = cache.keys[index], cache.values[index]
+            keys[slots, :, start:end] = k
+            values[slots, :, start:end] = v
+            if start:
+                k, v = keys[slots, :, :end], values[slots, :, :end]
+            attended = F.scaled_dot_product_attention(q, k, v, attn_mask=visible, is_causal=not start, enable_gqa=True)
+            x.add_(layer.o(attended.transpose(1, 2).reshape(prompts, length, -1)))
+            x.add_(layer.mlp(F.rms_norm(x, (self.shape.hidden,), layer.post_norm, self.shape.eps)))
+        return x
 
     def decode(self, tokens: torch.Tensor, positions: torch.Tensor, cache: SlotCache) -> torch.Tensor:
-        """One step for slots ``0..S-1``: token ``tokens[s]`` at ``positions[s]``; hidden [S, D]."""
+        """One step for cache slots ``0..S-1``: token ``tokens[s]`` goes to position
+        ``positions[s]`` of slot ``s``; returns hidden states [S, D]."""
         slots = tokens.shape[0]
-        span = int(positions.max()) + 1
         rows = torch.arange(slots)
+        span = int(positions.max()) + 1
         cos, sin = self._cos[positions][:, None, None], self._sin[positions][:, None, None]
-        hidden_bias = torch.zeros(slots, 1, 1, span, dtype=self.dtype).masked_fill_(
+        bias = torch.zeros(slots, 1, 1, span, dtype=self.dtype).masked_fill_(
             torch.arange(span)[None, None, None, :] > positions[:, None, None, None], float("-inf")
         )
         x = F.embedding(tokens, self.embed)
@@ -192,9 +208,8 @@ class LeanLlama(nn.Module):
             keys, values = cache.keys[index], cache.values[index]
             keys[rows, :, positions] = k[:, :, 0]
             values[rows, :, positions] = v[:, :, 0]
-            attended = self._decode_attention(q, keys[:slots, :, :span], values[:slots, :, :span], hidden_bias)
-            x = x + layer.o(attended)
-            x = x + layer.mlp(F.rms_norm(x, (self.shape.hidden,), layer.post_norm, self.shape.eps))
+            x.add_(layer.o(self._decode_attention(q, keys[:slots, :, :span], values[:slots, :, :span], bias)))
+            x.add_(layer.mlp(F.rms_norm(x, (self.shape.hidden,), layer.post_norm, self.shape.eps)))
         return x
 
     def _decode_attention(
@@ -225,7 +240,9 @@ class LeanLlama(nn.Module):
         return q, k, v
 
 
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+def _rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """RoPE as in HF LLaMA (``x * cos + rotate_half(x) * sin``), with the sign folded into
+    ``signed_sin`` so the rotation is one swap of halves and a fused multiply-add."""
     half = x.shape[-1] // 2
-    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-    return x * cos + rotated * sin
+    swapped = torch.cat((x[..., half:], x[..., :half]), dim=-1)
+    return torch.addcmul(x * cos, swapped, signed_sin)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-TOP_K_HINT = 256
+TOP_K_STAGES = (64, 512, 4096)  # look for each row's nucleus among this many tokens, then the full sort
 
 
 def sample_next_tokens(
@@ -24,7 +24,7 @@ def sample_next_tokens(
     temperature: float,
     top_p: float,
     generator: torch.Generator | None = None,
-    top_k_hint: int = TOP_K_HINT,
+    top_k_stages: tuple[int, ...] = TOP_K_STAGES,
 ) -> torch.Tensor:
     """One sampled token id per row of ``logits`` ([rows, vocab], float32) -> [rows] int64."""
     if temperature == 0:
@@ -32,29 +32,37 @@ def sample_next_tokens(
     scaled = logits.float() / temperature
     if top_p >= 1.0:
         return torch.multinomial(torch.softmax(scaled, dim=-1), 1, generator=generator).squeeze(1)
-    k = min(top_k_hint, scaled.shape[-1])
     log_norm = torch.logsumexp(scaled, dim=-1, keepdim=True)
-    top_logits, top_ids = scaled.topk(k, dim=-1)  # sorted descending
-    top_probs = (top_logits - log_norm).exp()
-    mass_before = top_probs.cumsum(dim=-1) - top_probs
-    keep = mass_before < top_p
-    # A row whose k-th token is still kept may need tokens beyond the top k: sort it fully.
-    needs_full_sort = keep[:, -1]
-    if bool(needs_full_sort.any()):
-        rows = needs_full_sort.nonzero().squeeze(1)
-        full = _nucleus_by_full_sort(scaled[rows], top_p, generator)
-    weights = torch.where(keep, top_probs, torch.zeros_like(top_probs))
-    picked = torch.multinomial(weights, 1, generator=generator).squeeze(1)
-    tokens = top_ids.gather(1, picked[:, None]).squeeze(1)
-    if bool(needs_full_sort.any()):
-        tokens[rows] = full
+    tokens = torch.empty(scaled.shape[0], dtype=torch.long)
+    pending = torch.arange(scaled.shape[0])
+    for k in (*top_k_stages, scaled.shape[-1]):
+        k = min(k, scaled.shape[-1])
+        sampled, unresolved = _sample_nucleus_within_top_k(
+            scaled[pending], log_norm[pending], top_p, k, generator, last=k == scaled.shape[-1]
+        )
+        resolved = ~unresolved
+        tokens[pending[resolved]] = sampled[resolved]
+        pending = pending[unresolved]
+        if len(pending) == 0:
+            break
     return tokens
 
 
-def _nucleus_by_full_sort(scaled: torch.Tensor, top_p: float, generator: torch.Generator | None) -> torch.Tensor:
-    probs = torch.softmax(scaled, dim=-1)
-    sorted_probs, sorted_ids = probs.sort(dim=-1, descending=True)
-    mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs
-    weights = torch.where(mass_before < top_p, sorted_probs, torch.zeros_like(sorted_probs))
+def _sample_nucleus_within_top_k(
+    scaled: torch.Tensor,
+    log_norm: torch.Tensor,
+    top_p: float,
+    k: int,
+    generator: torch.Generator | None,
+    last: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample rows whose nucleus lies within their ``k`` most likely tokens; also returns the
+    mask of rows where it may not (their k-th token is still inside the nucleus)."""
+    top_logits, top_ids = scaled.topk(k, dim=-1) if not last else scaled.sort(dim=-1, descending=True)
+    top_probs = (top_logits - log_norm).exp()
+    mass_before = top_probs.cumsum(dim=-1) - top_probs
+    keep = mass_before < top_p
+    unresolved = keep[:, -1] if not last else torch.zeros(len(scaled), dtype=torch.bool)
+    weights = torch.where(keep, top_probs, torch.zeros_like(top_probs))
     picked = torch.multinomial(weights, 1, generator=generator).squeeze(1)
-    return sorted_ids.gather(1, picked[:, None]).squeeze(1)
+    return top_ids.gather(1, picked[:, None]).squeeze(1), unresolved

@@ -1,0 +1,144 @@
+"""The local generation backends on a tiny random LLaMA folder: shapes, order, seeds, agreement."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from characterflywheel.models import GenerationBackend, SamplingParams, make_backend
+from characterflywheel.models.fast_backend import FastBackend
+from characterflywheel.models.generation import encode_conversations, stop_token_ids, validate_conversation
+from characterflywheel.models.transformers_backend import TransformersBackend
+
+CONVERSATIONS = [
+    [{"role": "user", "content": "hey! how was your weekend?"}],
+    [
+        {"role": "system", "content": "You are Robin, a warm and curious friend."},
+        {"role": "user", "content": "i just got back from a run"},
+        {"role": "assistant", "content": "nice! how far?"},
+        {"role": "user", "content": "like 5k, i'm exhausted lol"},
+    ],
+    [{"role": "system", "content": "You are Robin."}, {"role": "user", "content": "what music are you into?"}],
+    [{"role": "user", "content": "my cat knocked my coffee off the table again and again and again"}],
+    [{"role": "user", "content": "cereal for dinner?"}],
+]
+SAMPLED = SamplingParams(max_new_tokens=12, temperature=0.9, top_p=0.9, n=3, seed=7)
+GREEDY = SamplingParams(max_new_tokens=16, temperature=0.0)
+
+
+@pytest.fixture(scope="module")
+def fast(tiny_policy) -> FastBackend:
+    model, tokenizer = tiny_policy
+    return FastBackend(model, tokenizer, batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_policy) -> TransformersBackend:
+    model, tokenizer = tiny_policy
+    return TransformersBackend(model, tokenizer, batch_size=1)
+
+
+def test_sampling_params_are_validated() -> None:
+    for bad in ({"n": 0}, {"max_new_tokens": 0}, {"top_p": 0.0}, {"top_p": 1.5}, {"temperature": -1}):
+        with pytest.raises(ValueError):
+            SamplingParams(**bad)
+    assert SamplingParams(temperature=0).greedy
+
+
+def test_unknown_backend_kind_names_the_allowed_ones() -> None:
+    with pytest.raises(ValueError, match="fast, transformers, openai"):
+        make_backend("vllm-direct", "embedded:smollm2-135m-instruct")
+
+
+def test_make_backend_builds_local_backends_from_a_folder(tiny_llama_dir: Path) -> None:
+    for kind in ("fast", "transformers"):
+        backend = make_backend(kind, tiny_llama_dir, batch_size=2)
+        assert isinstance(backend, GenerationBackend) and backend.name == kind
+        assert len(backend.chat(CONVERSATIONS[:2], GREEDY)) == 2
+
+
+def test_bad_messages_are_refused() -> None:
+    with pytest.raises(ValueError, match="role"):
+        validate_conversation([{"role": "narrator", "content": "x"}])
+    with pytest.raises(ValueError, match="at least one"):
+        validate_conversation([])
+
+
+def test_chat_template_and_stop_tokens(tiny_policy) -> None:
+    model, tokenizer = tiny_policy
+    [ids] = encode_conversations(tokenizer, CONVERSATIONS[:1])
+    text = tokenizer.decode(ids)
+    assert text.startswith("<|im_start|>user\n") and text.endswith("<|im_start|>assistant\n")
+    assert tokenizer.convert_tokens_to_ids("<|im_end|>") in stop_token_ids(model, tokenizer)
+
+
+@pytest.mark.parametrize("backend_name", ["fast", "reference"])
+def test_n_replies_per_conversation_in_input_order(backend_name: str, request: pytest.FixtureRequest) -> None:
+    backend = request.getfixturevalue(backend_name)
+    replies = backend.chat(CONVERSATIONS, SAMPLED)
+    assert len(replies) == len(CONVERSATIONS)
+    assert all(len(r) == SAMPLED.n and all(isinstance(text, str) for text in r) for r in replies)
+    # Order: each conversation alone gives its own greedy reply back at the same index.
+    together = backend.chat(CONVERSATIONS, GREEDY)
+    alone = [backend.chat([c], GREEDY)[0] for c in CONVERSATIONS]
+    assert together == alone
+
+
+@pytest.mark.parametrize("backend_name", ["fast", "reference"])
+def test_seed_reproducibility(backend_name: str, request: pytest.FixtureRequest) -> None:
+    backend = request.getfixturevalue(backend_name)
+    first = backend.chat(CONVERSATIONS, SAMPLED)
+    assert backend.chat(CONVERSATIONS, SAMPLED) == first
+    other_seed = SamplingParams(**{**SAMPLED.__dict__, "seed": 8})
+    assert backend.chat(CONVERSATIONS, other_seed) != first
+
+
+def test_transformers_backend_leaves_the_global_rng_alone(reference: TransformersBackend) -> None:
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    reference.chat(CONVERSATIONS[:2], SAMPLED)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_fast_agrees_with_transformers_when_greedy(fast: FastBackend, reference: TransformersBackend) -> None:
+    assert fast.chat(CONVERSATIONS, GREEDY) == reference.chat(CONVERSATIONS, GREEDY)
+
+
+def test_fast_scheduling_does_not_change_greedy_replies(tiny_policy, fast: FastBackend) -> None:
+    """One slot, a KV budget that forces cache growth, and prefill groups of one prompt."""
+    model, tokenizer = tiny_policy
+    expected = fast.chat(CONVERSATIONS, GREEDY)
+    cramped = FastBackend(model, tokenizer, batch_size=1, prefill_tokens=1, kv_cache_bytes=1)
+    assert cramped.chat(CONVERSATIONS, GREEDY) == expected
+    roomy = FastBackend(model, tokenizer, batch_size=64, refill_fraction=1.0, min_shared_prefix=1)
+    assert roomy.chat(CONVERSATIONS * 3, GREEDY) == expected * 3
+
+
+def test_fast_candidates_share_a_prefill_but_sample_independently(fast: FastBackend) -> None:
+    replies = fast.chat([CONVERSATIONS[0]], SamplingParams(max_new_tokens=12, temperature=1.5, top_p=1.0, n=6, seed=1))
+    assert len(set(replies[0])) > 1
+
+
+def test_fast_edge_cases(fast: FastBackend) -> None:
+    assert fast.chat([], GREEDY) == []
+    assert [len(r) for r in fast.chat(CONVERSATIONS[:2], SamplingParams(max_new_tokens=1, n=2))] == [2, 2]
+    with pytest.raises(ValueError, match="positions"):
+        fast.chat(CONVERSATIONS[:1], SamplingParams(max_new_tokens=10_000))
+
+
+def test_generated_tokens_are_counted(fast: FastBackend) -> None:
+    before = fast.generated_tokens
+    fast.chat(CONVERSATIONS[:2], SamplingParams(max_new_tokens=5, n=2, seed=0))
+    assert 4 <= fast.generated_tokens - before <= 20
+
+
+def test_progress_bar_does_not_change_results(fast: FastBackend, capsys: pytest.CaptureFixture[str]) -> None:
+    quiet = fast.chat(CONVERSATIONS, SAMPLED)
+    assert fast.chat(CONVERSATIONS, SAMPLED, progress=True) == quiet
+
+
+def test_no_conversations_no_replies(reference: TransformersBackend) -> None:
+    assert reference.chat([], GREEDY) == []
