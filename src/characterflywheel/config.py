@@ -22,7 +22,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
+
+from characterflywheel.curate import settings as curate_settings
+from characterflywheel.evaluate import settings as evaluate_settings
+from characterflywheel.reward import settings as reward_settings
+from characterflywheel.sample import settings as sample_settings
+from characterflywheel.section import Section
+from characterflywheel.train import settings as train_settings
 
 EMBEDDED_POLICY = "embedded:smollm2-135m-instruct"
 EMBEDDED_EMBEDDER = "embedded:all-minilm-l6-v2"
@@ -30,10 +37,6 @@ EMBEDDED_EMBEDDER = "embedded:all-minilm-l6-v2"
 
 class ConfigError(ValueError):
     """A config problem, rendered as one line that names the file and the key."""
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class ModelConfig(Section):
@@ -124,6 +127,11 @@ class Config(Section):
     world: WorldConfig = Field(default_factory=WorldConfig)
     ab: ABConfig = Field(default_factory=ABConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    curate: curate_settings.CurateConfig = Field(default_factory=curate_settings.CurateConfig)
+    reward: reward_settings.RewardConfig = Field(default_factory=reward_settings.RewardConfig)
+    sample: sample_settings.SampleConfig = Field(default_factory=sample_settings.SampleConfig)
+    train: train_settings.TrainConfig = Field(default_factory=train_settings.TrainConfig)
+    evaluate: evaluate_settings.EvaluateConfig = Field(default_factory=evaluate_settings.EvaluateConfig)
 
     def run_dir(self) -> Path:
         return Path(self.runs_dir) / self.name
@@ -159,6 +167,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+_STAGE_SETTINGS = {"curate": curate_settings, "reward": reward_settings, "sample": sample_settings,
+                   "train": train_settings, "evaluate": evaluate_settings}
+
+
 def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     merged = copy.deepcopy(base)
     for key, value in top.items():
@@ -167,6 +179,11 @@ def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
         else:
             merged[key] = copy.deepcopy(value)
     return merged
+
+
+for _preset in PRESETS:
+    for _section, _module in _STAGE_SETTINGS.items():
+        PRESETS[_preset][_section] = _deep_merge(PRESETS[_preset].get(_section, {}), _module.PRESETS.get(_preset, {}))
 
 
 def parse_override(text: str) -> dict[str, Any]:

@@ -1,0 +1,17 @@
+"""The ``[reward]`` config section and its preset values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field  # noqa: F401
+
+from characterflywheel.section import Section
+
+
+class RewardConfig(Section):
+    pass
+
+
+# Merged into config.PRESETS["tiny"] / ["demo"] under the "reward" key.
+PRESETS: dict[str, dict[str, Any]] = {"tiny": {}, "demo": {}}
