@@ -163,12 +163,25 @@ def _print_stage(result: StageResult) -> None:
 
 @app.command()
 def demo(
+    generations: Annotated[Optional[int], typer.Option("--generations", "-n", help="Generations after gen 0.")] = None,
+    config: ConfigOpt = None,
+    preset: Annotated[Optional[str], typer.Option("--preset", help="Named preset: tiny or demo.")] = "demo",
+    overrides: SetOpt = None,
+) -> None:
+    """The embedded default, end to end: the flywheel for N generations in the simulated world, then the report."""
+    with one_line_errors():
+        cfg = _config(config, preset, overrides)
+        _run_flywheel(cfg, generations)
+
+
+@app.command()
+def world(
     traffic: Annotated[Optional[list[Path]], typer.Argument(help="Extra traffic files to ingest.")] = None,
     config: ConfigOpt = None,
     preset: Annotated[Optional[str], typer.Option("--preset", help="Named preset: tiny or demo.")] = "demo",
     overrides: SetOpt = None,
 ) -> None:
-    """Run the embedded default end to end in the simulated world (resumes where it stopped)."""
+    """Generation 0 in the simulated world: headroom, a two-arm A/B of the base model, its read-out."""
     from characterflywheel.demo import run_demo
 
     with one_line_errors():
@@ -276,6 +289,102 @@ def ab(
         err_console.print(f"{report.quarantined} records quarantined: {out / 'ingested' / 'quarantine.jsonl'}")
     analyze_traffic(cfg, out / "ingested" / "conversations.parquet", out)
     _print_ab(out)
+
+
+def _flywheel_progress(result: StageResult) -> None:
+    generation = result.manifest.get("generation", "?")
+    verb = "[dim]skipped (done)[/dim]" if result.skipped else "[green]done[/green]"
+    seconds = ""
+    if not result.skipped and result.manifest.get("started_at") and result.manifest.get("finished_at"):
+        import datetime as dt
+
+        took = dt.datetime.fromisoformat(result.manifest["finished_at"]) - dt.datetime.fromisoformat(
+            result.manifest["started_at"])
+        seconds = f" ({took.total_seconds():.0f} s)"
+    metrics = ", ".join(f"{k}={v:.3g}" for k, v in list(result.manifest.get("metrics", {}).items())[:6])
+    console.print(f"[bold magenta]gen {generation}[/bold magenta] > [bold]{result.name}[/bold] {verb}{seconds}  "
+                  f"[dim]{metrics}[/dim]", highlight=False)
+
+
+def _run_flywheel(cfg: Config, generations: Optional[int]) -> Path:
+    from characterflywheel.demo import SimulatedEnvironment
+    from characterflywheel.flywheel import run_flywheel
+    from characterflywheel.report import write_report
+
+    console.print(f"run directory: {cfg.run_dir()}")
+    run_dir = run_flywheel(cfg, SimulatedEnvironment(cfg), generations, notify=_flywheel_progress)
+    _print_generations(run_dir)
+    report = write_report(run_dir)
+    console.print(f"report: {report}")
+    return report
+
+
+def _print_generations(run_dir: Path) -> None:
+    table = Table(title="generations")
+    for column in ("gen", "gates", "win vs parent", "IF rate", "violations", "breadth lift", "depth lift", "deployed"):
+        table.add_column(column)
+    for path in sorted(run_dir.glob("gen-*/summary.json"), key=lambda p: int(p.parent.name.split("-")[1])):
+        summary = json.loads(path.read_text())
+        offline = summary.get("offline", {})
+        ab_summary = summary.get("ab", {})
+
+        def ci(entry: Optional[dict]) -> str:
+            if not entry or entry.get("value") is None:
+                return ""
+            lo, hi = entry.get("lo"), entry.get("hi")
+            return f"{entry['value']:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else "")
+
+        table.add_row(str(summary["generation"]), {True: "pass", False: "FAIL"}.get(summary.get("gates", {}).get("passed"), ""),
+                      ci(offline.get("win_rate_vs_parent")), ci(offline.get("if_rate", {}).get("child")),
+                      ci(offline.get("violation_rate", {}).get("child")), ci(ab_summary.get("breadth_lift")),
+                      ci(ab_summary.get("depth_lift")), "yes" if summary.get("deployed") else "no")
+    console.print(table)
+
+
+@app.command()
+def run(
+    generations: Annotated[Optional[int], typer.Option("--generations", "-n", help="Generations after gen 0 (default: flywheel.generations).")] = None,
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Run the flywheel for N generations in the simulated world (resumes where it stopped)."""
+    with one_line_errors():
+        cfg = _config(config, preset, overrides)
+        _run_flywheel(cfg, generations)
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory, e.g. runs/demo.")],
+    out: Annotated[Optional[Path], typer.Option(help="HTML file (default: <run>/report.html).")] = None,
+) -> None:
+    """Write the run's self-contained HTML report."""
+    from characterflywheel.report import write_report
+    from characterflywheel.summary import write_generation_summary
+
+    if not run_dir.is_dir():
+        err_console.print(f"[red]error:[/red] {run_dir}: no such run directory")
+        raise typer.Exit(1)
+    for gen_dir in run_dir.glob("gen-*"):
+        write_generation_summary(run_dir, int(gen_dir.name.split("-")[1]))
+    console.print(f"report: {write_report(run_dir, out)}")
+
+
+@app.command()
+def rollback(
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Make the previous champion the champion again (MLflow registry alias)."""
+    from characterflywheel.deploy.registry import Registry
+
+    with one_line_errors():
+        cfg = _config(config, preset, overrides)
+    registry = Registry(cfg.run_dir(), model_name=f"{cfg.name}-policy")
+    ref = registry.rollback()
+    console.print(f"champion is now version {ref.version} ({ref.generation})")
 
 
 if __name__ == "__main__":

@@ -103,11 +103,21 @@ class WorldConfig(Section):
     concurrency: int = Field(32, ge=1, description="Sessions driven at once over HTTP.")
     headroom_prompts: int = Field(24, ge=1, description="Prompts in the headroom check.")
     headroom_k: int = Field(8, ge=2, description="Candidates per prompt in the headroom check.")
+    annotators: int = Field(6, ge=1, description="Simulated annotators in the pool.")
+    annotators_per_task: int = Field(2, ge=1, description="Simulated annotators labelling each task.")
 
 
 class ABConfig(Section):
     control_arm: str = Field("control", description="The arm challengers are compared with.")
     bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples over users for the CIs.")
+
+
+class FlywheelConfig(Section):
+    generations: int = Field(2, ge=0, description="Generations after generation 0 that `run` and `demo` go through.")
+    pool_size: int = Field(2, ge=1, description="Models rejection sampling may choose from per prompt: the champion and the latest earlier ones.")
+    reference: str = Field("", description="Fixed reference model for win rates (empty: the generation-0 model).")
+    promote_rule: Literal["point", "ci"] = Field(
+        "point", description="A/B promotion: point (breadth and depth not down, one up) or ci (a lift's CI above zero).")
 
 
 class TrackingConfig(Section):
@@ -127,6 +137,7 @@ class Config(Section):
     world: WorldConfig = Field(default_factory=WorldConfig)
     ab: ABConfig = Field(default_factory=ABConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    flywheel: FlywheelConfig = Field(default_factory=FlywheelConfig)
     curate: curate_settings.CurateConfig = Field(default_factory=curate_settings.CurateConfig)
     reward: reward_settings.RewardConfig = Field(default_factory=reward_settings.RewardConfig)
     sample: sample_settings.SampleConfig = Field(default_factory=sample_settings.SampleConfig)

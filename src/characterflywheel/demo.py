@@ -72,16 +72,23 @@ def headroom_stage(config: Config, world: Callable[[], World]) -> Callable[[Stag
     return run
 
 
-def simulate_traffic(config: Config, world: World, out_dir: Path, base_url: str | None = None) -> dict[str, float]:
+def simulate_traffic(config: Config, world: World, out_dir: Path, base_url: str | None = None,
+                     generation: int | None = None) -> dict[str, float]:
     """Simulated users chat for ``world.days``; with no ``base_url`` a local gateway serves the arms
-    and its traffic log lands in ``out_dir``."""
+    and its traffic log lands in ``out_dir``. A flywheel ``generation`` gets its own days and ids."""
+    import datetime as dt
     from characterflywheel.deploy.serving import build_gateway, running_gateway
     from characterflywheel.simulate.traffic import SessionDriver, simulate_days
 
     personas = {cid: c.persona for cid, c in world.characters.items()}
 
     def drive(url: str) -> dict[str, float]:
-        driver = SessionDriver(url, world.landscape, personas, seed=config.seed, max_turns=config.world.max_turns)
+        start, tag = None, ""
+        if generation is not None:
+            start = dt.datetime(2026, 11, 2, tzinfo=dt.timezone.utc) + dt.timedelta(days=generation * config.world.days)
+            tag = f"g{generation}-"
+        driver = SessionDriver(url, world.landscape, personas, seed=config.seed, max_turns=config.world.max_turns,
+                               start=start, tag=tag)
         return simulate_days(driver, world.users, config.world.days, config.world.concurrency).summary()
 
     if base_url is not None:
@@ -137,3 +144,46 @@ def run_demo(config: Config, traffic: tuple[Path, ...] = (), notify: StageNotice
     stage("ab", ab_stage(config),
           inputs={"traffic": ingested.out_dir / "conversations.parquet"}, config_hash=config.section_hash("ab", "seed"))
     return stage.results
+
+
+class SimulatedEnvironment:
+    """The flywheel's world in the demo: simulated users behind the gateway, simulated annotators,
+    and the hidden landscape's verdict on replies (for the report's truth lines only)."""
+
+    simulated = True
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._world: World | None = None
+        self._pool: Any = None
+
+    @property
+    def world(self) -> World:
+        if self._world is None:
+            self._world = build_world(self.config)
+        return self._world
+
+    def fill_annotations(self, tasks: Any) -> list[Any]:
+        from characterflywheel.simulate.annotators import AnnotatorPool, Guideline, make_annotators
+
+        if self._pool is None:
+            guideline = Guideline(self.world.landscape, self.world.characters)
+            self._pool = AnnotatorPool(guideline, make_annotators(self.config.world.annotators, seed=self.config.seed),
+                                       seed=self.config.seed)
+        return self._pool.annotate(list(tasks), per_task=self.config.world.annotators_per_task)
+
+    def collect_traffic(self, config: Config, arms: list[Any], out_dir: Path, generation: int) -> dict[str, float]:
+        served = config.model_copy(update={"serve": config.serve.model_copy(update={"arms": arms})})
+        return simulate_traffic(served, self.world, out_dir, generation=generation)
+
+    def truth(self, prompts: list[dict[str, Any]], replies: list[str]) -> list[float]:
+        users = {user.user_id: user for user in self.world.users}
+        fallback = self.world.users[0]
+        scores = []
+        for prompt, reply in zip(prompts, replies):
+            user = users.get(prompt.get("user_id"), fallback)
+            character = self.world.characters.get(prompt.get("character_id") or "")
+            history = [m for m in prompt["prompt"] if m["role"] != "system"]
+            persona = character.persona if character else None
+            scores.append(self.world.landscape.react(user.taste, history, reply, persona).p_continue)
+        return scores

@@ -62,7 +62,7 @@ class SessionDriver:
 
     def __init__(self, base_url: str, landscape: Landscape, personas: Mapping[str, str], seed: int = 0,
                  model: str = "characterflywheel", max_turns: int = 6, start: dt.datetime | None = None,
-                 timeout: float = 600.0) -> None:
+                 timeout: float = 600.0, tag: str = "") -> None:
         self.client = openai.OpenAI(base_url=base_url, api_key="simulated", timeout=timeout, max_retries=0)
         self.http = httpx.Client(base_url=base_url, timeout=timeout)
         self.landscape = landscape
@@ -71,12 +71,13 @@ class SessionDriver:
         self.model = model
         self.max_turns = max_turns
         self.start = start or dt.datetime(2026, 11, 2, tzinfo=dt.timezone.utc)
+        self.tag = tag  # keeps conversation ids unique across flywheel generations
 
     def run(self, user: SimUser, day: int, session_index: int) -> SessionOutcome:
-        rng = stable_rng(self.seed, "session", user.user_id, day)
+        rng = stable_rng(self.seed, "session", user.user_id, day, *([self.tag] if self.tag else []))
         script = user.script_for(session_index)[: self.max_turns]
         started = self.start + dt.timedelta(days=day, seconds=int(rng.integers(8 * 3600, 22 * 3600)))
-        conversation_id = f"{user.user_id}-d{day}"
+        conversation_id = f"{self.tag}{user.user_id}-d{day}"
         history: list[dict[str, str]] = []
         p_continues: list[float] = []
         ups = downs = 0

@@ -1,0 +1,453 @@
+"""The flywheel: generation after generation of the paper's loop, resumable at any stage.
+
+Generation 0 (the starting point)::
+
+    seed -> ingest            real chit-chat plus any team traffic, validated (quarantine)
+    register                  the base policy becomes version 1, alias ``champion``
+    deploy                    the champion serves a first window of traffic (simulated users or real ones)
+
+Generation g >= 1, parent = the champion after generation g-1::
+
+    curate     Phase I privacy/safety, Phase II diversity, Phase III stratification on g-1's traffic;
+               a held-out split (by conversation) for evaluation
+    annotate   pairwise and rating tasks on the parent's candidate replies, filled by annotators
+    reward     pointwise, pairwise and user-signal models trained on all annotations so far
+    sample     rejection sampling (best of k >= tau) from a pool of models -> SFT and preference sets;
+               hard prompts by reward variance for online RL
+    herd       the configured recipes (SFT -> DPO -> online RL ...) turn the parent into the child
+    evaluate   child vs parent and vs the reference on held-out prompts: win rates (reward models and
+               annotators), instruction following, violations, style artifacts, history bias
+    gate       thresholds from the config; the child is registered with lineage; a passing child
+               becomes ``challenger``
+    deploy     champion and challenger serve A/B arms; the A/B read-out on engagement breadth and depth
+               decides promotion; the logged traffic is generation g+1's input (near-policy data)
+
+What the world is — simulated users and annotators, or a team's own — is an ``Environment``; this
+module never imports the simulation (``demo.py`` supplies it), so the loop learns only from signals,
+annotations and its own models. ``truth`` is the one exception the report needs: an environment that
+knows the hidden landscape may score replies on it, and those figures only go to the report.
+
+Every stage runs through ``RunDir``: a killed run re-run skips finished stages and training resumes
+from its checkpoints in ``<stage>.work/``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from characterflywheel.config import ArmConfig, Config
+from characterflywheel.pipeline import StageNotice, StageRunner, backend_options, ingest_stage, seed_stage
+from characterflywheel.runs import StageContext, StageResult
+
+Records = list[dict[str, Any]]
+POLICY_DIR = "model"
+
+
+class Environment(Protocol):
+    """Where annotations and traffic come from (simulated world, or a team's own people and users)."""
+
+    simulated: bool
+
+    def fill_annotations(self, tasks: Sequence[Any]) -> list[Any]:
+        """Annotations (``characterflywheel.data.annotation``) for the tasks."""
+        ...
+
+    def collect_traffic(self, config: Config, arms: list[ArmConfig], out_dir: Path, generation: int) -> dict[str, float]:
+        """Serve ``arms`` to users and leave their traffic log in ``out_dir/traffic.jsonl``."""
+        ...
+
+    def truth(self, prompts: Records, replies: list[str]) -> list[float] | None:
+        """Hidden-world P(continue) of each reply, for the report only; None outside a simulation."""
+        ...
+
+
+def read_jsonl(path: Path) -> Records:
+    with path.open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def write_jsonl(path: Path, records: Sequence[dict[str, Any]]) -> int:
+    with path.open("w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return len(records)
+
+
+def sampling(config: Config, **changes: Any) -> Any:
+    from characterflywheel.models import SamplingParams
+
+    gen = config.generation
+    values = {"max_new_tokens": gen.max_new_tokens, "temperature": gen.temperature, "top_p": gen.top_p,
+              "seed": config.seed} | changes
+    return SamplingParams(**values)
+
+
+def backend_for(config: Config, model: str | Path) -> Any:
+    from characterflywheel.models import make_backend
+
+    return make_backend(**(backend_options(config) | {"model": str(model)}))
+
+
+@dataclass
+class Lineage:
+    """Who is champion going into a generation, and the models earlier generations produced."""
+
+    champion: str
+    champion_version: str
+    history: list[str]
+
+
+def lineage_before(config: Config, runner: StageRunner, generation: int) -> Lineage:
+    """The champion after generation ``generation - 1``, read from its deploy decision."""
+    from characterflywheel.models import resolve_model
+
+    base = str(resolve_model(config.model.policy))
+    champion, version, history = base, "gen-0", [base]
+    for earlier in range(1, generation):
+        decision_path = runner.run.stage_dir(earlier, "deploy") / "decision.json"
+        decision = json.loads(decision_path.read_text())
+        history.append(decision["challenger_model"]) if decision.get("challenger_model") else None
+        champion, version = decision["champion_model"], decision["champion_version"]
+    return Lineage(champion, version, history)
+
+
+# --------------------------------------------------------------------------- generation 0
+
+
+def deploy_stage(config: Config, env: Environment, generation: int, champion: tuple[str, str],
+                 challenger: tuple[str, str] | None) -> Callable[[StageContext], None]:
+    """Serve the arms, collect a window of traffic, ingest it, read out the A/B, decide promotion."""
+
+    def run(context: StageContext) -> None:
+        from characterflywheel.data import ingest
+        from characterflywheel.evaluate.engagement import analyze_traffic
+
+        arms = [ArmConfig(name="champion", model=champion[0], model_version=champion[1])]
+        if challenger is not None:
+            arms.append(ArmConfig(name="challenger", model=challenger[0], model_version=challenger[1]))
+        context.log_metrics(env.collect_traffic(config, arms, context.out_dir, generation))
+        report = ingest([context.out_dir / "traffic.jsonl"], context.out_dir / "ingested", progress=False)
+        context.log_metrics({"traffic_accepted": report.accepted, "traffic_quarantined": report.quarantined})
+        decision: dict[str, Any] = {"champion_model": champion[0], "champion_version": champion[1],
+                                    "challenger_model": challenger[0] if challenger else None,
+                                    "challenger_version": challenger[1] if challenger else None,
+                                    "promoted": False}
+        if challenger is not None:
+            ab_config = config.model_copy(update={"ab": config.ab.model_copy(update={"control_arm": "champion"})})
+            result = analyze_traffic(ab_config, context.out_dir / "ingested" / "conversations.parquet", context.out_dir)
+            promoted, reason = promotion_decision(result.to_dict(), config.flywheel.promote_rule)
+            decision |= {"promoted": promoted, "reason": reason}
+            if promoted:
+                decision["champion_model"], decision["champion_version"] = challenger
+            context.log_metrics({"promoted": float(promoted)})
+        (context.out_dir / "decision.json").write_text(json.dumps(decision, indent=2))
+
+    return run
+
+
+def lift(ab: dict[str, Any], metric: str) -> dict[str, float | None]:
+    entry = ab.get("challengers", {}).get("challenger", {}).get(metric, {})
+    return {"value": entry.get("challenger", 0) - entry.get("control", 0) if entry else None,
+            "relative": entry.get("lift"), "lo": entry.get("ci_lo"), "hi": entry.get("ci_hi"),
+            "n": ab.get("arms", {}).get("challenger", {}).get("users")}
+
+
+def promotion_decision(ab: dict[str, Any], rule: str) -> tuple[bool, str]:
+    """Promote on engagement. ``ci``: the A/B verdict must be ship (a lift significantly positive,
+    none negative, no guardrail breached). ``point``: no guardrail breached or significantly negative
+    lift, breadth and depth not down and one of them up (for short demo windows with wide CIs)."""
+    challenger = ab.get("challengers", {}).get("challenger", {})
+    verdict = challenger.get("verdict", "inconclusive")
+    reasons = "; ".join(challenger.get("reasons", []))
+    if rule == "ci" or verdict == "no-ship":
+        return verdict == "ship", f"A/B verdict {verdict}: {reasons}"
+    b, d = lift(ab, "breadth")["value"] or 0.0, lift(ab, "depth")["value"] or 0.0
+    ok = b >= 0 and d >= 0 and (b > 0 or d > 0)
+    return ok, f"point estimates: breadth {b:+.3f}, depth {d:+.3f} (A/B verdict {verdict})"
+
+
+# --------------------------------------------------------------------------- generation g >= 1
+
+
+def curate_stage(config: Config) -> Callable[[StageContext], None]:
+    def run(context: StageContext) -> None:
+        from characterflywheel.curate import consolidate
+        from characterflywheel.models import load_embedder
+
+        report = consolidate(context.inputs["traffic"], context.out_dir, config.curate,
+                             embedder=load_embedder(config.model.embedder), progress=True,
+                             cache_dir=Path(config.runs_dir) / config.name / "embedding-cache")
+        context.log_metrics({k: v for k, v in report.items() if isinstance(v, (int, float))})
+
+    return run
+
+
+def annotate_stage(config: Config, env: Environment, parent: str) -> Callable[[StageContext], None]:
+    def run(context: StageContext) -> None:
+        from characterflywheel.curate.annotate import agreement_report, build_tasks
+        from characterflywheel.data.annotation import write_jsonl as write_annotations
+
+        prompts = read_jsonl(context.inputs["curated"])
+        candidates = backend_for(config, parent).chat([p["prompt"] for p in prompts],
+                                                      sampling(config, n=2, temperature=1.0), progress=True)
+        tasks = build_tasks(prompts, candidates, config.curate)
+        write_annotations(context.out_dir / "tasks.jsonl", tasks)
+        annotations = env.fill_annotations(tasks)
+        write_annotations(context.out_dir / "new_annotations.jsonl", annotations)
+        previous = context.inputs.get("previous")
+        merged = context.out_dir / "annotations.jsonl"
+        with merged.open("w", encoding="utf-8") as out:
+            if previous is not None:
+                out.write(previous.read_text(encoding="utf-8"))
+            out.write((context.out_dir / "new_annotations.jsonl").read_text(encoding="utf-8"))
+        context.log_metrics({"tasks": len(tasks), "annotations": len(annotations)}
+                            | {f"agreement_{k}": v for k, v in agreement_report(annotations).items()
+                               if isinstance(v, (int, float))})
+
+    return run
+
+
+def reward_stage(config: Config) -> Callable[[StageContext], None]:
+    def run(context: StageContext) -> None:
+        from characterflywheel.reward import train_reward_models
+
+        metrics = train_reward_models(context.inputs["annotations"], context.inputs["prompts"], context.out_dir,
+                                      config.reward, work_dir=context.work_dir, progress=True)
+        context.log_metrics(flat_numbers(metrics))
+
+    return run
+
+
+def judge_from(config: Config, reward_dir: Path) -> Any:
+    from characterflywheel.reward import load_judge
+
+    return load_judge(reward_dir, config.reward.pairwise_weight)
+
+
+def sample_stage(config: Config, lineage: Lineage, parent_win_rate: float | None) -> Callable[[StageContext], None]:
+    def run(context: StageContext) -> None:
+        from characterflywheel.reward import load_user_signal
+        from characterflywheel.sample import run_pre_herding_sampling
+
+        reward_dir = context.inputs["reward"]
+        pool = [lineage.champion, *[m for m in reversed(lineage.history) if m != lineage.champion]]
+        metrics = run_pre_herding_sampling(
+            context.inputs["curated"], pool[: config.flywheel.pool_size], judge_from(config, reward_dir),
+            load_user_signal(reward_dir / "user_signal"), lambda model: backend_for(config, model),
+            context.out_dir, config.sample, parent_win_rate=parent_win_rate, progress=True)
+        context.log_metrics(flat_numbers(metrics))
+
+    return run
+
+
+def herd_stage(config: Config, parent: str) -> Callable[[StageContext], None]:
+    def run(context: StageContext) -> None:
+        from characterflywheel.train import run_herding
+
+        reward_fn = judge_from(config, context.inputs["reward"]).as_reward_fn()
+        data = {"sft": context.inputs["sample"] / "sft.jsonl", "dpo": context.inputs["sample"] / "prefs.jsonl",
+                "prompts": context.inputs["sample"] / "hard_prompts.jsonl"}
+        metrics = run_herding(parent, config.train.recipes, data, context.out_dir, reward_fn, config.train,
+                              work_dir=context.work_dir, progress=True)
+        context.log_metrics(flat_numbers(metrics))
+
+    return run
+
+
+def evaluate_stage(config: Config, env: Environment, parent: str, reference: str) -> Callable[[StageContext], None]:
+    def run(context: StageContext) -> None:
+        from characterflywheel.characters import load_characters
+        from characterflywheel.evaluate.history_bias import history_bias
+        from characterflywheel.evaluate.offline import evaluate_child
+
+        prompts = read_jsonl(context.inputs["heldout"])[: config.evaluate.heldout_prompts]
+        conversations = [p["prompt"] for p in prompts]
+        params = sampling(config, n=1)
+        replies = {}
+        for name, model in (("child", context.inputs["child"]), ("parent", parent), ("reference", reference)):
+            replies[name] = [r[0] for r in backend_for(config, model).chat(conversations, params, progress=True)]
+        write_jsonl(context.out_dir / "replies.jsonl",
+                    [{"prompt_id": p["prompt_id"], **{k: v[i] for k, v in replies.items()}} for i, p in enumerate(prompts)])
+        judge = judge_from(config, context.inputs["reward"])
+        report = evaluate_child(prompts, replies["child"], replies["parent"], replies["reference"], judge,
+                                annotator_filler=env.fill_annotations, characters=load_characters(),
+                                settings=config.evaluate, out_dir=context.out_dir)
+        offline = report.to_dict()
+        (context.out_dir / "offline.json").write_text(json.dumps(offline, indent=2))
+        bias = {name: history_bias(prompts, replies[name]).to_dict() for name in ("parent", "child")}
+        (context.out_dir / "history_bias.json").write_text(json.dumps(bias, indent=2))
+        scores = {name: [float(s) for s in judge.score_groups(conversations, [[r] for r in replies[name]]) ]
+                  for name in ("child", "parent")}
+        truth: dict[str, Any] = {"rm_score": {k: mean([x[0] if hasattr(x, '__len__') else x for x in v])
+                                             for k, v in scores.items()}}
+        for name in ("child", "parent"):
+            hidden = env.truth(prompts, replies[name])
+            if hidden is not None:
+                truth.setdefault("landscape_p_continue", {})[name] = mean(hidden)
+        (context.out_dir / "truth.json").write_text(json.dumps(truth, indent=2))
+        context.log_metrics(flat_numbers({"offline": offline}))
+
+    return run
+
+
+def gate_stage(config: Config, generation: int, lineage: Lineage) -> Callable[[StageContext], None]:
+    def run(context: StageContext) -> None:
+        from characterflywheel.deploy.registry import Registry
+        from characterflywheel.evaluate.gates import apply_gates
+
+        evaluated = context.inputs["evaluate"]
+        offline = json.loads((evaluated / "offline.json").read_text())
+        sample_report = json.loads((context.inputs["sample"] / "report.json").read_text())
+        decision = apply_gates(offline, offline.get("style", {}), config.evaluate,
+                               user_signal_win_rate=sample_report.get("user_signal_win_rate"))
+        gates = decision.to_dict()
+        (context.out_dir / "gates.json").write_text(json.dumps(gates, indent=2))
+        registry = Registry(Path(config.runs_dir) / config.name, model_name=f"{config.name}-policy")
+        version = registry.register(
+            context.inputs["child"], generation=generation, parent_version=lineage.champion_version,
+            lineage={"parent_model": lineage.champion, **manifest_hashes(context)},
+            metrics=flat_numbers({"offline": offline}), gates=gates)
+        if gates["passed"]:
+            registry.set_alias("challenger", version)
+        (context.out_dir / "registry.json").write_text(json.dumps({"version": str(version)}))
+        context.log_metrics({"passed": float(gates["passed"])})
+
+    return run
+
+
+def manifest_hashes(context: StageContext) -> dict[str, str]:
+    from characterflywheel.runs import content_hash
+
+    return {f"input_{name}": content_hash(path)[:16] for name, path in context.inputs.items() if path.is_file()}
+
+
+def register_base_stage(config: Config) -> Callable[[StageContext], None]:
+    def run(context: StageContext) -> None:
+        from characterflywheel.deploy.registry import Registry
+
+        registry = Registry(Path(config.runs_dir) / config.name, model_name=f"{config.name}-policy")
+        version = registry.register(context.inputs["model"], generation=0, parent_version=None,
+                                    lineage={"source": config.model.policy}, metrics={}, gates={"passed": True})
+        registry.set_alias("champion", version)
+        (context.out_dir / "registry.json").write_text(json.dumps({"version": str(version)}))
+
+    return run
+
+
+def mean(values: Sequence[float]) -> float:
+    return float(sum(values) / len(values)) if len(values) else float("nan")
+
+
+def flat_numbers(value: Any, prefix: str = "") -> dict[str, float]:
+    """Numbers of a nested dict as ``a.b.c`` keys (for MLflow metrics)."""
+    out: dict[str, float] = {}
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            out |= flat_numbers(inner, f"{prefix}{key}.")
+    elif isinstance(value, bool):
+        out[prefix[:-1]] = float(value)
+    elif isinstance(value, (int, float)) and value == value:
+        out[prefix[:-1]] = float(value)
+    return out
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def run_generation_zero(config: Config, env: Environment, stage: StageRunner) -> StageResult:
+    from characterflywheel.models import resolve_model
+
+    seeded = stage("seed", seed_stage(config), config_hash=config.section_hash("data"))
+    extra = {f"traffic_{i}": Path(p) for i, p in enumerate(config.data.traffic)}
+    stage("ingest", ingest_stage, inputs={"seed": seeded.out_dir / "traffic.jsonl"} | extra)
+    base = str(resolve_model(config.model.policy))
+    if config.tracking.mlflow:
+        stage("register", register_base_stage(config), inputs={"model": Path(base)})
+    return stage("deploy", deploy_stage(config, env, 0, (base, "gen-0"), None),
+                 config_hash=config.section_hash("model", "generation", "serve", "world", "seed"))
+
+
+def run_generation(config: Config, env: Environment, generation: int, stage: StageRunner) -> None:
+    lineage = lineage_before(config, stage, generation)
+    parent = lineage.champion
+    previous = stage.run.stage_dir(generation - 1, "deploy")
+    hash_of = config.section_hash
+    curated = stage("curate", curate_stage(config),
+                    inputs={"traffic": previous / "ingested" / "conversations.parquet"},
+                    config_hash=hash_of("curate", "model", "seed"))
+    earlier_annotations = stage.run.stage_dir(generation - 1, "annotate") / "annotations.jsonl"
+    annotated = stage("annotate", annotate_stage(config, env, parent),
+                      inputs={"curated": curated.out_dir / "curated.jsonl", "parent": Path(parent)}
+                      | ({"previous": earlier_annotations} if earlier_annotations.is_file() else {}),
+                      config_hash=hash_of("curate", "generation", "seed"))
+    rewarded = stage("reward", reward_stage(config),
+                     inputs={"annotations": annotated.out_dir / "annotations.jsonl",
+                             "prompts": curated.out_dir / "prompts.jsonl"},
+                     config_hash=hash_of("reward", "seed"))
+    parent_win_rate = previous_win_rate(stage, generation)
+    sampled = stage("sample", sample_stage(config, lineage, parent_win_rate),
+                    inputs={"curated": curated.out_dir / "curated.jsonl", "reward": rewarded.out_dir,
+                            "parent": Path(parent)},
+                    config_hash=hash_of("sample", "generation", "flywheel", "seed"),
+                    params={"parent_win_rate": parent_win_rate})
+    herded = stage("herd", herd_stage(config, parent),
+                   inputs={"sample": sampled.out_dir, "reward": rewarded.out_dir, "parent": Path(parent)},
+                   config_hash=hash_of("train", "seed"))
+    child = herded.out_dir / POLICY_DIR
+    reference = reference_model(config, lineage)
+    evaluated = stage("evaluate", evaluate_stage(config, env, parent, reference),
+                      inputs={"heldout": curated.out_dir / "heldout.jsonl", "child": child,
+                              "reward": rewarded.out_dir},
+                      config_hash=hash_of("evaluate", "generation", "seed"))
+    gated = stage("gate", gate_stage(config, generation, lineage),
+                  inputs={"evaluate": evaluated.out_dir, "sample": sampled.out_dir, "child": child},
+                  config_hash=hash_of("evaluate"))
+    passed = json.loads((gated.out_dir / "gates.json").read_text())["passed"]
+    challenger = (str(child), f"gen-{generation}") if passed else None
+    deployed = stage("deploy", deploy_stage(config, env, generation, (parent, lineage.champion_version), challenger),
+                     inputs={"gate": gated.out_dir / "gates.json"},
+                     config_hash=hash_of("model", "generation", "serve", "world", "ab", "flywheel", "seed"))
+    decision = json.loads((deployed.out_dir / "decision.json").read_text())
+    if decision["promoted"] and config.tracking.mlflow:
+        from characterflywheel.deploy.registry import Registry
+
+        Registry(Path(config.runs_dir) / config.name, model_name=f"{config.name}-policy").promote(
+            json.loads((gated.out_dir / "registry.json").read_text())["version"])
+
+
+def previous_win_rate(stage: StageRunner, generation: int) -> float | None:
+    """The reward models' win rate of the current champion over its own parent (paper 7.4)."""
+    if generation < 2:
+        return None
+    offline = stage.run.stage_dir(generation - 1, "evaluate") / "offline.json"
+    if not offline.is_file():
+        return None
+    return json.loads(offline.read_text()).get("win_rate_vs_parent", {}).get("value")
+
+
+def reference_model(config: Config, lineage: Lineage) -> str:
+    return config.flywheel.reference or lineage.history[0]
+
+
+def run_flywheel(config: Config, env: Environment, generations: int | None = None,
+                 notify: StageNotice | None = None) -> Path:
+    """Run (or resume) generations 0..N; returns the run directory."""
+    from characterflywheel.summary import write_generation_summary
+
+    total = config.flywheel.generations if generations is None else generations
+    for generation in range(total + 1):
+        stage = StageRunner(config, generation, notify)
+        began = time.perf_counter()
+        if generation == 0:
+            run_generation_zero(config, env, stage)
+        else:
+            run_generation(config, env, generation, stage)
+        write_generation_summary(stage.run.root, generation, elapsed=time.perf_counter() - began)
+    shutil.rmtree(Path(config.runs_dir) / config.name / "tmp", ignore_errors=True)
+    return Path(config.runs_dir) / config.name

@@ -1,0 +1,119 @@
+"""One ``gen-<n>/summary.json`` per generation, gathered from its stages' outputs for the report.
+
+The summary is derived data: it is rewritten after every generation (and by ``report``) from the
+stage folders, so it never disagrees with them. Missing stages leave their section out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+from characterflywheel.runs import MANIFEST, RunDir
+
+
+def _json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _metrics(run: RunDir, generation: int, stage: str) -> dict[str, float]:
+    return (run.manifest(generation, stage) or {}).get("metrics", {})
+
+
+def _seconds(manifest: dict[str, Any]) -> float | None:
+    try:
+        began = dt.datetime.fromisoformat(manifest["started_at"])
+        ended = dt.datetime.fromisoformat(manifest["finished_at"])
+    except (KeyError, ValueError):
+        return None
+    return (ended - began).total_seconds()
+
+
+def _pick(source: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {key: source[key] for key in keys if key in source}
+
+
+def _ab(decision: dict[str, Any] | None, ab: dict[str, Any] | None) -> dict[str, Any] | None:
+    if decision is None:
+        return None
+    from characterflywheel.flywheel import lift
+
+    out: dict[str, Any] = {"control": decision.get("champion_version") if not decision.get("promoted")
+                           else None, "treatment": decision.get("challenger_version"),
+                           "promoted": decision.get("promoted", False), "reason": decision.get("reason", "")}
+    if ab:
+        out["breadth_lift"] = lift(ab, "breadth")
+        out["depth_lift"] = lift(ab, "depth")
+        out["arms"] = ab.get("arms", {})
+    return out
+
+
+def generation_summary(run_root: Path, generation: int, elapsed: float | None = None) -> dict[str, Any]:
+    run = RunDir(run_root)
+    gen_dir = run.generation_dir(generation)
+    curate = _metrics(run, generation, "curate")
+    annotate = _metrics(run, generation, "annotate")
+    sample = _metrics(run, generation, "sample")
+    deploy = _metrics(run, generation, "deploy")
+    decision = _json(gen_dir / "deploy" / "decision.json")
+    counts = {
+        "traffic_conversations": deploy.get("traffic_accepted") if generation == 0 else
+        _metrics(run, generation - 1, "deploy").get("traffic_accepted"),
+        **{key: curate[key] for key in curate if key.split(".")[-1] in {
+            "prompts", "privacy_kept", "privacy_masked", "privacy_dropped", "diverse", "curated", "heldout"}},
+        "annotations": annotate.get("annotations"),
+        "sft": sample.get("sft"), "prefs": sample.get("prefs"),
+    }
+    summary: dict[str, Any] = {
+        "generation": generation,
+        "model_version": f"gen-{generation}",
+        "parent_version": None if generation == 0 else (decision or {}).get("champion_version"),
+        "deployed": bool(decision and (generation == 0 or decision.get("promoted"))),
+        "data_counts": {k: v for k, v in counts.items() if v is not None},
+        "stage_seconds": {},
+    }
+    if generation > 0 and decision and not decision.get("promoted"):
+        summary["parent_version"] = decision.get("champion_version")
+    for stage in run.completed_stages(generation):
+        manifest = _json(gen_dir / stage / MANIFEST) or {}
+        seconds = _seconds(manifest)
+        if seconds is not None:
+            summary["stage_seconds"][stage] = seconds
+    if elapsed is not None:
+        summary["elapsed_seconds"] = elapsed
+    reward = _json(gen_dir / "reward" / "metrics.json")
+    if reward:
+        summary["reward_models"] = reward
+    offline = _json(gen_dir / "evaluate" / "offline.json")
+    if offline:
+        summary["offline"] = offline
+        if "style" in offline:
+            summary["style"] = offline["style"]
+    bias = _json(gen_dir / "evaluate" / "history_bias.json")
+    if bias:
+        summary["history_bias"] = bias
+    gates = _json(gen_dir / "gate" / "gates.json")
+    if gates:
+        summary["gates"] = gates
+    ab = _ab(decision, _json(gen_dir / "deploy" / "ab.json"))
+    if ab:
+        summary["ab"] = ab
+    truth = _json(gen_dir / "evaluate" / "truth.json")
+    if truth:
+        summary["truth"] = truth
+    return summary
+
+
+def write_generation_summary(run_root: Path, generation: int, elapsed: float | None = None) -> Path:
+    path = RunDir(run_root).generation_dir(generation) / "summary.json"
+    summary = generation_summary(run_root, generation, elapsed)
+    previous = _json(path) or {}
+    if elapsed is None and "elapsed_seconds" in previous:
+        summary["elapsed_seconds"] = previous["elapsed_seconds"]
+    path.write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+    return path
