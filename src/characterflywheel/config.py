@@ -267,6 +267,19 @@ def _comment_lines(text: str) -> list[str]:
     return [f"# {line}" for line in text.splitlines()]
 
 
+def _toml_key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() else json.dumps(key)
+
+
+def _dotted_lines(prefix: str, value: Any) -> list[str]:
+    """A (nested) table as dotted keys, so it stays inside its section's header."""
+    if isinstance(value, dict) and value:
+        return [line for key, inner in value.items() for line in _dotted_lines(f"{prefix}.{_toml_key(str(key))}", inner)]
+    if isinstance(value, dict):
+        return [f"{prefix} = {{}}"]
+    return [f"{prefix} = " + tomli_w.dumps({"v": value}).strip()[len("v = "):]]
+
+
 def _render_section(model: BaseModel, header: str | None) -> list[str]:
     lines: list[str] = [] if header is None else ["", f"[{header}]"]
     data = model.model_dump(mode="json", exclude_none=True)
@@ -282,6 +295,8 @@ def _render_section(model: BaseModel, header: str | None) -> list[str]:
             tables += ["", *comment]
             for item in value:
                 tables += [f"[[{key}]]", tomli_w.dumps(item).strip()]
+        elif isinstance(value, dict):
+            lines += [*comment, *_dotted_lines(name, value)]
         elif value is not None:
             lines += [*comment, tomli_w.dumps({name: value}).strip()]
     return lines + tables
