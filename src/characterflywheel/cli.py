@@ -43,6 +43,13 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     except ImportError:
         pass
     try:
+        from characterflywheel.deploy.registry import RegistryError
+        from characterflywheel.report import ReportInputError
+
+        errors += [RegistryError, ReportInputError]
+    except ImportError:
+        pass
+    try:
         from characterflywheel.models import ModelNotFoundError
 
         errors.append(ModelNotFoundError)
@@ -366,9 +373,10 @@ def report(
     if not run_dir.is_dir():
         err_console.print(f"[red]error:[/red] {run_dir}: no such run directory")
         raise typer.Exit(1)
-    for gen_dir in run_dir.glob("gen-*"):
-        write_generation_summary(run_dir, int(gen_dir.name.split("-")[1]))
-    console.print(f"report: {write_report(run_dir, out)}")
+    with one_line_errors():
+        for gen_dir in run_dir.glob("gen-*"):
+            write_generation_summary(run_dir, int(gen_dir.name.split("-")[1]))
+        console.print(f"report: {write_report(run_dir, out)}")
 
 
 @app.command()
@@ -382,9 +390,8 @@ def rollback(
 
     with one_line_errors():
         cfg = _config(config, preset, overrides)
-    registry = Registry(cfg.run_dir(), model_name=f"{cfg.name}-policy")
-    ref = registry.rollback()
-    console.print(f"champion is now version {ref.version} ({ref.generation})")
+        ref = Registry(cfg.run_dir(), model_name=f"{cfg.name}-policy").rollback()
+    console.print(f"champion is now version {ref.version} ({ref.model_version}); the next generation trains from it")
 
 
 if __name__ == "__main__":

@@ -114,7 +114,17 @@ def lineage_before(config: Config, runner: StageRunner, generation: int) -> Line
         decision = json.loads(decision_path.read_text())
         history.append(decision["challenger_model"]) if decision.get("challenger_model") else None
         champion, version = decision["champion_model"], decision["champion_version"]
+    if generation > 1 and config.tracking.mlflow:
+        registered = registry_for(config).champion()  # a `rollback` since moves the champion
+        if registered is not None and registered.model_version != version:
+            champion, version = str(registered.path), registered.model_version
     return Lineage(champion, version, history)
+
+
+def registry_for(config: Config) -> Any:
+    from characterflywheel.deploy.registry import Registry
+
+    return Registry(config.run_dir(), model_name=f"{config.name}-policy")
 
 
 # --------------------------------------------------------------------------- generation 0
@@ -152,10 +162,18 @@ def deploy_stage(config: Config, env: Environment, generation: int, champion: tu
 
 
 def lift(ab: dict[str, Any], metric: str) -> dict[str, float | None]:
+    """The challenger's relative lift of ``metric`` over the champion, with its 95 % CI."""
     entry = ab.get("challengers", {}).get("challenger", {}).get(metric, {})
-    return {"value": entry.get("challenger", 0) - entry.get("control", 0) if entry else None,
-            "relative": entry.get("lift"), "lo": entry.get("ci_lo"), "hi": entry.get("ci_hi"),
+    return {"value": entry.get("lift"), "lo": entry.get("ci_lo"), "hi": entry.get("ci_hi"),
+            "control": entry.get("control"), "challenger": entry.get("challenger"),
             "n": ab.get("arms", {}).get("challenger", {}).get("users")}
+
+
+def change(ab: dict[str, Any], metric: str) -> float:
+    entry = lift(ab, metric)
+    if entry["control"] is None or entry["challenger"] is None:
+        return 0.0
+    return float(entry["challenger"]) - float(entry["control"])
 
 
 def promotion_decision(ab: dict[str, Any], rule: str) -> tuple[bool, str]:
@@ -167,7 +185,7 @@ def promotion_decision(ab: dict[str, Any], rule: str) -> tuple[bool, str]:
     reasons = "; ".join(challenger.get("reasons", []))
     if rule == "ci" or verdict == "no-ship":
         return verdict == "ship", f"A/B verdict {verdict}: {reasons}"
-    b, d = lift(ab, "breadth")["value"] or 0.0, lift(ab, "depth")["value"] or 0.0
+    b, d = change(ab, "breadth"), change(ab, "depth")
     ok = b >= 0 and d >= 0 and (b > 0 or d > 0)
     return ok, f"point estimates: breadth {b:+.3f}, depth {d:+.3f} (A/B verdict {verdict})"
 
@@ -298,7 +316,6 @@ def evaluate_stage(config: Config, env: Environment, parent: str, reference: str
 
 def gate_stage(config: Config, generation: int, lineage: Lineage) -> Callable[[StageContext], None]:
     def run(context: StageContext) -> None:
-        from characterflywheel.deploy.registry import Registry
         from characterflywheel.evaluate.gates import apply_gates
 
         evaluated = context.inputs["evaluate"]
@@ -308,13 +325,15 @@ def gate_stage(config: Config, generation: int, lineage: Lineage) -> Callable[[S
                                user_signal_win_rate=sample_report.get("user_signal_win_rate"))
         gates = decision.to_dict()
         (context.out_dir / "gates.json").write_text(json.dumps(gates, indent=2))
-        registry = Registry(Path(config.runs_dir) / config.name, model_name=f"{config.name}-policy")
+        registry = registry_for(config)
         version = registry.register(
             context.inputs["child"], generation=generation, parent_version=lineage.champion_version,
             lineage={"parent_model": lineage.champion, **manifest_hashes(context)},
             metrics=flat_numbers({"offline": offline}), gates=gates)
         if gates["passed"]:
             registry.set_alias("challenger", version)
+        else:
+            registry.clear_alias("challenger")
         (context.out_dir / "registry.json").write_text(json.dumps({"version": str(version)}))
         context.log_metrics({"passed": float(gates["passed"])})
 
@@ -329,9 +348,7 @@ def manifest_hashes(context: StageContext) -> dict[str, str]:
 
 def register_base_stage(config: Config) -> Callable[[StageContext], None]:
     def run(context: StageContext) -> None:
-        from characterflywheel.deploy.registry import Registry
-
-        registry = Registry(Path(config.runs_dir) / config.name, model_name=f"{config.name}-policy")
+        registry = registry_for(config)
         version = registry.register(context.inputs["model"], generation=0, parent_version=None,
                                     lineage={"source": config.model.policy}, metrics={}, gates={"passed": True})
         registry.set_alias("champion", version)
@@ -414,11 +431,12 @@ def run_generation(config: Config, env: Environment, generation: int, stage: Sta
                      inputs={"gate": gated.out_dir / "gates.json"},
                      config_hash=hash_of("model", "generation", "serve", "world", "ab", "flywheel", "seed"))
     decision = json.loads((deployed.out_dir / "decision.json").read_text())
-    if decision["promoted"] and config.tracking.mlflow:
-        from characterflywheel.deploy.registry import Registry
-
-        Registry(Path(config.runs_dir) / config.name, model_name=f"{config.name}-policy").promote(
-            json.loads((gated.out_dir / "registry.json").read_text())["version"])
+    if config.tracking.mlflow:
+        registry = registry_for(config)
+        if decision["promoted"]:
+            registry.promote(json.loads((gated.out_dir / "registry.json").read_text())["version"])
+        else:
+            registry.clear_alias("challenger")
 
 
 def previous_win_rate(stage: StageRunner, generation: int) -> float | None:

@@ -1,17 +1,66 @@
-"""The ``[sample]`` config section and its preset values."""
+"""The ``[sample]`` config section (rejection sampling, paper 5.1 / 7.4, and hard prompts by
+reward variance, paper 7.3) and its preset values."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field  # noqa: F401
+from pydantic import Field, model_validator
 
 from characterflywheel.section import Section
 
 
 class SampleConfig(Section):
-    pass
+    # Candidate generation.
+    k: int = Field(4, ge=1, description="Candidate replies generated per prompt from the chosen model.")
+    temperature: float = Field(0.8, ge=0.0, description="Sampling temperature for candidates and probes.")
+    top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus (top-p) mass for candidates and probes.")
+    max_new_tokens: int = Field(64, ge=1, description="Token budget per candidate reply.")
+    seed: int = Field(0, description="Base seed; probes use seed + pool index + 1, candidates use seed.")
+    # Model choice from the candidate pool (current model first, then earlier generations).
+    probe_n: int = Field(2, ge=1, description="Probe replies per prompt and pool model used to pick the best model.")
+    # Acceptance.
+    tau: float = Field(0.0, description="Absolute judge-score threshold: a candidate is kept when score >= tau.")
+    tau_quantile: float | None = Field(
+        0.5, ge=0.0, le=1.0,
+        description="If set, tau is this quantile of all candidate scores of the run (overrides `tau`; "
+        "scale-free, hence the default). Set to null to use the absolute `tau`.",
+    )
+    min_margin: float = Field(
+        0.1, ge=0.0, description="Smallest judge-score margin chosen - rejected for a preference pair."
+    )
+    # User-signal re-ranking (paper 7.4).
+    user_signal_max_win_rate: float = Field(
+        0.65, ge=0.0, le=1.0,
+        description="The user-signal model re-ranks kept candidates only while the reward model's win rate "
+        "of the current model over its parent is below this.",
+    )
+    user_signal_weight: float = Field(
+        0.5, ge=0.0, le=1.0,
+        description="Weight of the predicted P(continue) rank in the re-ranking blend (1 - weight: judge rank).",
+    )
+    # Hard prompts for online RL (paper 7.3).
+    hard_share: float = Field(0.25, gt=0.0, le=1.0, description="Share of prompts selected as hard prompts.")
+    hard_count: int | None = Field(None, ge=1, description="Exact number of hard prompts (overrides hard_share).")
+    hard_by: Literal["variance", "mean"] = Field(
+        "variance", description="Hard = highest variance of reward scores (default) or lowest mean score."
+    )
+    hard_source: Literal["candidates", "current"] = Field(
+        "candidates",
+        description="Replies scored for hardness: the rejection-sampling candidates (no extra generation) "
+        "or hard_n fresh replies from the current model (pool[0]).",
+    )
+    hard_n: int = Field(4, ge=2, description="Replies per prompt when hard_source = 'current'.")
+
+    @model_validator(mode="after")
+    def _enough_candidates_for_variance(self) -> SampleConfig:
+        if self.hard_source == "candidates" and self.k < 2:
+            raise ValueError("sample.k must be >= 2 when sample.hard_source = 'candidates' (variance needs 2 replies)")
+        return self
 
 
 # Merged into config.PRESETS["tiny"] / ["demo"] under the "sample" key.
-PRESETS: dict[str, dict[str, Any]] = {"tiny": {}, "demo": {}}
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {"k": 2, "probe_n": 1, "max_new_tokens": 12, "min_margin": 0.0, "hard_share": 0.5},
+    "demo": {"k": 4, "probe_n": 2, "max_new_tokens": 48, "min_margin": 0.05},
+}

@@ -1,0 +1,426 @@
+"""Rejection sampling (paper 5.1) with user-signal re-ranking under a win-rate guard (paper 7.4).
+
+For each prompt:
+
+1. **Model choice.** With more than one model in the pool (the current model first, then earlier
+   generations), each model writes ``probe_n`` probe replies; the judge scores them and the model
+   with the best mean probe score writes this prompt's candidates (ties go to the earlier pool
+   entry, i.e. the current model). With one model there is nothing to choose and no probing.
+2. **Candidates.** The chosen model samples ``k`` replies; the judge scores them.
+3. **Acceptance.** A candidate is kept when its judge score >= tau (an absolute ``tau``, or
+   ``tau_quantile`` of all candidate scores of the run, which does not depend on the judge's scale).
+4. **Ranking.** Kept candidates are ordered by judge score. While the reward model's win rate of
+   the current model over its parent is below ``user_signal_max_win_rate`` (65 % by default), the
+   user-signal model re-ranks them by a blend of judge-score rank and predicted P(continue) rank.
+   The user signal never sees candidates that failed tau, so it can only reorder, never admit.
+   An unknown win rate (no parent yet) keeps it off: the guard cannot be checked.
+5. **Outputs.** SFT record = the top kept candidate (``messages`` = prompt + assistant reply);
+   preference pair = that candidate vs. the lowest-scored candidate of the prompt, when their judge
+   margin is >= ``min_margin`` and positive (TRL's conversational ``prompt``/``chosen``/``rejected``).
+
+Written by hand because no library implements best-of-n selection over a model pool with this
+guard; generation goes through the project's backends and scoring through the reward judge.
+Assumptions: judge scores are finite, higher is better; ``score_groups`` returns one array per
+prompt with one score per reply. Only the model spec strings are recorded, never weights.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from characterflywheel.models import SamplingParams
+from characterflywheel.sample.protocols import (
+    BackendFactory,
+    CachedBackends,
+    ChatMessages,
+    Judge,
+    ModelSpec,
+    UserSignalPredictor,
+)
+from characterflywheel.sample.records import plain_messages, validate_prompt_records, write_json, write_jsonl
+from characterflywheel.sample.settings import SampleConfig
+
+SFT_FILE = "sft.jsonl"
+PREFS_FILE = "prefs.jsonl"
+CANDIDATES_FILE = "candidates.jsonl"
+REPORT_FILE = "report.json"
+
+
+@dataclass(frozen=True)
+class UserSignalDecision:
+    """Whether the user-signal model may re-rank this run, and why."""
+
+    active: bool
+    reason: str
+    parent_win_rate: float | None
+    max_win_rate: float
+    weight: float
+
+
+@dataclass
+class RejectionResult:
+    sft: list[dict[str, Any]]
+    prefs: list[dict[str, Any]]
+    candidates: list[dict[str, Any]]
+    report: dict[str, Any]
+    # Per prompt (input order): the judge scores of its k candidates; reused for hard prompts.
+    scores: list[np.ndarray] = field(repr=False, default_factory=list)
+
+    def write(self, out_dir: Path | str) -> dict[str, Path]:
+        """sft.jsonl, prefs.jsonl, candidates.jsonl and report.json in ``out_dir``."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {name: out / name for name in (SFT_FILE, PREFS_FILE, CANDIDATES_FILE, REPORT_FILE)}
+        write_jsonl(paths[SFT_FILE], self.sft)
+        write_jsonl(paths[PREFS_FILE], self.prefs)
+        write_jsonl(paths[CANDIDATES_FILE], self.candidates)
+        write_json(paths[REPORT_FILE], self.report)
+        return paths
+
+
+def decide_user_signal(
+    user_signal: UserSignalPredictor | None, parent_win_rate: float | None, settings: SampleConfig
+) -> UserSignalDecision:
+    """The 7.4 guard: re-rank only with a model, a known win rate, and that rate below the limit."""
+    limit = settings.user_signal_max_win_rate
+
+    def decision(active: bool, reason: str) -> UserSignalDecision:
+        return UserSignalDecision(active, reason, parent_win_rate, limit, settings.user_signal_weight)
+
+    if user_signal is None:
+        return decision(False, "no user-signal model")
+    if parent_win_rate is None:
+        return decision(False, "parent win rate unknown (no parent measured)")
+    if not 0.0 <= parent_win_rate <= 1.0:
+        raise ValueError(f"parent_win_rate must be in [0, 1], got {parent_win_rate}")
+    if settings.user_signal_weight == 0.0:
+        return decision(False, "user_signal_weight is 0")
+    if parent_win_rate >= limit:
+        return decision(False, f"parent win rate {parent_win_rate:.3f} >= {limit:.3f}: reward hacking risk")
+    return decision(True, f"parent win rate {parent_win_rate:.3f} < {limit:.3f}")
+
+
+def unique_pool(pool: Sequence[ModelSpec]) -> list[ModelSpec]:
+    """The pool in order with repeated specs dropped (a model listed twice is one candidate)."""
+    if not pool:
+        raise ValueError("rejection_sample: the model pool is empty")
+    unique: dict[str, ModelSpec] = {}
+    for spec in pool:
+        unique.setdefault(str(spec), spec)
+    return list(unique.values())
+
+
+def checked_score_groups(
+    judge: Judge, prompts: Sequence[ChatMessages], groups: Sequence[Sequence[str]]
+) -> list[np.ndarray]:
+    """``judge.score_groups`` with its output checked against the groups' shapes."""
+    scores = judge.score_groups(prompts, groups)
+    if len(scores) != len(groups):
+        raise ValueError(f"judge.score_groups returned {len(scores)} score arrays for {len(groups)} prompts")
+    checked = []
+    for index, (group, group_scores) in enumerate(zip(groups, scores, strict=True)):
+        array = np.asarray(group_scores, dtype=float).reshape(-1)
+        if len(array) != len(group) or not np.all(np.isfinite(array)):
+            raise ValueError(
+                f"judge.score_groups: prompt {index}: expected {len(group)} finite scores, got {array.tolist()}"
+            )
+        checked.append(array)
+    return checked
+
+
+def sampling_params(settings: SampleConfig, n: int, seed: int) -> SamplingParams:
+    return SamplingParams(
+        max_new_tokens=settings.max_new_tokens, temperature=settings.temperature, top_p=settings.top_p,
+        n=n, seed=seed,
+    )
+
+
+def choose_models(
+    conversations: Sequence[ChatMessages],
+    pool: Sequence[ModelSpec],
+    judge: Judge,
+    backends: BackendFactory,
+    settings: SampleConfig,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Index into ``pool`` of the model with the best mean probe score per prompt, and the
+    (prompts x pool) matrix of mean probe scores (None when the pool has one model)."""
+    if len(pool) == 1:
+        return np.zeros(len(conversations), dtype=int), None
+    probe_means = np.empty((len(conversations), len(pool)))
+    for model_index, spec in enumerate(pool):
+        params = sampling_params(settings, settings.probe_n, settings.seed + model_index + 1)
+        probes = backends(spec).chat(conversations, params, progress=progress)
+        scores = checked_score_groups(judge, conversations, probes)
+        probe_means[:, model_index] = [group.mean() for group in scores]
+    # argmax returns the first maximum: ties go to the earlier pool entry (the current model).
+    return probe_means.argmax(axis=1), probe_means
+
+
+def generate_candidates(
+    conversations: Sequence[ChatMessages],
+    choice: np.ndarray,
+    pool: Sequence[ModelSpec],
+    backends: BackendFactory,
+    settings: SampleConfig,
+    progress: bool = False,
+) -> list[list[str]]:
+    """``k`` replies per prompt from its chosen model; one batched call per model."""
+    candidates: list[list[str] | None] = [None] * len(conversations)
+    params = sampling_params(settings, settings.k, settings.seed)
+    for model_index, spec in enumerate(pool):
+        positions = np.flatnonzero(choice == model_index)
+        if len(positions) == 0:
+            continue
+        replies = backends(spec).chat([conversations[i] for i in positions], params, progress=progress)
+        for position, group in zip(positions, replies, strict=True):
+            if len(group) != settings.k:
+                raise ValueError(f"backend for {spec} returned {len(group)} replies, expected k={settings.k}")
+            candidates[position] = list(group)
+    return [group or [] for group in candidates]
+
+
+def effective_tau(scores: Sequence[np.ndarray], settings: SampleConfig) -> tuple[float, str]:
+    if settings.tau_quantile is None:
+        return float(settings.tau), "absolute"
+    pooled = np.concatenate(list(scores)) if scores else np.array([settings.tau])
+    return float(np.quantile(pooled, settings.tau_quantile)), f"quantile {settings.tau_quantile:g}"
+
+
+def blend_order(judge_scores: np.ndarray, p_continue: np.ndarray | None, weight: float) -> np.ndarray:
+    """Positions of ``judge_scores`` best first: by judge score alone, or by the blend
+    ``(1 - weight) * judge rank + weight * P(continue) rank`` (ranks scaled to [0, 1], ties
+    averaged); ties of the blend go to the higher judge score."""
+    from scipy.stats import rankdata  # scipy.stats takes a while to import; only re-ranking needs it
+
+    count = len(judge_scores)
+    if p_continue is None or count < 2:
+        return np.argsort(-judge_scores, kind="stable")
+    judge_rank = (rankdata(judge_scores) - 1) / (count - 1)
+    signal_rank = (rankdata(p_continue) - 1) / (count - 1)
+    blend = (1 - weight) * judge_rank + weight * signal_rank
+    return np.lexsort((-judge_scores, -blend))
+
+
+def predict_continue(
+    user_signal: UserSignalPredictor, conversations: Sequence[ChatMessages], replies: Sequence[str]
+) -> np.ndarray:
+    if not replies:
+        return np.empty(0)
+    predictions = np.asarray(user_signal.predict(conversations, replies), dtype=float)
+    if predictions.ndim != 2 or predictions.shape[0] != len(replies) or predictions.shape[1] < 1:
+        raise ValueError(f"user_signal.predict: expected shape ({len(replies)}, 2), got {predictions.shape}")
+    return predictions[:, 0]
+
+
+@dataclass
+class PromptOutcome:
+    """What one prompt contributes: its candidate rows, and its SFT record and pair if any."""
+
+    candidates: list[dict[str, Any]]
+    sft: dict[str, Any] | None
+    pair: dict[str, Any] | None
+    user_signal_changed_top: bool
+
+
+def select_for_prompt(
+    record: dict[str, Any],
+    conversation: ChatMessages,
+    model: str,
+    replies: Sequence[str],
+    scores: np.ndarray,
+    kept: np.ndarray,
+    p_continue: np.ndarray | None,
+    settings: SampleConfig,
+) -> PromptOutcome:
+    """Rank the kept candidates (re-ranked when ``p_continue`` is given), then build the SFT record
+    from the top one and the pair top vs. lowest-scored candidate when the margin allows."""
+    kept_positions = np.flatnonzero(kept)
+    order = kept_positions[blend_order(scores[kept_positions], p_continue, settings.user_signal_weight)]
+    judge_top = kept_positions[np.argmax(scores[kept_positions])] if len(kept_positions) else None
+    rank_of = {int(position): rank for rank, position in enumerate(order)}
+    rows = [
+        {
+            "prompt_id": record["prompt_id"], "model": model, "candidate": position, "reply": reply,
+            "score": float(scores[position]), "kept": bool(kept[position]), "rank": rank_of.get(position),
+            "p_continue": _lookup_p_continue(p_continue, kept_positions, position),
+            "selected": bool(len(order)) and position == int(order[0]),
+        }
+        for position, reply in enumerate(replies)
+    ]
+    if not len(order):
+        return PromptOutcome(rows, None, None, False)
+    best, worst = int(order[0]), int(np.argmin(scores))
+    sft = {
+        "messages": [*conversation, {"role": "assistant", "content": replies[best]}],
+        "prompt_id": record["prompt_id"], "score": float(scores[best]),
+    }
+    margin = float(scores[best] - scores[worst])
+    pair = None
+    if margin > 0 and margin >= settings.min_margin:
+        pair = {
+            "prompt": conversation,
+            "chosen": [{"role": "assistant", "content": replies[best]}],
+            "rejected": [{"role": "assistant", "content": replies[worst]}],
+            "prompt_id": record["prompt_id"],
+            "score_chosen": float(scores[best]), "score_rejected": float(scores[worst]),
+        }
+    return PromptOutcome(rows, sft, pair, best != judge_top)
+
+
+def rejection_sample(
+    prompts: Sequence[dict[str, Any]],
+    pool: Sequence[ModelSpec],
+    judge: Judge,
+    backend_factory: BackendFactory,
+    settings: SampleConfig | None = None,
+    user_signal: UserSignalPredictor | None = None,
+    parent_win_rate: float | None = None,
+    progress: bool = False,
+    out_dir: Path | str | None = None,
+) -> RejectionResult:
+    """Best-of-k rejection sampling over a model pool; writes the four files when ``out_dir`` is set."""
+    settings = settings or SampleConfig()
+    records = validate_prompt_records(list(prompts))
+    pool = unique_pool(pool)
+    backends = backend_factory if isinstance(backend_factory, CachedBackends) else CachedBackends(backend_factory)
+    conversations = [plain_messages(record["prompt"]) for record in records]
+
+    choice, probe_means = choose_models(conversations, pool, judge, backends, settings, progress)
+    groups = generate_candidates(conversations, choice, pool, backends, settings, progress)
+    scores = checked_score_groups(judge, conversations, groups) if records else []
+    tau, tau_source = effective_tau(scores, settings)
+    kept_masks = [group_scores >= tau for group_scores in scores]
+
+    decision = decide_user_signal(user_signal, parent_win_rate, settings)
+    p_continue = _kept_p_continue(user_signal, decision, conversations, groups, kept_masks)
+
+    outcomes = [
+        select_for_prompt(
+            record, conversations[index], str(pool[int(choice[index])]), groups[index], scores[index],
+            kept_masks[index], p_continue[index], settings,
+        )
+        for index, record in enumerate(records)
+    ]
+    sft = [outcome.sft for outcome in outcomes if outcome.sft is not None]
+    prefs = [outcome.pair for outcome in outcomes if outcome.pair is not None]
+    candidate_rows = [row for outcome in outcomes for row in outcome.candidates]
+    pairs_below_margin = sum(outcome.sft is not None and outcome.pair is None for outcome in outcomes)
+    changed_top = sum(outcome.user_signal_changed_top for outcome in outcomes)
+
+    report = _report(
+        records, pool, choice, probe_means, scores, kept_masks, tau, tau_source, sft, prefs,
+        pairs_below_margin, decision, changed_top, settings,
+    )
+    result = RejectionResult(sft, prefs, candidate_rows, report, scores)
+    if out_dir is not None:
+        result.write(out_dir)
+    return result
+
+
+def _kept_p_continue(
+    user_signal: UserSignalPredictor | None,
+    decision: UserSignalDecision,
+    conversations: Sequence[ChatMessages],
+    groups: Sequence[Sequence[str]],
+    kept_masks: Sequence[np.ndarray],
+) -> list[np.ndarray | None]:
+    """Per prompt, P(continue) of its kept candidates only (None when re-ranking is off)."""
+    if not decision.active or user_signal is None:
+        return [None] * len(groups)
+    owners = [i for i, mask in enumerate(kept_masks) for _ in np.flatnonzero(mask)]
+    replies = [groups[i][p] for i, mask in enumerate(kept_masks) for p in np.flatnonzero(mask)]
+    flat = predict_continue(user_signal, [conversations[i] for i in owners], replies)
+    per_prompt: list[np.ndarray | None] = []
+    start = 0
+    for mask in kept_masks:
+        count = int(mask.sum())
+        per_prompt.append(flat[start:start + count])
+        start += count
+    return per_prompt
+
+
+def _lookup_p_continue(values: np.ndarray | None, kept_positions: np.ndarray, position: int) -> float | None:
+    if values is None:
+        return None
+    where = np.flatnonzero(kept_positions == position)
+    return float(values[where[0]]) if len(where) else None
+
+
+def _mean(values: Sequence[float] | np.ndarray) -> float | None:
+    return float(np.mean(values)) if len(values) else None
+
+
+def _report(
+    records: Sequence[dict[str, Any]],
+    pool: Sequence[ModelSpec],
+    choice: np.ndarray,
+    probe_means: np.ndarray | None,
+    scores: Sequence[np.ndarray],
+    kept_masks: Sequence[np.ndarray],
+    tau: float,
+    tau_source: str,
+    sft: Sequence[dict[str, Any]],
+    prefs: Sequence[dict[str, Any]],
+    pairs_below_margin: int,
+    decision: UserSignalDecision,
+    changed_top: int,
+    settings: SampleConfig,
+) -> dict[str, Any]:
+    all_scores = np.concatenate(list(scores)) if scores else np.empty(0)
+    kept_scores = np.concatenate([s[m] for s, m in zip(scores, kept_masks, strict=True)]) if scores else np.empty(0)
+    prompts_with_kept = sum(bool(mask.any()) for mask in kept_masks)
+    counts = Counter(str(pool[int(i)]) for i in choice)
+    report = {
+        "prompts": len(records),
+        "candidates": int(all_scores.size),
+        "kept": int(kept_scores.size),
+        "filtered_below_tau": int(all_scores.size - kept_scores.size),
+        "acceptance_rate": float(kept_scores.size / all_scores.size) if all_scores.size else 0.0,
+        "prompts_with_kept": prompts_with_kept,
+        "prompts_without_kept": len(records) - prompts_with_kept,
+        "sft_records": len(sft),
+        "preference_pairs": len(prefs),
+        "pairs_skipped_below_margin": pairs_below_margin,
+        "tau": tau,
+        "tau_source": tau_source,
+        "mean_score_all": _mean(all_scores),
+        "mean_score_kept": _mean(kept_scores),
+        "mean_score_sft": _mean([record["score"] for record in sft]),
+        "pool": [str(spec) for spec in pool],
+        "model_choice_counts": {str(spec): counts.get(str(spec), 0) for spec in pool},
+        "probe_replies": 0 if probe_means is None else len(records) * len(pool) * settings.probe_n,
+        "probe_mean_score": None if probe_means is None else {
+            str(spec): float(probe_means[:, j].mean()) if len(records) else None for j, spec in enumerate(pool)
+        },
+        "user_signal": {
+            "active": decision.active, "reason": decision.reason, "parent_win_rate": decision.parent_win_rate,
+            "max_win_rate": decision.max_win_rate, "weight": decision.weight, "changed_top_pick": changed_top,
+        },
+        "settings": settings.model_dump(),
+    }
+    _check_reconciled(report, settings)
+    return report
+
+
+def _check_reconciled(report: dict[str, Any], settings: SampleConfig) -> None:
+    """Counts must add up; a mismatch is a bug here, not bad input."""
+    identities = {
+        "candidates == prompts * k": report["candidates"] == report["prompts"] * settings.k,
+        "kept + filtered == candidates": report["kept"] + report["filtered_below_tau"] == report["candidates"],
+        "prompts with + without kept == prompts":
+            report["prompts_with_kept"] + report["prompts_without_kept"] == report["prompts"],
+        "sft records == prompts with kept": report["sft_records"] == report["prompts_with_kept"],
+        "pairs + skipped == prompts with kept":
+            report["preference_pairs"] + report["pairs_skipped_below_margin"] == report["prompts_with_kept"],
+        "model choices == prompts": sum(report["model_choice_counts"].values()) == report["prompts"],
+    }
+    broken = [name for name, holds in identities.items() if not holds]
+    if broken:
+        raise RuntimeError(f"rejection sampling counts do not reconcile: {', '.join(broken)}")

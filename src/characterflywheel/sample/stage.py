@@ -1,0 +1,107 @@
+"""The pre-herding sampling stage: rejection sampling on the curated prompts (paper 5.1, 7.4) and
+the hard-prompt selection that online RL uses later (paper 7.3).
+
+Outputs in ``out_dir``: sft.jsonl, prefs.jsonl, candidates.jsonl, report.json (rejection
+sampling), hard_prompts.jsonl and hard_prompts_report.json (hard prompts). By default the hard
+prompts are measured on the rejection-sampling candidates (no extra generation); with
+``hard_source = "current"`` the current model (``pool[0]``) writes ``hard_n`` fresh replies per
+prompt, which measures difficulty for exactly the policy online RL will train.
+
+The reward models are loaded by the caller (``run_pre_herding_sampling``) or, in the stage
+adapter, lazily from ``characterflywheel.reward`` so this package does not depend on it at import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from characterflywheel.models import make_backend
+from characterflywheel.sample.hard_prompts import select_hard_prompts, select_hard_prompts_from_scores
+from characterflywheel.sample.protocols import BackendFactory, CachedBackends, Judge, ModelSpec, UserSignalPredictor
+from characterflywheel.sample.records import read_prompt_records
+from characterflywheel.sample.rejection import rejection_sample, sampling_params
+from characterflywheel.sample.settings import SampleConfig
+
+
+def local_backend_factory(kind: str = "fast", batch_size: int = 32) -> BackendFactory:
+    """Model spec -> a ``make_backend(kind, spec, batch_size=...)`` backend."""
+    return lambda spec: make_backend(kind, spec, batch_size=batch_size)
+
+
+def run_pre_herding_sampling(
+    curated_prompts_path: Path | str,
+    pool: Sequence[ModelSpec],
+    judge: Judge,
+    user_signal: UserSignalPredictor | None,
+    backend_factory: BackendFactory,
+    out_dir: Path | str,
+    settings: SampleConfig | None = None,
+    parent_win_rate: float | None = None,
+    progress: bool = False,
+) -> dict[str, float]:
+    """Rejection sampling + hard prompts on a curated prompt file; returns flat metrics."""
+    settings = settings or SampleConfig()
+    out = Path(out_dir)
+    prompts = read_prompt_records(curated_prompts_path)
+    backends = CachedBackends(backend_factory)
+    result = rejection_sample(
+        prompts, pool, judge, backends, settings, user_signal=user_signal,
+        parent_win_rate=parent_win_rate, progress=progress, out_dir=out,
+    )
+    if settings.hard_source == "candidates":
+        hard = select_hard_prompts_from_scores(
+            prompts, result.scores, settings.hard_share, settings.hard_count, settings.hard_by
+        )
+    else:
+        hard = select_hard_prompts(
+            prompts, backends(pool[0]), judge, settings.hard_share, settings.hard_count, settings.hard_by,
+            sampling=sampling_params(settings, settings.hard_n, settings.seed + 1000), progress=progress,
+        )
+    hard.report["source"] = settings.hard_source
+    hard.write(out)
+    return pre_herding_metrics(result.report, hard.report)
+
+
+def pre_herding_metrics(rejection: dict[str, Any], hard: dict[str, Any]) -> dict[str, float]:
+    """The figures worth tracking per generation, as floats (None -> NaN)."""
+
+    def number(value: Any) -> float:
+        return float("nan") if value is None else float(value)
+
+    metrics = {
+        f"sample.{key}": number(rejection[key])
+        for key in ("prompts", "candidates", "kept", "acceptance_rate", "sft_records", "preference_pairs",
+                    "tau", "mean_score_all", "mean_score_kept", "mean_score_sft")
+    }
+    metrics["sample.user_signal_active"] = float(rejection["user_signal"]["active"])
+    metrics["sample.user_signal_changed_top_pick"] = float(rejection["user_signal"]["changed_top_pick"])
+    for index, count in enumerate(rejection["model_choice_counts"].values()):
+        metrics[f"sample.model_choice.pool{index}"] = float(count)
+    metrics["sample.hard_prompts"] = float(hard["selected"])
+    for criterion in ("by_variance", "by_mean", "all"):
+        metrics[f"sample.hard.{criterion}.mean_variance"] = number(hard[criterion]["mean_variance"])
+        metrics[f"sample.hard.{criterion}.mean_score"] = number(hard[criterion]["mean_score"])
+    metrics["sample.hard.overlap_jaccard"] = float(hard["overlap_jaccard"])
+    return metrics
+
+
+def pre_herding_sampling_stage(context: Any) -> None:
+    """``runs`` adapter. Inputs: ``prompts`` (curated prompt JSONL), ``judge`` (reward-model folder
+    for ``reward.load_judge``), optional ``user_signal`` (for ``reward.load_user_signal``).
+    Params: ``pool`` (model specs, current first), ``sample`` (SampleConfig fields),
+    ``backend`` ("fast"), ``batch_size``, ``pairwise_weight`` (0.5), ``parent_win_rate`` (or None)."""
+    from characterflywheel import reward  # lazy: the reward package is built alongside this one
+
+    params = context.params
+    judge = reward.load_judge(context.inputs["judge"], params.get("pairwise_weight", 0.5))
+    signal_path = context.inputs.get("user_signal")
+    user_signal = reward.load_user_signal(signal_path) if signal_path is not None else None
+    metrics = run_pre_herding_sampling(
+        context.inputs["prompts"], params["pool"], judge, user_signal,
+        local_backend_factory(params.get("backend", "fast"), params.get("batch_size", 32)),
+        context.out_dir, SampleConfig(**params.get("sample", {})), params.get("parent_win_rate"),
+        progress=params.get("progress", False),
+    )
+    context.log_metrics(metrics)
