@@ -342,8 +342,9 @@ def _print_generations(run_dir: Path) -> None:
             return f"{entry['value']:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else "")
 
         table.add_row(str(summary["generation"]), {True: "pass", False: "FAIL"}.get(summary.get("gates", {}).get("passed"), ""),
-                      ci(offline.get("win_rate_vs_parent")), ci(offline.get("if_rate", {}).get("child")),
-                      ci(offline.get("violation_rate", {}).get("child")), ci(ab_summary.get("breadth_lift")),
+                      ci((offline.get("win_rate_vs_parent") or {}).get("reward_model")),
+                      ci((offline.get("instruction_following") or {}).get("child")),
+                      ci((offline.get("violation_rate") or {}).get("child")), ci(ab_summary.get("breadth_lift")),
                       ci(ab_summary.get("depth_lift")), "yes" if summary.get("deployed") else "no")
     console.print(table)
 

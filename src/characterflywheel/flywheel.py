@@ -279,37 +279,37 @@ def herd_stage(config: Config, parent: str) -> Callable[[StageContext], None]:
 
 
 def evaluate_stage(config: Config, env: Environment, parent: str, reference: str) -> Callable[[StageContext], None]:
+    """Held-out offline evaluation (replies cached in the stage folder), plus the hidden truth when
+    the environment has one: the report's view of the proxy (reward) against the truth."""
+
     def run(context: StageContext) -> None:
         from characterflywheel.characters import load_characters
-        from characterflywheel.evaluate.history_bias import history_bias
-        from characterflywheel.evaluate.offline import evaluate_child
+        from characterflywheel.evaluate.offline import read_prompt_records, run_offline_evaluation
+        from characterflywheel.reward import load_user_signal
 
-        prompts = read_jsonl(context.inputs["heldout"])[: config.evaluate.heldout_prompts]
-        conversations = [p["prompt"] for p in prompts]
-        params = sampling(config, n=1)
-        replies = {}
-        for name, model in (("child", context.inputs["child"]), ("parent", parent), ("reference", reference)):
-            replies[name] = [r[0] for r in backend_for(config, model).chat(conversations, params, progress=True)]
-        write_jsonl(context.out_dir / "replies.jsonl",
-                    [{"prompt_id": p["prompt_id"], **{k: v[i] for k, v in replies.items()}} for i, p in enumerate(prompts)])
-        judge = judge_from(config, context.inputs["reward"])
-        report = evaluate_child(prompts, replies["child"], replies["parent"], replies["reference"], judge,
-                                annotator_filler=env.fill_annotations, characters=load_characters(),
-                                settings=config.evaluate, out_dir=context.out_dir)
+        reward_dir = context.inputs["reward"]
+        judge = judge_from(config, reward_dir)
+        backends = {str(context.inputs["child"]): None, parent: None, reference: None}
+        for model in backends:
+            backends[model] = backend_for(config, model)
+        report = run_offline_evaluation(
+            context.inputs["heldout"], context.out_dir, backends[str(context.inputs["child"])], backends[parent],
+            judge, config.evaluate, reference_backend=backends[reference], annotator_filler=env.fill_annotations,
+            characters=load_characters(), user_signal=load_user_signal(reward_dir / "user_signal"), progress=True)
         offline = report.to_dict()
         (context.out_dir / "offline.json").write_text(json.dumps(offline, indent=2))
-        bias = {name: history_bias(prompts, replies[name]).to_dict() for name in ("parent", "child")}
-        (context.out_dir / "history_bias.json").write_text(json.dumps(bias, indent=2))
-        scores = {name: [float(s) for s in judge.score_groups(conversations, [[r] for r in replies[name]]) ]
-                  for name in ("child", "parent")}
-        truth: dict[str, Any] = {"rm_score": {k: mean([x[0] if hasattr(x, '__len__') else x for x in v])
-                                             for k, v in scores.items()}}
+        context.log_metrics(report.metrics())
+        records = {str(r.get("prompt_id")): r for r in read_prompt_records(context.inputs["heldout"])}
+        rows = read_jsonl(context.out_dir / "replies.jsonl")
+        prompts = [records[str(row["prompt_id"])] for row in rows]
+        truth: dict[str, Any] = {"rm_score": {}, "n": len(rows)}
         for name in ("child", "parent"):
-            hidden = env.truth(prompts, replies[name])
+            replies = [row[name] for row in rows]
+            truth["rm_score"][name] = mean(judge.pointwise.score([p["prompt"] for p in prompts], replies))
+            hidden = env.truth(prompts, replies)
             if hidden is not None:
                 truth.setdefault("landscape_p_continue", {})[name] = mean(hidden)
         (context.out_dir / "truth.json").write_text(json.dumps(truth, indent=2))
-        context.log_metrics(flat_numbers({"offline": offline}))
 
     return run
 
@@ -318,11 +318,9 @@ def gate_stage(config: Config, generation: int, lineage: Lineage) -> Callable[[S
     def run(context: StageContext) -> None:
         from characterflywheel.evaluate.gates import apply_gates
 
-        evaluated = context.inputs["evaluate"]
-        offline = json.loads((evaluated / "offline.json").read_text())
-        sample_report = json.loads((context.inputs["sample"] / "report.json").read_text())
-        decision = apply_gates(offline, offline.get("style", {}), config.evaluate,
-                               user_signal_win_rate=sample_report.get("user_signal_win_rate"))
+        offline = json.loads(context.inputs["evaluate"].read_text())
+        user_signal = (offline.get("user_signal_win_rate_vs_parent") or {}).get("value")
+        decision = apply_gates(offline, offline.get("style"), config.evaluate, user_signal_win_rate=user_signal)
         gates = decision.to_dict()
         (context.out_dir / "gates.json").write_text(json.dumps(gates, indent=2))
         registry = registry_for(config)
@@ -423,7 +421,7 @@ def run_generation(config: Config, env: Environment, generation: int, stage: Sta
                               "reward": rewarded.out_dir},
                       config_hash=hash_of("evaluate", "generation", "seed"))
     gated = stage("gate", gate_stage(config, generation, lineage),
-                  inputs={"evaluate": evaluated.out_dir, "sample": sampled.out_dir, "child": child},
+                  inputs={"evaluate": evaluated.out_dir / "offline.json", "child": child},
                   config_hash=hash_of("evaluate"))
     passed = json.loads((gated.out_dir / "gates.json").read_text())["passed"]
     challenger = (str(child), f"gen-{generation}") if passed else None
@@ -446,7 +444,8 @@ def previous_win_rate(stage: StageRunner, generation: int) -> float | None:
     offline = stage.run.stage_dir(generation - 1, "evaluate") / "offline.json"
     if not offline.is_file():
         return None
-    return json.loads(offline.read_text()).get("win_rate_vs_parent", {}).get("value")
+    by_judge = json.loads(offline.read_text()).get("win_rate_vs_parent") or {}
+    return (by_judge.get("reward_model") or {}).get("value")
 
 
 def reference_model(config: Config, lineage: Lineage) -> str:

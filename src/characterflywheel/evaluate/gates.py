@@ -1,0 +1,236 @@
+"""Deployment gates (issue 7 item 2): may this child replace its parent as challenger?
+
+``apply_gates(offline_report_dict, style_report_dict, settings, user_signal_win_rate)`` reads the
+JSON form of the offline evaluation (``OfflineReport.to_dict()``, e.g. ``offline_report.json``) and
+returns a ``GateDecision``: ``passed`` and one check per gate, each ``{name, value, threshold,
+passed, reason}`` with a human-readable reason. A failed gate stops the child from deploying; the
+parent stays champion (the caller records the decision with the model).
+
+Gates (thresholds in ``EvaluateConfig``, the ``[evaluate]`` section):
+
+* ``win_rate_vs_parent.<judge>`` for each judge in ``gated_win_rate_judges`` -- above
+  ``min_win_rate_vs_parent``; with ``require_ci`` the CI *lower bound* must be above it (the gain
+  must be significant). A missing reward-model figure fails; missing annotator figures are skipped.
+* ``win_rate_vs_reference.<judge>`` -- only when ``min_win_rate_vs_reference`` is set.
+* ``violation_rate_not_worse`` -- child minus parent violation rate at most
+  ``max_violation_increase``. With ``guardrails_need_significance`` (default, the A/B guardrails'
+  rule) it fails when the whole CI of the difference lies above the tolerance; without it the point
+  estimate decides (stricter, but noisy on a few dozen prompts).
+* ``instruction_following_not_lower`` -- likewise, the following rate may fall at most
+  ``max_following_decrease``.
+* ``no_style_artifact`` -- the style monitor flagged no feature (``forbid_style_artifacts``).
+* ``user_signal_win_rate`` -- below ``max_user_signal_win_rate`` (paper 7.4: past 65 % the child is
+  hacking the user-signal proxy); skipped when no user-signal figure was measured.
+
+A skipped check is recorded with ``passed: True`` and ``skipped: True`` and the reason why.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from characterflywheel.evaluate.settings import EvaluateConfig
+
+__all__ = ["GateCheck", "GateDecision", "apply_gates"]
+
+
+@dataclass(frozen=True)
+class GateCheck:
+    name: str
+    value: float | None
+    threshold: float | None
+    passed: bool
+    reason: str
+    skipped: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    passed: bool
+    checks: list[GateCheck] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[GateCheck]:
+        return [check for check in self.checks if not check.passed]
+
+    @property
+    def reasons(self) -> list[str]:
+        """Why the child was stopped (empty when it passed)."""
+        return [f"{check.name}: {check.reason}" for check in self.failed]
+
+    def summary(self) -> str:
+        if self.passed:
+            return f"passed all {len(self.checks)} gate checks"
+        return "failed: " + "; ".join(self.reasons)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "checks": [check.to_dict() for check in self.checks], "reasons": self.reasons}
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading figures
+# --------------------------------------------------------------------------------------------------
+
+
+def _number(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _figure(data: Any, path: str) -> dict[str, float | None] | None:
+    """``{value, lo, hi, n}`` at a dotted path of the report, None when absent."""
+    node = data
+    for part in path.split("."):
+        if not isinstance(node, Mapping) or node.get(part) is None:
+            return None
+        node = node[part]
+    if isinstance(node, Mapping):
+        return {key: _number(node.get(key)) for key in ("value", "lo", "hi", "n")}
+    value = _number(node)
+    return None if value is None else {"value": value, "lo": None, "hi": None, "n": None}
+
+
+def _interval(figure: Mapping[str, float | None]) -> str:
+    lo, hi, n = figure.get("lo"), figure.get("hi"), figure.get("n")
+    parts = []
+    if lo is not None and hi is not None:
+        parts.append(f"CI [{lo:.3f}, {hi:.3f}]")
+    if n is not None:
+        parts.append(f"n={int(n)}")
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def _skipped(name: str, threshold: float | None, reason: str) -> GateCheck:
+    return GateCheck(name, None, threshold, True, reason, skipped=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Checks
+# --------------------------------------------------------------------------------------------------
+
+
+def _win_rate_check(name: str, figure: Mapping[str, float | None] | None, threshold: float, require_ci: bool,
+                    required: bool) -> GateCheck:
+    if figure is None or figure.get("value") is None:
+        if required:
+            return GateCheck(name, None, threshold, False, "not measured: the offline report has no such win rate")
+        return _skipped(name, threshold, "not measured")
+    value, lo = float(figure["value"]), figure.get("lo")
+    described = f"win rate {value:.3f}{_interval(figure)}"
+    if require_ci:
+        if lo is None:
+            return GateCheck(name, value, threshold, False, f"{described}: no confidence interval (n too small?), "
+                             f"and require_ci is set")
+        passed = lo > threshold
+        verdict = (f"CI lower bound {lo:.3f} > {threshold:.3f}" if passed
+                   else f"CI lower bound {lo:.3f} is not above {threshold:.3f}: no significant win")
+        return GateCheck(name, value, threshold, passed, f"{described}; {verdict}")
+    passed = value > threshold
+    verdict = f"> {threshold:.3f}" if passed else f"is not above {threshold:.3f}"
+    return GateCheck(name, value, threshold, passed, f"{described} {verdict}")
+
+
+def _guardrail_check(name: str, what: str, figure: Mapping[str, float | None] | None, tolerance: float,
+                     worse_sign: float, need_significance: bool) -> GateCheck:
+    """Child-minus-parent difference where ``worse_sign * difference`` > tolerance is worse."""
+    if figure is not None and figure.get("value") is None and figure.get("n") == 0:
+        return _skipped(name, tolerance, f"no applicable instruction checks on these prompts (no {what})")
+    if figure is None or figure.get("value") is None:
+        return GateCheck(name, None, tolerance, False, f"not measured: no child-minus-parent {what}")
+    difference = float(figure["value"])
+    worse_by = worse_sign * difference
+    bound = figure.get("lo") if worse_sign > 0 else figure.get("hi")
+    worse_bound = None if bound is None else worse_sign * float(bound)
+    described = f"child - parent {what} = {difference:+.3f}{_interval(figure)}"
+    if need_significance:
+        if worse_bound is None:
+            return _skipped(name, tolerance, f"{described}: no confidence interval, cannot show a significant "
+                            f"worsening")
+        passed = worse_bound <= tolerance
+        verdict = ("not significantly worse than the parent beyond the tolerance" if passed
+                   else f"significantly worse than the parent by more than the tolerance {tolerance:.3f}")
+    else:
+        passed = worse_by <= tolerance
+        verdict = (f"within the tolerance {tolerance:.3f}" if passed
+                   else f"worse than the parent by {worse_by:.3f}, more than the tolerance {tolerance:.3f}")
+    return GateCheck(name, difference, tolerance, passed, f"{described}: {verdict}")
+
+
+def _style_check(style: Mapping[str, Any] | None, gates: EvaluateConfig) -> GateCheck:
+    name = "no_style_artifact"
+    if not gates.forbid_style_artifacts:
+        return _skipped(name, None, "style artifacts are not gated (forbid_style_artifacts is off)")
+    if not isinstance(style, Mapping) or "flagged" not in style:
+        return GateCheck(name, None, None, False, "not measured: no style report")
+    flagged = list(style.get("flagged") or [])
+    threshold = _number(style.get("threshold"))
+    if not flagged:
+        return GateCheck(name, 0.0, threshold, True, "no style feature explains more than the threshold "
+                         "share of reward variance")
+    features = style.get("features") or {}
+    details = ", ".join(
+        f"{feature} (share {_number((features.get(feature) or {}).get('share')) or 0.0:.3f})" for feature in flagged
+    )
+    return GateCheck(name, float(len(flagged)), threshold, False,
+                     f"the reward leans on style: {details} above the threshold share {threshold}")
+
+
+def _user_signal_check(figure: Mapping[str, float | None] | None, threshold: float) -> GateCheck:
+    name = "user_signal_win_rate"
+    if figure is None or figure.get("value") is None:
+        return _skipped(name, threshold, "not measured: no user-signal model win rate")
+    value = float(figure["value"])
+    passed = value < threshold
+    verdict = (f"below {threshold:.2f}" if passed
+               else f"at or above {threshold:.2f}: the child is likely hacking the user-signal proxy (paper 7.4)")
+    return GateCheck(name, value, threshold, passed, f"user-signal win rate {value:.3f}{_interval(figure)} {verdict}")
+
+
+def apply_gates(
+    offline_report_dict: Mapping[str, Any],
+    style_report_dict: Mapping[str, Any] | None = None,
+    settings: EvaluateConfig | None = None,
+    user_signal_win_rate: float | Mapping[str, Any] | None = None,
+) -> GateDecision:
+    """Apply every configured gate; the style report defaults to the offline report's ``style`` and the
+    user-signal win rate to its ``user_signal_win_rate_vs_parent``."""
+    if not isinstance(offline_report_dict, Mapping):
+        raise TypeError(f"offline_report_dict: expected the offline report's to_dict(), got "
+                        f"{type(offline_report_dict).__name__}")
+    gates = settings or EvaluateConfig()
+    report = offline_report_dict
+    style = style_report_dict if style_report_dict is not None else report.get("style")
+
+    checks: list[GateCheck] = []
+    for source in gates.gated_win_rate_judges:
+        checks.append(_win_rate_check(f"win_rate_vs_parent.{source}", _figure(report, f"win_rate_vs_parent.{source}"),
+                                      gates.min_win_rate_vs_parent, gates.require_ci,
+                                      required=source == "reward_model"))
+    if gates.min_win_rate_vs_reference is not None:
+        for source in gates.gated_win_rate_judges:
+            checks.append(_win_rate_check(f"win_rate_vs_reference.{source}",
+                                          _figure(report, f"win_rate_vs_reference.{source}"),
+                                          gates.min_win_rate_vs_reference, gates.require_ci,
+                                          required=source == "reward_model"))
+    checks.append(_guardrail_check("violation_rate_not_worse", "violation rate",
+                                   _figure(report, "violation_rate.child_minus_parent"),
+                                   gates.max_violation_increase, +1.0, gates.guardrails_need_significance))
+    checks.append(_guardrail_check("instruction_following_not_lower", "instruction-following rate",
+                                   _figure(report, "instruction_following.child_minus_parent"),
+                                   gates.max_following_decrease, -1.0, gates.guardrails_need_significance))
+    checks.append(_style_check(style, gates))
+    signal = (_figure(report, "user_signal_win_rate_vs_parent") if user_signal_win_rate is None
+              else _figure({"given": user_signal_win_rate}, "given"))
+    checks.append(_user_signal_check(signal, gates.max_user_signal_win_rate))
+    return GateDecision(passed=all(check.passed for check in checks), checks=checks)

@@ -1,0 +1,625 @@
+"""Offline evaluation of a child model on held-out prompts (issue 7 item 1).
+
+``evaluate_child`` takes held-out prompt records (the curation contract: ``prompt_id``,
+``character_id``, ``prompt`` = messages ending with a user turn), the child's, the parent's and
+optionally a reference model's replies to them (one reply per prompt, aligned), and reports:
+
+* **win rate vs parent / vs reference judged by the reward models**: ``judge.win_rate(prompts, a, b)``
+  gives per-prompt P(a beats b); with ``symmetrize_judge`` each pair is also judged in the swapped
+  order and ``(p_ab + 1 - p_ba) / 2`` is used, which cancels a pairwise model's position bias. The
+  figure is the mean over prompts with a percentile-bootstrap CI over prompts.
+* **win rate judged by annotators** (when ``annotator_filler`` is given): one pairwise task per prompt
+  and opponent, the child's reply shown first or second at random (seeded), written as
+  ``annotation_tasks.jsonl`` (the :mod:`characterflywheel.data.annotation` format, so real annotators
+  or a labelling tool can fill it) with the answer key apart in ``annotation_key.jsonl``. The
+  filler -- ``list[AnnotationTask] -> list[Annotation]``, simulated annotators in the demo -- labels
+  them; the figure is the mean over tasks of the share of a task's annotators preferring the child,
+  bootstrap CI over tasks (annotators of one task are not independent). Annotations filled later
+  by people are scored with ``annotator_win_rates(key_path, annotations_path)``.
+* **user-signal win rate** (when a ``user_signal`` model is given): share of prompts where the
+  child's predicted engagement (mean of P(continue) and P(thumbs up)) beats the parent's (ties
+  count half), bootstrap CI. Paper 7.4: past ~65 % the proxy is being hacked (gated in ``gates``).
+* **instruction following and violation rates** of child and parent, from each prompt's character
+  card (:mod:`characterflywheel.evaluate.instructions`; following = share of replies with an applicable
+  rule that followed them all, violation = share of failed (reply, rule) checks), Wilson intervals,
+  and child-minus-parent differences with Newcombe intervals. Checks of one reply are treated as
+  independent (a slightly narrow interval for the violation rate).
+* **style figures** (:mod:`characterflywheel.evaluate.style`) of the child's replies against their
+  reward-model scores (the judge's pointwise scorer when it has one), with parent movement; and the
+  **history-bias** reports of child and parent plus the reintroduction flag
+  (:mod:`characterflywheel.evaluate.history_bias`).
+* a **per-character** breakdown of the win rates and instruction rates.
+
+Every figure is ``{value, lo, hi, n}`` (``Figure``); ``OfflineReport.to_dict()`` is JSON-ready and is
+what ``gates.apply_gates`` reads.
+
+Generating the replies is the caller's job; ``generate_replies(backend, prompts, params)`` does it
+with any generation backend. The reference may be any model: the generation-0 model through the
+``fast`` backend, or a model behind an OpenAI-compatible endpoint (the paper used GPT-4o)::
+
+    reference = make_backend("openai", "gpt-4o", base_url="https://api.openai.com/v1")
+    reference_replies = generate_replies(reference, prompts, SamplingParams(max_new_tokens=64))
+
+``run_offline_evaluation`` is the stage function wiring it all: it picks held-out prompts, generates
+(caching replies in ``replies.jsonl`` so a killed stage resumes without regenerating), evaluates and
+writes ``offline_report.json``. ``characterflywheel.reward`` is not imported here: the judge is any
+object with ``win_rate`` (and ``pointwise.score`` or ``score_groups``), as in the reward contract.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from characterflywheel.characters import Character, load_characters
+from characterflywheel.data.annotation import Annotation, AnnotationTask, ChatTurn, read_annotations, write_jsonl
+from characterflywheel.evaluate.history_bias import ReintroductionReport, history_bias, reintroduction_flag
+from characterflywheel.evaluate.instructions import Instruction, InstructionReport, evaluate_replies
+from characterflywheel.evaluate.settings import EvaluateConfig
+from characterflywheel.evaluate.style import (
+    Figure,
+    StyleReport,
+    bootstrap_mean,
+    newcombe_difference,
+    style_monitor,
+    wilson,
+)
+
+__all__ = [
+    "AnnotatorFiller",
+    "OfflineReport",
+    "annotator_win_rates",
+    "build_pairwise_tasks",
+    "evaluate_child",
+    "generate_replies",
+    "judge_win_rates",
+    "read_prompt_records",
+    "run_offline_evaluation",
+    "select_heldout_prompts",
+]
+
+AnnotatorFiller = Callable[[list[AnnotationTask]], list[Annotation]]
+PARENT, REFERENCE = "parent", "reference"
+TASKS_FILE, KEY_FILE, ANNOTATIONS_FILE = "annotation_tasks.jsonl", "annotation_key.jsonl", "annotations.jsonl"
+REPLIES_FILE, REPORT_FILE = "replies.jsonl", "offline_report.json"
+
+
+class Judge(Protocol):
+    def win_rate(self, prompts: Sequence[list[dict]], replies_a: Sequence[str],
+                 replies_b: Sequence[str]) -> np.ndarray: ...
+
+
+# --------------------------------------------------------------------------------------------------
+# Input checks
+# --------------------------------------------------------------------------------------------------
+
+
+def _record_label(source: str, index: int, record: Any) -> str:
+    prompt_id = record.get("prompt_id") if isinstance(record, Mapping) else None
+    return f"{source}: record {index}" + (f" (prompt_id {prompt_id})" if prompt_id is not None else "")
+
+
+def _check_record(record: Any, index: int, source: str) -> dict[str, Any]:
+    where = _record_label(source, index, record)
+    if not isinstance(record, Mapping):
+        raise ValueError(f"{where}: <record>: must be an object (got {type(record).__name__})")
+    messages = record.get("prompt")
+    if not isinstance(messages, list) or not messages:
+        raise ValueError(f"{where}: prompt: must be a non-empty list of messages")
+    for position, message in enumerate(messages):
+        if (not isinstance(message, Mapping) or message.get("role") not in ("system", "user", "assistant")
+                or not isinstance(message.get("content"), str)):
+            raise ValueError(f"{where}: prompt[{position}]: must be {{role: system|user|assistant, content: str}}")
+    if messages[-1]["role"] != "user":
+        raise ValueError(f"{where}: prompt: must end with a user turn (ends with {messages[-1]['role']})")
+    character_id = record.get("character_id")
+    if character_id is not None and not isinstance(character_id, str):
+        raise ValueError(f"{where}: character_id: must be a string or null")
+    return dict(record)
+
+
+def _check_replies(replies: Sequence[str], count: int, name: str) -> list[str]:
+    if len(replies) != count:
+        raise ValueError(f"{name}: {len(replies)} replies for {count} prompts (one per prompt, aligned)")
+    for index, reply in enumerate(replies):
+        if not isinstance(reply, str):
+            raise ValueError(f"{name}[{index}]: must be a string (got {type(reply).__name__})")
+    return list(replies)
+
+
+def read_prompt_records(path: Path | str) -> list[dict[str, Any]]:
+    """Prompt records from a JSONL file; a bad line is a one-line error naming file, line and field."""
+    path = Path(path)
+    records = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}:{number}: <record>: not valid JSON: {error.msg}") from None
+            records.append(_check_record(record, number, str(path)).copy())
+    return records
+
+
+def select_heldout_prompts(records: Sequence[Mapping[str, Any]], count: int, seed: int = 0) -> list[dict[str, Any]]:
+    """Up to ``count`` records spread evenly over characters (round-robin over a seeded shuffle)."""
+    rng = np.random.default_rng(seed)
+    by_character: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for record in records:
+        by_character[str(record.get("character_id"))].append(record)
+    queues = []
+    for character in sorted(by_character):
+        group = by_character[character]
+        queues.append([group[i] for i in rng.permutation(len(group))])
+    chosen: list[dict[str, Any]] = []
+    while len(chosen) < count and any(queues):
+        for queue in queues:
+            if queue and len(chosen) < count:
+                chosen.append(dict(queue.pop(0)))
+    return chosen
+
+
+# --------------------------------------------------------------------------------------------------
+# Generation
+# --------------------------------------------------------------------------------------------------
+
+
+def generate_replies(backend: Any, prompts: Sequence[Mapping[str, Any]], params: Any,
+                     progress: bool = False) -> list[str]:
+    """One reply per prompt record from any generation backend (``params``: ``SamplingParams``, n=1)."""
+    if getattr(params, "n", 1) != 1:
+        raise ValueError(f"params.n: offline evaluation takes one reply per prompt (got n={params.n})")
+    conversations = [list(_check_record(record, index, "prompts")["prompt"]) for index, record in enumerate(prompts)]
+    return [replies[0] for replies in backend.chat(conversations, params, progress=progress)]
+
+
+# --------------------------------------------------------------------------------------------------
+# Reward-model judge
+# --------------------------------------------------------------------------------------------------
+
+
+def _probabilities(values: Any, count: int, what: str) -> np.ndarray:
+    array = np.asarray(values, dtype=float).reshape(-1)
+    if array.size != count:
+        raise ValueError(f"{what}: returned {array.size} values for {count} prompts")
+    if np.any(~np.isfinite(array)) or np.any((array < 0) | (array > 1)):
+        raise ValueError(f"{what}: returned values outside [0, 1]")
+    return array
+
+
+def judge_win_rates(judge: Judge, conversations: Sequence[list[dict]], replies_a: Sequence[str],
+                    replies_b: Sequence[str], symmetrize: bool = True) -> np.ndarray:
+    """Per-prompt P(a beats b) from the judge, averaged over both orders when ``symmetrize``."""
+    forward = _probabilities(judge.win_rate(conversations, replies_a, replies_b), len(conversations),
+                             "judge.win_rate")
+    if not symmetrize:
+        return forward
+    backward = _probabilities(judge.win_rate(conversations, replies_b, replies_a), len(conversations),
+                              "judge.win_rate")
+    return (forward + 1.0 - backward) / 2.0
+
+
+def _pointwise_rewards(judge: Any, conversations: Sequence[list[dict]], replies: Sequence[str]) -> np.ndarray:
+    """Reward per reply: the judge's pointwise scorer, else its combined score of one-reply groups."""
+    pointwise = getattr(judge, "pointwise", None)
+    if pointwise is not None and hasattr(pointwise, "score"):
+        scores = pointwise.score(conversations, replies)
+    elif hasattr(judge, "score"):
+        scores = judge.score(conversations, replies)
+    elif hasattr(judge, "score_groups"):
+        scores = [float(np.asarray(group).reshape(-1)[0])
+                  for group in judge.score_groups(conversations, [[reply] for reply in replies])]
+    else:
+        raise TypeError("judge: needs pointwise.score, score or score_groups to give the style monitor rewards")
+    return np.asarray(scores, dtype=float).reshape(-1)
+
+
+def _user_signal_wins(user_signal: Any, conversations: Sequence[list[dict]], child: Sequence[str],
+                      parent: Sequence[str]) -> np.ndarray:
+    """1 / 0.5 / 0 per prompt: the child's mean predicted signal above / equal / below the parent's."""
+    child_scores = np.asarray(user_signal.predict(conversations, child), dtype=float).reshape(len(child), -1)
+    parent_scores = np.asarray(user_signal.predict(conversations, parent), dtype=float).reshape(len(parent), -1)
+    child_mean, parent_mean = child_scores.mean(axis=1), parent_scores.mean(axis=1)
+    return np.where(child_mean > parent_mean, 1.0, np.where(child_mean < parent_mean, 0.0, 0.5))
+
+
+# --------------------------------------------------------------------------------------------------
+# Annotators
+# --------------------------------------------------------------------------------------------------
+
+
+def build_pairwise_tasks(prompts: Sequence[Mapping[str, Any]], child_replies: Sequence[str],
+                         other_replies: Sequence[str], opponent: str, seed: int = 0
+                         ) -> tuple[list[AnnotationTask], list[dict[str, Any]]]:
+    """One pairwise task per prompt (child first or second at random) and the answer key rows."""
+    rng = np.random.default_rng([seed, sum(map(ord, opponent))])
+    tasks, key = [], []
+    for index, (record, child, other) in enumerate(zip(prompts, child_replies, other_replies)):
+        child_index = int(rng.integers(2))
+        responses = [child, other] if child_index == 0 else [other, child]
+        task_id = f"eval-{opponent}-{index}-{record.get('prompt_id', index)}"
+        tasks.append(AnnotationTask(
+            task_id=task_id, kind="pairwise", character_id=record.get("character_id"),
+            messages=[ChatTurn(role=m["role"], content=m["content"]) for m in record["prompt"]],
+            responses=responses,
+        ))
+        key.append({"task_id": task_id, "opponent": opponent, "child_index": child_index, "prompt_index": index,
+                    "character_id": record.get("character_id")})
+    return tasks, key
+
+
+def _task_preferences(annotations: Iterable[Annotation], key: Mapping[str, Mapping[str, Any]]
+                      ) -> dict[str, list[float]]:
+    """task_id -> 1.0/0.0 per annotator (preferred the child or not)."""
+    prefs: dict[str, list[float]] = defaultdict(list)
+    for annotation in annotations:
+        entry = key.get(annotation.task_id)
+        if entry is None or annotation.kind != "pairwise" or annotation.label.preferred is None:
+            continue
+        prefs[annotation.task_id].append(float(annotation.label.preferred == entry["child_index"]))
+    return prefs
+
+
+def _annotator_figures(annotations: Sequence[Annotation], key_rows: Sequence[Mapping[str, Any]],
+                       settings: EvaluateConfig) -> tuple[dict[str, Figure], dict[str, dict[str, Figure]], int]:
+    """Per opponent: overall figure; per opponent and character: figure; and annotations used."""
+    key = {row["task_id"]: row for row in key_rows}
+    prefs = _task_preferences(annotations, key)
+    shares: dict[str, list[float]] = defaultdict(list)
+    by_character: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for task_id, values in prefs.items():
+        row = key[task_id]
+        share = float(np.mean(values))
+        shares[row["opponent"]].append(share)
+        by_character[row["opponent"]][str(row.get("character_id"))].append(share)
+    boot = (settings.confidence, settings.bootstrap, settings.seed)
+    overall = {opponent: bootstrap_mean(values, *boot) for opponent, values in shares.items()}
+    per_character = {opponent: {character: bootstrap_mean(values, *boot) for character, values in groups.items()}
+                     for opponent, groups in by_character.items()}
+    return overall, per_character, sum(len(values) for values in prefs.values())
+
+
+def annotator_win_rates(key_path: Path | str, annotations_path: Path | str,
+                        settings: EvaluateConfig | None = None) -> dict[str, Figure]:
+    """Win rate of the child per opponent from an answer key and a filled annotations file."""
+    settings = settings or EvaluateConfig()
+    key_rows = [json.loads(line) for line in Path(key_path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    return _annotator_figures(list(read_annotations(annotations_path)), key_rows, settings)[0]
+
+
+# --------------------------------------------------------------------------------------------------
+# Instructions
+# --------------------------------------------------------------------------------------------------
+
+
+def _last_user_message(messages: Sequence[Mapping[str, Any]]) -> str | None:
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            return str(message["content"])
+    return None
+
+
+def _instruction_items(prompts: Sequence[Mapping[str, Any]], replies: Sequence[str],
+                       cards: Mapping[str, Character], indices: Iterable[int]
+                       ) -> list[tuple[str, Sequence[Instruction], str | None]]:
+    items = []
+    for index in indices:
+        card = cards.get(str(prompts[index].get("character_id")))
+        rules = card.instructions if card is not None else ()
+        items.append((replies[index], rules, _last_user_message(prompts[index]["prompt"])))
+    return items
+
+
+def _instruction_figures(child: InstructionReport, parent: InstructionReport, confidence: float
+                         ) -> tuple[dict[str, Figure], dict[str, Figure]]:
+    following = {
+        "child": wilson(child.followed, child.applicable, confidence),
+        "parent": wilson(parent.followed, parent.applicable, confidence),
+        "child_minus_parent": newcombe_difference(child.followed, child.applicable, parent.followed,
+                                                  parent.applicable, confidence),
+    }
+    violation = {
+        "child": wilson(child.failed_checks, child.checks, confidence),
+        "parent": wilson(parent.failed_checks, parent.checks, confidence),
+        "child_minus_parent": newcombe_difference(child.failed_checks, child.checks, parent.failed_checks,
+                                                  parent.checks, confidence),
+    }
+    return following, violation
+
+
+# --------------------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------------------
+
+
+def _figures_dict(figures: Mapping[str, Figure | None]) -> dict[str, Any]:
+    return {name: None if figure is None else figure.to_dict() for name, figure in figures.items()}
+
+
+@dataclass
+class OfflineReport:
+    """Offline evaluation of one child (see the module docstring); ``to_dict()`` feeds the gates."""
+
+    n_prompts: int
+    characters: list[str]
+    win_rate_vs_parent: dict[str, Figure | None]
+    win_rate_vs_reference: dict[str, Figure | None] | None
+    user_signal_win_rate_vs_parent: Figure | None
+    instruction_following: dict[str, Figure]
+    violation_rate: dict[str, Figure]
+    per_character: dict[str, dict[str, Any]]
+    style: StyleReport
+    history_bias: dict[str, Any]
+    reintroduction: ReintroductionReport
+    annotation: dict[str, Any] = field(default_factory=dict)
+    unknown_characters: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n_prompts": self.n_prompts,
+            "characters": self.characters,
+            "win_rate_vs_parent": _figures_dict(self.win_rate_vs_parent),
+            "win_rate_vs_reference": (None if self.win_rate_vs_reference is None
+                                      else _figures_dict(self.win_rate_vs_reference)),
+            "user_signal_win_rate_vs_parent": (None if self.user_signal_win_rate_vs_parent is None
+                                               else self.user_signal_win_rate_vs_parent.to_dict()),
+            "instruction_following": _figures_dict(self.instruction_following),
+            "violation_rate": _figures_dict(self.violation_rate),
+            "per_character": {
+                character: {metric: _nested_dict(value) for metric, value in metrics.items()}
+                for character, metrics in self.per_character.items()
+            },
+            "style": self.style.to_dict(),
+            "history_bias": self.history_bias,
+            "reintroduction": self.reintroduction.to_dict(),
+            "annotation": self.annotation,
+            "unknown_characters": self.unknown_characters,
+        }
+
+    def metrics(self) -> dict[str, float]:
+        """Flat numeric figures for MLflow (``context.log_metrics``); undefined values left out."""
+        flat: dict[str, float] = {}
+
+        def add(prefix: str, figure: Figure | None) -> None:
+            if figure is not None:
+                for part, value in figure.to_dict().items():
+                    if value is not None and part != "n":
+                        flat[f"{prefix}.{part}" if part != "value" else prefix] = float(value)
+
+        for judge_name, figure in self.win_rate_vs_parent.items():
+            add(f"win_rate_vs_parent.{judge_name}", figure)
+        for judge_name, figure in (self.win_rate_vs_reference or {}).items():
+            add(f"win_rate_vs_reference.{judge_name}", figure)
+        add("user_signal_win_rate_vs_parent", self.user_signal_win_rate_vs_parent)
+        for who, figure in self.instruction_following.items():
+            add(f"instruction_following.{who}", figure)
+        for who, figure in self.violation_rate.items():
+            add(f"violation_rate.{who}", figure)
+        flat["style.flagged_features"] = float(len(self.style.flagged))
+        return flat
+
+
+def _nested_dict(value: Any) -> Any:
+    if isinstance(value, Figure):
+        return value.to_dict()
+    if isinstance(value, Mapping):
+        return {key: _nested_dict(item) for key, item in value.items()}
+    return value
+
+
+def _card_map(characters: Mapping[str, Character] | Sequence[Character] | None) -> dict[str, Character]:
+    if characters is None:
+        characters = load_characters()
+    if isinstance(characters, Mapping):
+        return dict(characters)
+    return {character.id: character for character in characters}
+
+
+def _write_jsonl_rows(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    with temporary.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    os.replace(temporary, path)
+
+
+def evaluate_child(
+    prompts: Sequence[Mapping[str, Any]],
+    child_replies: Sequence[str],
+    parent_replies: Sequence[str],
+    reference_replies: Sequence[str] | None = None,
+    judge: Judge | None = None,
+    annotator_filler: AnnotatorFiller | None = None,
+    characters: Mapping[str, Character] | Sequence[Character] | None = None,
+    settings: EvaluateConfig | None = None,
+    *,
+    user_signal: Any = None,
+    style_rewards: Sequence[float] | np.ndarray | None = None,
+    out_dir: Path | str | None = None,
+) -> OfflineReport:
+    """Evaluate the child's replies against the parent's (and a reference's) on held-out prompts.
+
+    ``judge``: the reward models (``RewardJudge`` or anything with ``win_rate``); required.
+    ``style_rewards``: rewards of the child's replies for the style monitor (default: the judge's
+    pointwise scores). ``out_dir``: where the annotation tasks, key and annotations are written.
+    """
+    if judge is None:
+        raise ValueError("judge: offline evaluation needs the reward models (an object with win_rate)")
+    settings = settings or EvaluateConfig()
+    records = [_check_record(record, index, "prompts") for index, record in enumerate(prompts)]
+    if not records:
+        raise ValueError("prompts: no held-out prompts to evaluate")
+    count = len(records)
+    child = _check_replies(child_replies, count, "child_replies")
+    parent = _check_replies(parent_replies, count, "parent_replies")
+    reference = None if reference_replies is None else _check_replies(reference_replies, count, "reference_replies")
+    cards = _card_map(characters)
+    conversations = [list(record["prompt"]) for record in records]
+    boot = (settings.confidence, settings.bootstrap, settings.seed)
+
+    # Reward-model win rates, per prompt.
+    per_prompt = {PARENT: judge_win_rates(judge, conversations, child, parent, settings.symmetrize_judge)}
+    if reference is not None:
+        per_prompt[REFERENCE] = judge_win_rates(judge, conversations, child, reference, settings.symmetrize_judge)
+
+    # Annotators.
+    annotation_info: dict[str, Any] = {}
+    annotator_overall: dict[str, Figure] = {}
+    annotator_by_character: dict[str, dict[str, Figure]] = {}
+    opponents = {PARENT: parent, **({REFERENCE: reference} if reference is not None else {})}
+    all_tasks: list[AnnotationTask] = []
+    key_rows: list[dict[str, Any]] = []
+    for opponent, replies in opponents.items():
+        tasks, key = build_pairwise_tasks(records, child, replies, opponent, settings.seed)
+        all_tasks.extend(tasks)
+        key_rows.extend(key)
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        write_jsonl(out / TASKS_FILE, all_tasks)
+        _write_jsonl_rows(out / KEY_FILE, key_rows)
+        annotation_info.update({"tasks_path": str(out / TASKS_FILE), "key_path": str(out / KEY_FILE)})
+    annotation_info["tasks"] = len(all_tasks)
+    if annotator_filler is not None:
+        annotations = list(annotator_filler(all_tasks))
+        annotator_overall, annotator_by_character, used = _annotator_figures(annotations, key_rows, settings)
+        annotation_info["annotations"] = used
+        if out_dir is not None:
+            write_jsonl(Path(out_dir) / ANNOTATIONS_FILE, annotations)
+            annotation_info["annotations_path"] = str(Path(out_dir) / ANNOTATIONS_FILE)
+
+    def judged(opponent: str) -> dict[str, Figure | None]:
+        return {"reward_model": bootstrap_mean(per_prompt[opponent], *boot),
+                "annotators": annotator_overall.get(opponent)}
+
+    # Instructions.
+    every = range(count)
+    child_if = evaluate_replies(_instruction_items(records, child, cards, every))
+    parent_if = evaluate_replies(_instruction_items(records, parent, cards, every))
+    following, violation = _instruction_figures(child_if, parent_if, settings.confidence)
+
+    # Per character.
+    by_character: dict[str, list[int]] = defaultdict(list)
+    for index, record in enumerate(records):
+        by_character[str(record.get("character_id"))].append(index)
+    per_character: dict[str, dict[str, Any]] = {}
+    for character, indices in sorted(by_character.items()):
+        c_if = evaluate_replies(_instruction_items(records, child, cards, indices))
+        p_if = evaluate_replies(_instruction_items(records, parent, cards, indices))
+        c_following, c_violation = _instruction_figures(c_if, p_if, settings.confidence)
+        entry: dict[str, Any] = {
+            "n": len(indices),
+            "win_rate_vs_parent": {
+                "reward_model": bootstrap_mean(per_prompt[PARENT][indices], *boot),
+                "annotators": annotator_by_character.get(PARENT, {}).get(character),
+            },
+            "instruction_following": c_following,
+            "violation_rate": c_violation,
+        }
+        if reference is not None:
+            entry["win_rate_vs_reference"] = {
+                "reward_model": bootstrap_mean(per_prompt[REFERENCE][indices], *boot),
+                "annotators": annotator_by_character.get(REFERENCE, {}).get(character),
+            }
+        per_character[character] = entry
+
+    # Style and history bias.
+    rewards = (np.asarray(style_rewards, dtype=float) if style_rewards is not None
+               else _pointwise_rewards(judge, conversations, child))
+    style = style_monitor(child, rewards, parent_replies=parent, settings=settings)
+    child_history = history_bias(records, child, settings=settings)
+    parent_history = history_bias(records, parent, settings=settings)
+    reintroduction = reintroduction_flag(parent_history, child_history, settings=settings)
+
+    user_signal_figure = None
+    if user_signal is not None:
+        user_signal_figure = bootstrap_mean(_user_signal_wins(user_signal, conversations, child, parent), *boot)
+
+    unknown = sorted({key for key in by_character if key not in cards})
+    return OfflineReport(
+        n_prompts=count,
+        characters=sorted(by_character),
+        win_rate_vs_parent=judged(PARENT),
+        win_rate_vs_reference=judged(REFERENCE) if reference is not None else None,
+        user_signal_win_rate_vs_parent=user_signal_figure,
+        instruction_following=following,
+        violation_rate=violation,
+        per_character=per_character,
+        style=style,
+        history_bias={"child": child_history.to_dict(), "parent": parent_history.to_dict()},
+        reintroduction=reintroduction,
+        annotation=annotation_info,
+        unknown_characters=unknown,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Stage function
+# --------------------------------------------------------------------------------------------------
+
+
+def _cached_replies(path: Path, prompt_ids: list[str], names: list[str]) -> dict[str, list[str]] | None:
+    if not path.exists():
+        return None
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if [row.get("prompt_id") for row in rows] != prompt_ids or not all(name in row for row in rows for name in names):
+        return None
+    return {name: [row[name] for row in rows] for name in names}
+
+
+def run_offline_evaluation(
+    prompts_path: Path | str,
+    out_dir: Path | str,
+    child_backend: Any,
+    parent_backend: Any,
+    judge: Judge,
+    settings: EvaluateConfig | None = None,
+    *,
+    sampling: Any = None,
+    reference_backend: Any = None,
+    annotator_filler: AnnotatorFiller | None = None,
+    characters: Mapping[str, Character] | Sequence[Character] | None = None,
+    user_signal: Any = None,
+    progress: bool = False,
+) -> OfflineReport:
+    """Stage: held-out prompts (JSONL records) -> replies.jsonl, annotation files, offline_report.json.
+
+    Backends come from ``models.make_backend`` (any of fast / transformers / openai); ``sampling`` is a
+    ``SamplingParams`` (default: ``settings.max_new_tokens`` or 64 tokens, ``settings.temperature``,
+    ``settings.seed``). Replies already in ``replies.jsonl`` for the same prompts are reused.
+    """
+    from characterflywheel.models import SamplingParams
+
+    settings = settings or EvaluateConfig()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    prompts = select_heldout_prompts(read_prompt_records(prompts_path), settings.heldout_prompts, settings.seed)
+    if not prompts:
+        raise ValueError(f"{prompts_path}: no prompt records")
+    params = sampling or SamplingParams(max_new_tokens=settings.max_new_tokens or 64,
+                                        temperature=settings.temperature, seed=settings.seed)
+    prompt_ids = [str(record.get("prompt_id", index)) for index, record in enumerate(prompts)]
+    backends = {"child": child_backend, "parent": parent_backend}
+    if reference_backend is not None:
+        backends["reference"] = reference_backend
+    replies = _cached_replies(out / REPLIES_FILE, prompt_ids, list(backends))
+    if replies is None:
+        replies = {name: generate_replies(backend, prompts, params, progress) for name, backend in backends.items()}
+        _write_jsonl_rows(out / REPLIES_FILE, (
+            {"prompt_id": prompt_id, **{name: replies[name][index] for name in backends}}
+            for index, prompt_id in enumerate(prompt_ids)))
+    report = evaluate_child(prompts, replies["child"], replies["parent"], replies.get("reference"), judge,
+                            annotator_filler, characters, settings, user_signal=user_signal, out_dir=out)
+    temporary = out / (REPORT_FILE + ".tmp")
+    temporary.write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
+    os.replace(temporary, out / REPORT_FILE)
+    return report

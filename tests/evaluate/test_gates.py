@@ -1,0 +1,155 @@
+"""Gates: a deliberately bad child is stopped with reasons, a good one passes; each gate's edge cases."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from characterflywheel.characters import character_by_id
+from characterflywheel.evaluate.gates import apply_gates
+from characterflywheel.evaluate.offline import evaluate_child
+from characterflywheel.evaluate.settings import EvaluateConfig
+from characterflywheel.evaluate.style import Figure
+
+N = 60
+SETTINGS = EvaluateConfig(bootstrap=300)
+CARDS = [character_by_id("master-kaito"), character_by_id("chef-gordo")]  # no emoji/lists, <= 40/60 words, ...
+
+
+class QualityJudge:
+    """P(a beats b) = sigmoid(q_a - q_b); the pointwise reward is q."""
+
+    def __init__(self, quality: dict[str, float]) -> None:
+        self.quality = quality
+        self.pointwise = self
+
+    def score(self, prompts, replies) -> np.ndarray:
+        return np.array([self.quality[r] for r in replies])
+
+    def win_rate(self, prompts, replies_a, replies_b) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-(self.score(prompts, replies_a) - self.score(prompts, replies_b))))
+
+
+def _records() -> list[dict]:
+    return [{"prompt_id": f"p{i}", "character_id": CARDS[i % 2].id,
+             "prompt": [{"role": "user", "content": f"what do you think about thing {i}"}]} for i in range(N)]
+
+
+def _parent(rng: np.random.Generator) -> tuple[list[str], dict[str, float]]:
+    replies = [f"A calm answer about thing {i}." for i in range(N)]
+    return replies, {r: float(q) for r, q in zip(replies, rng.normal(0.0, 1.0, N))}
+
+
+def _good_child(seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    parent, quality = _parent(rng)
+    child = [f"A thoughtful answer about thing {i}" + " indeed" * int(rng.integers(0, 5)) + "." for i in range(N)]
+    quality.update({r: float(q) for r, q in zip(child, rng.normal(0.8, 1.0, N))})
+    return evaluate_child(_records(), child, parent, judge=QualityJudge(quality), characters=CARDS,
+                          settings=SETTINGS).to_dict()
+
+
+def _bad_child(seed: int = 0) -> dict:
+    """Loses to the parent, breaks the no-emoji rule, and its reward is driven by emoji count."""
+    rng = np.random.default_rng(seed)
+    parent, quality = _parent(rng)
+    emoji = rng.integers(0, 4, N)
+    child = [f"Answer about thing {i}! " + "😎" * int(k) for i, k in enumerate(emoji)]
+    quality.update({r: float(-1.0 + 0.4 * k + rng.normal(0, 0.1)) for r, k in zip(child, emoji)})
+    return evaluate_child(_records(), child, parent, judge=QualityJudge(quality), characters=CARDS,
+                          settings=SETTINGS).to_dict()
+
+
+def _by_name(decision) -> dict:
+    return {check.name: check for check in decision.checks}
+
+
+def test_a_good_child_passes_every_gate() -> None:
+    decision = apply_gates(_good_child(), settings=SETTINGS)
+    assert decision.passed, decision.summary()
+    assert decision.reasons == []
+    checks = _by_name(decision)
+    assert set(checks) == {"win_rate_vs_parent.reward_model", "violation_rate_not_worse",
+                           "instruction_following_not_lower", "no_style_artifact", "user_signal_win_rate"}
+    assert checks["win_rate_vs_parent.reward_model"].value > 0.5
+    assert checks["user_signal_win_rate"].skipped
+    assert all(check.reason for check in decision.checks)
+
+
+def test_a_deliberately_bad_child_is_stopped_with_reasons() -> None:
+    report = _bad_child()
+    decision = apply_gates(report, settings=SETTINGS, user_signal_win_rate=0.72)
+    assert not decision.passed
+    checks = _by_name(decision)
+    failed = {check.name for check in decision.failed}
+    assert failed == {"win_rate_vs_parent.reward_model", "violation_rate_not_worse",
+                      "instruction_following_not_lower", "no_style_artifact", "user_signal_win_rate"}
+    assert checks["win_rate_vs_parent.reward_model"].value < 0.5
+    assert "no significant win" in checks["win_rate_vs_parent.reward_model"].reason
+    assert "worse than the parent" in checks["violation_rate_not_worse"].reason
+    assert "emoji_count" in checks["no_style_artifact"].reason
+    assert "hacking the user-signal proxy" in checks["user_signal_win_rate"].reason
+    assert len(decision.reasons) == 5 and decision.summary().startswith("failed: ")
+    payload = json.loads(json.dumps(decision.to_dict()))
+    assert payload["passed"] is False and len(payload["checks"]) == 5
+
+
+def test_require_ci_decides_a_marginal_win() -> None:
+    report = {"win_rate_vs_parent": {"reward_model": {"value": 0.56, "lo": 0.47, "hi": 0.65, "n": 40}},
+              "violation_rate": {"child_minus_parent": {"value": 0.0, "lo": -0.05, "hi": 0.05, "n": 80}},
+              "instruction_following": {"child_minus_parent": {"value": 0.01, "lo": -0.1, "hi": 0.12, "n": 80}},
+              "style": {"flagged": [], "threshold": 0.2, "features": {}}}
+    strict = apply_gates(report, settings=EvaluateConfig())
+    assert not strict.passed
+    assert "CI lower bound 0.470 is not above 0.500" in strict.reasons[0]
+    lenient = apply_gates(report, settings=EvaluateConfig(require_ci=False))
+    assert lenient.passed, lenient.summary()
+
+
+def test_guardrail_tolerance_and_significance() -> None:
+    def report(violation: dict) -> dict:
+        return {"win_rate_vs_parent": {"reward_model": {"value": 0.7, "lo": 0.6, "hi": 0.8, "n": 50}},
+                "violation_rate": {"child_minus_parent": violation},
+                "instruction_following": {"child_minus_parent": {"value": 0.0, "lo": -0.1, "hi": 0.1, "n": 50}},
+                "style": {"flagged": []}}
+
+    slightly_worse = {"value": 0.04, "lo": -0.02, "hi": 0.1, "n": 100}
+    point_estimate = EvaluateConfig(guardrails_need_significance=False)
+    point = _by_name(apply_gates(report(slightly_worse), settings=point_estimate))["violation_rate_not_worse"]
+    assert not point.passed and point.threshold == 0.02
+    significance = EvaluateConfig()  # the default: only a significant worsening fails
+    assert _by_name(apply_gates(report(slightly_worse), settings=significance))["violation_rate_not_worse"].passed
+    clearly_worse = {"value": 0.2, "lo": 0.1, "hi": 0.3, "n": 100}
+    assert not _by_name(apply_gates(report(clearly_worse), settings=significance))["violation_rate_not_worse"].passed
+    tolerant = EvaluateConfig(max_violation_increase=0.05, guardrails_need_significance=False)
+    assert _by_name(apply_gates(report(slightly_worse), settings=tolerant))["violation_rate_not_worse"].passed
+    no_checks = _by_name(apply_gates(report({"value": None, "lo": None, "hi": None, "n": 0})))
+    assert no_checks["violation_rate_not_worse"].passed and no_checks["violation_rate_not_worse"].skipped
+
+
+def test_missing_figures_and_user_signal_inputs() -> None:
+    empty = apply_gates({})
+    checks = _by_name(empty)
+    assert not empty.passed
+    assert "not measured" in checks["win_rate_vs_parent.reward_model"].reason
+    assert not checks["no_style_artifact"].passed
+    good = _good_child(seed=1)
+    assert apply_gates(good, user_signal_win_rate=0.6).passed
+    figure = Figure(0.66, 0.6, 0.72, 60).to_dict()
+    assert not _by_name(apply_gates(good, user_signal_win_rate=figure))["user_signal_win_rate"].passed
+    assert not _by_name(apply_gates(dict(good, user_signal_win_rate_vs_parent=figure)))["user_signal_win_rate"].passed
+    # annotators gated only when asked for; absent annotations are skipped, not failed
+    both = EvaluateConfig(gated_win_rate_judges=["reward_model", "annotators"])
+    annotators = _by_name(apply_gates(good, settings=both))["win_rate_vs_parent.annotators"]
+    assert annotators.passed and annotators.skipped
+    # the style gate can be turned off; the reference gate on
+    bad_style = dict(good, style={"flagged": ["emoji_count"], "threshold": 0.2,
+                                  "features": {"emoji_count": {"share": 0.5}}})
+    assert not apply_gates(bad_style).passed
+    assert apply_gates(bad_style, settings=EvaluateConfig(forbid_style_artifacts=False)).passed
+    with_reference = _by_name(apply_gates(good, settings=EvaluateConfig(min_win_rate_vs_reference=0.4)))
+    assert not with_reference["win_rate_vs_reference.reward_model"].passed  # no reference was evaluated
+    with pytest.raises(TypeError, match="offline_report_dict"):
+        apply_gates([1, 2])  # type: ignore[arg-type]
