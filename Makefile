@@ -27,6 +27,8 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/generation.py
+	$(PY) benchmarks/training.py --quick
+	$(PY) benchmarks/curation.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -381,6 +381,36 @@ def report(
 
 
 @app.command()
+def experiment(
+    name: Annotated[str, typer.Argument(help="grpo_vs_online_dpo, near_vs_off_policy, variance_vs_mean_prompts, user_signal_rl or emoji_removal.")],
+    seeds: Annotated[int, typer.Option(help="Seeds per variant.")] = 2,
+    generations: Annotated[int, typer.Option(help="Generations per run.")] = 1,
+    config: ConfigOpt = None,
+    preset: Annotated[Optional[str], typer.Option("--preset", help="Named preset: tiny or demo.")] = "demo",
+    overrides: SetOpt = None,
+) -> None:
+    """A controlled comparison in the simulated world (variants x seeds); the table goes to the report."""
+    from characterflywheel.demo import SimulatedEnvironment
+    from characterflywheel.experiments import run_experiment
+    from characterflywheel.flywheel import run_flywheel
+
+    def run_one(cfg: Config, n: int) -> Path:
+        return run_flywheel(cfg, SimulatedEnvironment(cfg), n, notify=_flywheel_progress)
+
+    with one_line_errors():
+        cfg = _config(config, preset, overrides)
+        path = run_experiment(name, cfg, seeds, generations, run_one)
+    data = json.loads(path.read_text())
+    table = Table(title=f"experiment {name}")
+    for column in data["columns"]:
+        table.add_column(column)
+    for row in data["rows"]:
+        table.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row])
+    console.print(table)
+    console.print(f"results: {path} (in the report of {cfg.run_dir()})")
+
+
+@app.command()
 def rollback(
     config: ConfigOpt = None,
     preset: PresetOpt = None,

@@ -116,6 +116,10 @@ class FlywheelConfig(Section):
     generations: int = Field(2, ge=0, description="Generations after generation 0 that `run` and `demo` go through.")
     pool_size: int = Field(2, ge=1, description="Models rejection sampling may choose from per prompt: the champion and the latest earlier ones.")
     reference: str = Field("", description="Fixed reference model for win rates (empty: the generation-0 model).")
+    data_source: Literal["deployed", "generation0"] = Field(
+        "deployed", description="Traffic each generation curates: deployed (the last window, near-policy) or generation0 (the base model's traffic every time, off-policy; for experiments).")
+    rl_reward: Literal["judge", "user_signal_thumbs"] = Field(
+        "judge", description="Online RL reward: judge (pointwise + pairwise reward models). user_signal_thumbs is for the reward-hacking experiment only.")
     promote_rule: Literal["point", "ci"] = Field(
         "point", description="A/B promotion: point (breadth and depth not down, one up) or ci (a lift's CI above zero).")
 

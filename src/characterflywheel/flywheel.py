@@ -193,40 +193,58 @@ def promotion_decision(ab: dict[str, Any], rule: str) -> tuple[bool, str]:
 # --------------------------------------------------------------------------- generation g >= 1
 
 
+CURATED = Path("stratify") / "stratified.jsonl"
+CLEAN = Path("privacy") / "clean.jsonl"
+HELDOUT = "heldout.jsonl"
+
+
 def curate_stage(config: Config) -> Callable[[StageContext], None]:
+    """Phases I-III on the traffic, then a held-out split for evaluation: clean prompts from
+    conversations that contributed nothing to the curated (training) set."""
+
     def run(context: StageContext) -> None:
         from characterflywheel.curate import consolidate
         from characterflywheel.models import load_embedder
 
         report = consolidate(context.inputs["traffic"], context.out_dir, config.curate,
-                             embedder=load_embedder(config.model.embedder), progress=True,
-                             cache_dir=Path(config.runs_dir) / config.name / "embedding-cache")
-        context.log_metrics({k: v for k, v in report.items() if isinstance(v, (int, float))})
+                             embedder=load_embedder(config.model.embedder), progress=True, seed=config.seed,
+                             cache_dir=config.run_dir() / "embedding-cache")
+        curated = read_jsonl(context.out_dir / CURATED)
+        clean = read_jsonl(context.out_dir / CLEAN)
+        used = {record["conversation_id"] for record in curated}
+        heldout = [r for r in clean if r["conversation_id"] not in used]
+        if len(heldout) < config.evaluate.heldout_prompts:  # small traffic: fall back to unseen prompts
+            seen = {record["prompt_id"] for record in curated}
+            heldout = [r for r in clean if r["prompt_id"] not in seen]
+        write_jsonl(context.out_dir / HELDOUT, heldout)
+        context.log_metrics({**report.counts, "heldout": len(heldout)})
 
     return run
 
 
 def annotate_stage(config: Config, env: Environment, parent: str) -> Callable[[StageContext], None]:
-    def run(context: StageContext) -> None:
-        from characterflywheel.curate.annotate import agreement_report, build_tasks
-        from characterflywheel.data.annotation import write_jsonl as write_annotations
+    """Pairwise and rating tasks over the logged reply and the parent's candidates, filled by the
+    environment's annotators; earlier generations' annotations are kept (the reward models see all)."""
 
-        prompts = read_jsonl(context.inputs["curated"])
-        candidates = backend_for(config, parent).chat([p["prompt"] for p in prompts],
-                                                      sampling(config, n=2, temperature=1.0), progress=True)
-        tasks = build_tasks(prompts, candidates, config.curate)
-        write_annotations(context.out_dir / "tasks.jsonl", tasks)
-        annotations = env.fill_annotations(tasks)
-        write_annotations(context.out_dir / "new_annotations.jsonl", annotations)
-        previous = context.inputs.get("previous")
+    def run(context: StageContext) -> None:
+        from characterflywheel.curate.annotate import generate_candidates, run_annotate
+        from characterflywheel.curate.records import read_prompt_records
+
+        settings = config.curate
+        records = list(read_prompt_records(context.inputs["curated"]))[: settings.annotation_prompts]
+        candidates = generate_candidates(records, backend_for(config, parent),
+                                         sampling(config, n=max(1, settings.policy_candidates), temperature=1.0),
+                                         progress=True)
+        report = run_annotate(context.inputs["curated"], context.out_dir / "new", settings, candidates=candidates,
+                              filler=env.fill_annotations, seed=config.seed)
         merged = context.out_dir / "annotations.jsonl"
         with merged.open("w", encoding="utf-8") as out:
-            if previous is not None:
-                out.write(previous.read_text(encoding="utf-8"))
-            out.write((context.out_dir / "new_annotations.jsonl").read_text(encoding="utf-8"))
-        context.log_metrics({"tasks": len(tasks), "annotations": len(annotations)}
-                            | {f"agreement_{k}": v for k, v in agreement_report(annotations).items()
-                               if isinstance(v, (int, float))})
+            for source in (context.inputs.get("previous"), context.out_dir / "new" / "annotations.jsonl"):
+                if source is not None and source.is_file():
+                    out.write(source.read_text(encoding="utf-8"))
+        total = sum(1 for line in merged.read_text(encoding="utf-8").splitlines() if line.strip())
+        context.log_metrics({"tasks": report.tasks, "annotations": report.annotations, "annotations_total": total}
+                            | {f"agreement_{k}": v for k, v in report.agreement.items() if isinstance(v, (int, float))})
 
     return run
 
@@ -251,7 +269,7 @@ def judge_from(config: Config, reward_dir: Path) -> Any:
 def sample_stage(config: Config, lineage: Lineage, parent_win_rate: float | None) -> Callable[[StageContext], None]:
     def run(context: StageContext) -> None:
         from characterflywheel.reward import load_user_signal
-        from characterflywheel.sample import run_pre_herding_sampling
+        from characterflywheel.sample.stage import run_pre_herding_sampling
 
         reward_dir = context.inputs["reward"]
         pool = [lineage.champion, *[m for m in reversed(lineage.history) if m != lineage.champion]]
@@ -264,15 +282,31 @@ def sample_stage(config: Config, lineage: Lineage, parent_win_rate: float | None
     return run
 
 
+def rl_reward(config: Config, reward_dir: Path) -> Callable[[list[Any], list[str]], list[float]]:
+    """The online-RL reward: the pointwise(+pairwise) judge. ``user_signal_thumbs`` exists only for
+    the reward-hacking experiment (paper 7.4): RL on the predicted thumbs-up, which the paper warns
+    against and which the training recipes refuse unless it is asked for by name here."""
+    if config.flywheel.rl_reward == "judge":
+        return judge_from(config, reward_dir).as_reward_fn()
+    from characterflywheel.reward import load_user_signal
+
+    user_signal = load_user_signal(reward_dir / "user_signal")
+
+    def thumbs_up_reward(prompts: list[Any], completions: list[str]) -> list[float]:
+        return [float(p) for p in user_signal.predict(prompts, completions)[:, 1]]
+
+    return thumbs_up_reward
+
+
 def herd_stage(config: Config, parent: str) -> Callable[[StageContext], None]:
     def run(context: StageContext) -> None:
         from characterflywheel.train import run_herding
 
-        reward_fn = judge_from(config, context.inputs["reward"]).as_reward_fn()
-        data = {"sft": context.inputs["sample"] / "sft.jsonl", "dpo": context.inputs["sample"] / "prefs.jsonl",
-                "prompts": context.inputs["sample"] / "hard_prompts.jsonl"}
-        metrics = run_herding(parent, config.train.recipes, data, context.out_dir, reward_fn, config.train,
-                              work_dir=context.work_dir, progress=True)
+        sampled = context.inputs["sample"]
+        data = {"sft": sampled / "sft.jsonl", "preferences": sampled / "prefs.jsonl",
+                "prompts": sampled / "hard_prompts.jsonl"}
+        metrics = run_herding(parent, list(config.train.recipes), data, context.out_dir, config.train,
+                              context.work_dir, reward_fn=rl_reward(config, context.inputs["reward"]), progress=True)
         context.log_metrics(flat_numbers(metrics))
 
     return run
@@ -392,22 +426,23 @@ def run_generation(config: Config, env: Environment, generation: int, stage: Sta
     lineage = lineage_before(config, stage, generation)
     parent = lineage.champion
     previous = stage.run.stage_dir(generation - 1, "deploy")
+    source = previous if config.flywheel.data_source == "deployed" else stage.run.stage_dir(0, "deploy")
     hash_of = config.section_hash
     curated = stage("curate", curate_stage(config),
-                    inputs={"traffic": previous / "ingested" / "conversations.parquet"},
+                    inputs={"traffic": source / "ingested" / "conversations.parquet"},
                     config_hash=hash_of("curate", "model", "seed"))
     earlier_annotations = stage.run.stage_dir(generation - 1, "annotate") / "annotations.jsonl"
     annotated = stage("annotate", annotate_stage(config, env, parent),
-                      inputs={"curated": curated.out_dir / "curated.jsonl", "parent": Path(parent)}
+                      inputs={"curated": curated.out_dir / CURATED, "parent": Path(parent)}
                       | ({"previous": earlier_annotations} if earlier_annotations.is_file() else {}),
                       config_hash=hash_of("curate", "generation", "seed"))
     rewarded = stage("reward", reward_stage(config),
                      inputs={"annotations": annotated.out_dir / "annotations.jsonl",
-                             "prompts": curated.out_dir / "prompts.jsonl"},
+                             "prompts": curated.out_dir / CLEAN},
                      config_hash=hash_of("reward", "seed"))
     parent_win_rate = previous_win_rate(stage, generation)
     sampled = stage("sample", sample_stage(config, lineage, parent_win_rate),
-                    inputs={"curated": curated.out_dir / "curated.jsonl", "reward": rewarded.out_dir,
+                    inputs={"curated": curated.out_dir / CURATED, "reward": rewarded.out_dir,
                             "parent": Path(parent)},
                     config_hash=hash_of("sample", "generation", "flywheel", "seed"),
                     params={"parent_win_rate": parent_win_rate})
@@ -417,7 +452,7 @@ def run_generation(config: Config, env: Environment, generation: int, stage: Sta
     child = herded.out_dir / POLICY_DIR
     reference = reference_model(config, lineage)
     evaluated = stage("evaluate", evaluate_stage(config, env, parent, reference),
-                      inputs={"heldout": curated.out_dir / "heldout.jsonl", "child": child,
+                      inputs={"heldout": curated.out_dir / HELDOUT, "child": child,
                               "reward": rewarded.out_dir},
                       config_hash=hash_of("evaluate", "generation", "seed"))
     gated = stage("gate", gate_stage(config, generation, lineage),

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,11 @@ def _flatten(prefix: str, value: Any, into: dict[str, str]) -> None:
             _flatten(f"{prefix}.{key}" if prefix else str(key), inner, into)
     else:
         into[prefix] = str(value)[:_PARAM_VALUE_LIMIT]
+
+
+def mlflow_key(name: str) -> str:
+    """MLflow allows only alphanumerics and ``_-. :/`` in names; anything else becomes ``_``."""
+    return re.sub(r"[^\w\-. :/]", "_", name)[:250]
 
 
 class MlflowStageLogger:
@@ -63,9 +70,14 @@ class MlflowStageLogger:
             tags={"stage": context.name, "generation": str(context.generation)},
         )
         run_id = run.info.run_id
-        for key, value in params.items():
-            self.client.log_param(run_id, key, value)
-        for key, value in context.metrics.items():
-            self.client.log_metric(run_id, key, value)
+        from mlflow.entities import Metric, Param
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(mlflow_key(key), value, now, 0) for key, value in context.metrics.items()]
+        param_list = [Param(mlflow_key(key), value) for key, value in params.items()]
+        for start in range(0, len(metrics), 1000):  # MLflow's batch limits: 1000 metrics, 100 params
+            self.client.log_batch(run_id, metrics=metrics[start:start + 1000])
+        for start in range(0, len(param_list), 100):
+            self.client.log_batch(run_id, params=param_list[start:start + 100])
         self.client.log_dict(run_id, manifest, "manifest.json")
         self.client.set_terminated(run_id)

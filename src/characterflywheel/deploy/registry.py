@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from characterflywheel.runs import content_hash
+from characterflywheel.tracking import mlflow_key
 from characterflywheel.tracking import tracking_uri as run_tracking_uri
 
 if TYPE_CHECKING:
@@ -231,8 +232,9 @@ class Registry:
         from mlflow.entities import Metric
 
         finite = _finite_metrics(metrics)
-        if finite:
-            self.client.log_batch(run_id, metrics=[Metric(key, value, 0, 0) for key, value in finite.items()])
+        entries = [Metric(mlflow_key(key), value, 0, 0) for key, value in finite.items()]
+        for start in range(0, len(entries), 1000):  # MLflow's batch limit
+            self.client.log_batch(run_id, metrics=entries[start:start + 1000])
 
     def _find(self, generation: int, model_hash: str) -> str | None:
         for mv in reversed(self._versions()):

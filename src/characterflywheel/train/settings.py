@@ -1,17 +1,138 @@
-"""The ``[train]`` config section and its preset values."""
+"""The ``[train]`` config section (herding: SFT, DPO, Online DPO, GRPO) and its preset values.
+
+Fields are flat with a recipe prefix (``sft_learning_rate``, ``dpo_beta``, ...) rather than nested
+tables so that ``characterflywheel init`` renders every key with its description and
+``--set train.dpo_beta=0.2`` works. Defaults suit a CPU: no gradient checkpointing, short
+sequences, no mixed precision unless a GPU with bf16 is present (``mixed_precision = "auto"``).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field  # noqa: F401
+from pydantic import Field, model_validator
 
 from characterflywheel.section import Section
 
+RECIPES = ("sft", "dpo", "online_dpo", "grpo")
+RecipeName = Literal["sft", "dpo", "online_dpo", "grpo"]
+HistoryFeature = Literal["emoji"]
+DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
 
 class TrainConfig(Section):
-    pass
+    # ---- plan
+    recipes: list[RecipeName] = Field(
+        default_factory=lambda: ["sft", "dpo"],
+        description="Recipes run in order for a generation, each child the next parent: sft, dpo, online_dpo, grpo.",
+    )
+    seed: int = Field(0, description="Seed for weights init of adapters, data order and sampling.")
+    # ---- shared trainer settings
+    save_steps: int = Field(50, ge=1, description="Optimizer steps between checkpoints in the work directory.")
+    save_total_limit: int = Field(2, ge=1, description="Checkpoints kept in the work directory at most.")
+    keep_checkpoints: bool = Field(
+        False, description="Keep the work directory's checkpoints after the child is saved (they hold optimizer state)."
+    )
+    logging_steps: int = Field(1, ge=1, description="Optimizer steps between logged metrics.")
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in the backward pass (saves GPU memory, costs ~30% time; off on CPU)."
+    )
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 on a GPU that supports it, fp32 on CPU."
+    )
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="Share of steps with a linear learning-rate warm-up.")
+    lr_scheduler: Literal["linear", "cosine", "constant"] = Field("linear", description="Learning-rate schedule.")
+    # ---- LoRA (merged into the child on save)
+    lora: bool = Field(False, description="Train a LoRA adapter (merged into the child on save) instead of all weights.")
+    lora_r: int = Field(16, ge=1, description="LoRA rank.")
+    lora_alpha: int = Field(32, ge=1, description="LoRA scaling alpha.")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout.")
+    lora_target_modules: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_LORA_TARGETS), description="Module names LoRA adapts."
+    )
+    # ---- data preprocessing
+    strip_history_features: list[HistoryFeature] = Field(
+        default_factory=list,
+        description="Features removed from prompt histories (not from targets) before training, e.g. [\"emoji\"].",
+    )
+    # ---- SFT
+    sft_learning_rate: float = Field(2e-5, gt=0, description="SFT learning rate.")
+    sft_epochs: float = Field(1.0, gt=0, description="SFT epochs (ignored when sft_max_steps > 0).")
+    sft_max_steps: int = Field(-1, description="SFT optimizer steps; -1 = run sft_epochs.")
+    sft_batch_size: int = Field(8, ge=1, description="SFT conversations per device batch.")
+    sft_grad_accum: int = Field(1, ge=1, description="SFT gradient accumulation steps.")
+    sft_max_length: int = Field(
+        384, ge=16, description="SFT tokens per example at most; older history turns are dropped to fit."
+    )
+    sft_padding_free: bool = Field(
+        True, description="Concatenate a batch into one row without padding (block-diagonal attention)."
+    )
+    # ---- DPO
+    dpo_learning_rate: float = Field(5e-6, gt=0, description="DPO learning rate.")
+    dpo_epochs: float = Field(1.0, gt=0, description="DPO epochs (ignored when dpo_max_steps > 0).")
+    dpo_max_steps: int = Field(-1, description="DPO optimizer steps; -1 = run dpo_epochs.")
+    dpo_batch_size: int = Field(4, ge=1, description="DPO preference pairs per device batch.")
+    dpo_grad_accum: int = Field(1, ge=1, description="DPO gradient accumulation steps.")
+    dpo_max_length: int = Field(
+        384, ge=16, description="DPO prompt + reply tokens at most; older history turns are dropped to fit."
+    )
+    dpo_beta: float = Field(0.1, gt=0, description="DPO beta (strength of the pull to the parent).")
+    # ---- Online DPO
+    online_dpo_learning_rate: float = Field(5e-6, gt=0, description="Online DPO learning rate.")
+    online_dpo_max_steps: int = Field(-1, description="Online DPO optimizer steps; -1 = run online_dpo_epochs.")
+    online_dpo_epochs: float = Field(1.0, gt=0, description="Online DPO epochs (ignored when max steps > 0).")
+    online_dpo_batch_size: int = Field(4, ge=1, description="Online DPO prompts per device batch (2 replies each).")
+    online_dpo_grad_accum: int = Field(1, ge=1, description="Online DPO gradient accumulation steps.")
+    online_dpo_beta: float = Field(0.1, gt=0, description="Online DPO beta.")
+    online_dpo_max_new_tokens: int = Field(48, ge=1, description="Online DPO tokens per sampled reply at most.")
+    online_dpo_temperature: float = Field(0.9, gt=0, description="Online DPO sampling temperature.")
+    online_dpo_max_length: int = Field(384, ge=16, description="Online DPO prompt + reply tokens at most.")
+    # ---- GRPO
+    grpo_learning_rate: float = Field(1e-6, gt=0, description="GRPO learning rate.")
+    grpo_max_steps: int = Field(-1, description="GRPO optimizer steps; -1 = run grpo_epochs.")
+    grpo_epochs: float = Field(1.0, gt=0, description="GRPO epochs (ignored when grpo_max_steps > 0).")
+    grpo_prompts_per_step: int = Field(2, ge=1, description="GRPO prompts per device step (each sampled num_generations times).")
+    grpo_grad_accum: int = Field(1, ge=1, description="GRPO gradient accumulation steps.")
+    grpo_num_generations: int = Field(4, ge=2, description="GRPO replies sampled per prompt (the group).")
+    grpo_max_completion_length: int = Field(48, ge=1, description="GRPO tokens per sampled reply at most.")
+    grpo_max_prompt_tokens: int = Field(
+        320, ge=16, description="GRPO prompt tokens at most; older history turns are dropped to fit."
+    )
+    grpo_temperature: float = Field(1.0, gt=0, description="GRPO sampling temperature.")
+    grpo_beta: float = Field(0.0, ge=0, description="GRPO KL coefficient (0: no reference model, TRL's default).")
+    # ---- rollouts
+    rollout_backend: Literal["hf", "vllm_server"] = Field(
+        "hf",
+        description="GRPO / Online DPO rollouts: hf (transformers generate, CPU) or vllm_server (a running `trl vllm-serve`).",
+    )
+    vllm_server_base_url: str = Field(
+        "", description="vllm_server rollouts: the `trl vllm-serve` URL, e.g. http://10.0.0.5:8000."
+    )
+
+    @model_validator(mode="after")
+    def _check_vllm(self) -> TrainConfig:
+        if self.rollout_backend == "vllm_server" and not self.vllm_server_base_url:
+            raise ValueError("rollout_backend = vllm_server needs vllm_server_base_url")
+        return self
 
 
 # Merged into config.PRESETS["tiny"] / ["demo"] under the "train" key.
-PRESETS: dict[str, dict[str, Any]] = {"tiny": {}, "demo": {}}
+PRESETS: dict[str, dict[str, Any]] = {
+    # A couple of optimizer steps on short sequences: seconds per recipe.
+    "tiny": {
+        "sft_max_steps": 2, "sft_batch_size": 4, "sft_max_length": 320,
+        "dpo_max_steps": 2, "dpo_batch_size": 2, "dpo_max_length": 320,
+        "online_dpo_max_steps": 2, "online_dpo_batch_size": 2, "online_dpo_max_new_tokens": 16,
+        "online_dpo_max_length": 128,
+        "grpo_max_steps": 2, "grpo_prompts_per_step": 1, "grpo_num_generations": 2,
+        "grpo_max_completion_length": 16, "grpo_max_prompt_tokens": 112,
+        "save_steps": 1,
+    },
+    # Minutes on a 2-core laptop (a full fine-tune step of 8 x 256 tokens is ~15 s there).
+    "demo": {
+        "sft_max_steps": 24, "sft_batch_size": 8, "sft_max_length": 256, "sft_learning_rate": 2e-5,
+        "dpo_max_steps": 16, "dpo_batch_size": 4, "dpo_max_length": 256, "dpo_learning_rate": 5e-6,
+        "online_dpo_max_steps": 8, "grpo_max_steps": 8,
+        "save_steps": 8,
+    },
+}

@@ -1,0 +1,263 @@
+"""Backbones and saved reward-model folders.
+
+A reward model is an ``AutoModelForSequenceClassification`` (BERT-style encoders get a fresh
+linear head on the pooled [CLS]; causal LMs such as SmolLM2 get a value head on the last
+non-padding token) plus a ``reward_config.json`` next to its weights and tokenizer::
+
+    {"kind": "pointwise" | "pairwise" | "user_signal", "style": "pair" | "chat",
+     "input": {max_length, history_messages, system_chars, reply_share}, "backbone": spec,
+     "normalisation": {"mean", "std"} (pointwise), "thresholds": [4 floats] (pointwise, ordinal),
+     "heads": [...] (user_signal)}
+
+``style = "pair"``: the encoder pair encoding of ``inputs.encode_batch``. ``style = "chat"``: the
+causal LM reads the chat template of (cut system prompt, last history messages, the reply as an
+assistant turn), tokenised exactly like TRL's RewardTrainer does, cut from the left to max_length.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import (
+    AutoModel,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+from transformers.utils import logging as hf_logging
+
+from characterflywheel.models import resolve_model
+from characterflywheel.reward.inputs import ChatMessages, InputFormat, encode_batch
+
+CONFIG_NAME = "reward_config.json"
+HEAD_NAME = "reward_head.safetensors"
+
+
+def pick_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("reward.device: cuda was asked for but torch sees no GPU")
+    return torch.device(device)
+
+
+def is_causal_lm(folder: Path) -> bool:
+    """True when the folder's config names a ``...ForCausalLM`` architecture."""
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    return any(str(a).endswith("ForCausalLM") for a in config.get("architectures") or [])
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence the expected 'newly initialized head' warnings while a backbone gets its head."""
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+
+
+def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+class SegmentPooledClassifier(torch.nn.Module):
+    """Encoder + a linear head on pooled segment embeddings (the encoder-backbone reward models).
+
+    The input is one joint encoding ``[CLS] history [SEP] reply [SEP]`` (pairwise: ``... reply A
+    [SEP] reply B [SEP]``), so every token attends to the history and the other reply. Tokens are
+    assigned to segments by counting [SEP]s; each segment is mean-pooled and L2-normalised (as the
+    sentence-transformers MiniLM was trained: mean pooling, not [CLS]), and the head reads
+    ``[s_0, ..., s_k, s_0 * s_1, ..., s_0 * s_k]`` - the products let a linear head see
+    history/reply similarity from the first step, which a fresh [CLS] pooler cannot. This is why it
+    replaces ``AutoModelForSequenceClassification`` for encoders: it learns from a few hundred
+    examples in a few CPU epochs. Saved as the encoder's HF folder plus ``reward_head.safetensors``.
+    """
+
+    def __init__(self, encoder: PreTrainedModel, num_labels: int, segments: int, sep_token_id: int) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.segments = segments
+        self.sep_token_id = sep_token_id
+        self.num_labels = num_labels
+        hidden = encoder.config.hidden_size
+        self.head = torch.nn.Linear(hidden * (2 * segments - 1), num_labels)
+
+    @property
+    def base_model(self) -> PreTrainedModel:
+        return self.encoder
+
+    @property
+    def config(self) -> Any:
+        return self.encoder.config
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any) -> Any:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+        is_sep = (input_ids == self.sep_token_id).long()
+        segment = torch.cumsum(is_sep, dim=1) - is_sep  # a [SEP] closes its own segment
+        pooled = []
+        for index in range(self.segments):
+            mask = ((segment == index) & attention_mask.bool()).unsqueeze(-1).to(hidden.dtype)
+            mean = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+            pooled.append(torch.nn.functional.normalize(mean, dim=-1))
+        features = torch.cat([*pooled, *(pooled[0] * other for other in pooled[1:])], dim=-1)
+        return SimpleNamespace(logits=self.head(features))
+
+
+def load_backbone(spec: str | Path, num_labels: int, seed: int,
+                  replies: int = 1) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
+    """A reward model with a freshly (seeded) initialised head, and its tokenizer: a causal LM gets
+    ``AutoModelForSequenceClassification`` (value head on the last token), an encoder gets a
+    ``SegmentPooledClassifier`` over history + ``replies`` reply segments."""
+    folder = resolve_model(spec)
+    tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(folder))
+    torch.manual_seed(seed)
+    with quiet_transformers():
+        if is_causal_lm(folder):
+            model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=num_labels,
+                                                                       dtype=torch.float32)
+            model.config.pad_token_id = tokenizer.pad_token_id
+            return model, tokenizer
+        encoder = AutoModel.from_pretrained(folder, dtype=torch.float32, add_pooling_layer=False)
+    if tokenizer.sep_token_id is None:
+        raise ValueError(f"{folder}: an encoder backbone needs a tokenizer with a [SEP] token")
+    return SegmentPooledClassifier(encoder, num_labels, 1 + replies, tokenizer.sep_token_id), tokenizer
+
+
+def freeze_lower_layers(model: PreTrainedModel, trainable_layers: int | None) -> int:
+    """Freeze the embeddings and all but the top ``trainable_layers`` transformer blocks (None: train
+    all); the head, and any pooler or final norm after the blocks, stay trainable. On a CPU this
+    skips most of the backward pass. Returns the number of trainable parameters."""
+    if trainable_layers is not None:
+        base = model.base_model
+        blocks = next((m for m in base.modules() if isinstance(m, torch.nn.ModuleList)
+                       and len(m) == model.config.num_hidden_layers), None)
+        if blocks is None:
+            raise ValueError(f"{type(model).__name__}: no list of {model.config.num_hidden_layers} layers to freeze")
+        keep = {id(p) for block in list(blocks)[len(blocks) - trainable_layers:] for p in block.parameters()}
+        embedding_ids = {id(p) for m in base.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()}
+        block_ids = {id(p) for p in blocks.parameters()}
+        for parameter in base.parameters():
+            frozen = id(parameter) in embedding_ids or (id(parameter) in block_ids and id(parameter) not in keep)
+            parameter.requires_grad_(not frozen)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def chat_messages(prompt: ChatMessages, reply: str, fmt: InputFormat) -> list[dict[str, str]]:
+    system = next((m["content"] for m in prompt if m["role"] == "system"), "")
+    turns = [dict(m) for m in prompt if m["role"] != "system"][-fmt.history_messages:]
+    head = [{"role": "system", "content": system[: fmt.system_chars]}] if system and fmt.system_chars else []
+    return head + turns + [{"role": "assistant", "content": reply}]
+
+
+def encode_chat(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[ChatMessages], replies: Sequence[str],
+                fmt: InputFormat) -> dict[str, Any]:
+    texts = [tokenizer.apply_chat_template(chat_messages(p, r, fmt), tokenize=False)
+             for p, r in zip(prompts, replies, strict=True)]
+    tokenizer.truncation_side = "left"
+    return tokenizer(texts, add_special_tokens=False, truncation=True, max_length=fmt.max_length,
+                     padding=True, return_tensors="pt")
+
+
+class SequenceModel:
+    """A sequence-classification model with the input format it was trained on; returns logits."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, fmt: InputFormat,
+                 style: str = "pair", device: torch.device | None = None, batch_size: int = 64) -> None:
+        if style not in ("pair", "chat"):
+            raise ValueError(f"style: expected 'pair' or 'chat', got {style!r}")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.fmt = fmt
+        self.style = style
+        self.device = device or next(model.parameters()).device
+        self.batch_size = batch_size
+
+    def encode(self, prompts: Sequence[ChatMessages], reply_groups: Sequence[Sequence[str]]) -> dict[str, Any]:
+        if self.style == "chat":
+            if any(len(g) != 1 for g in reply_groups):
+                raise ValueError("a chat-style reward model scores one reply at a time")
+            batch = encode_chat(self.tokenizer, prompts, [g[0] for g in reply_groups], self.fmt)
+        else:
+            batch = encode_batch(self.tokenizer, prompts, reply_groups, self.fmt)
+        return {key: value.to(self.device) for key, value in batch.items()}
+
+    def forward(self, prompts: Sequence[ChatMessages], reply_groups: Sequence[Sequence[str]]) -> torch.Tensor:
+        """Logits with gradients (training)."""
+        return self.model(**self.encode(prompts, reply_groups)).logits
+
+    def logits(self, prompts: Sequence[ChatMessages], reply_groups: Sequence[Sequence[str]],
+               progress: bool = False, description: str = "scoring") -> np.ndarray:
+        """Logits (n, num_labels) in eval mode, batched, without gradients; the train/eval mode is restored."""
+        if len(prompts) != len(reply_groups):
+            raise ValueError(f"{len(prompts)} prompts but {len(reply_groups)} replies")
+        was_training = self.model.training
+        self.model.eval()
+        outputs = []
+        starts = range(0, len(prompts), self.batch_size)
+        if progress:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc=description, unit="batch")
+        try:
+            with torch.inference_mode():
+                for start in starts:
+                    end = start + self.batch_size
+                    outputs.append(self.forward(prompts[start:end], reply_groups[start:end]).float().cpu().numpy())
+        finally:
+            self.model.train(was_training)
+        labels = getattr(self.model, "num_labels", None) or self.model.config.num_labels
+        return np.concatenate(outputs) if outputs else np.zeros((0, labels), dtype=np.float32)
+
+
+def save_folder(folder: Path, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
+                reward_config: dict[str, Any]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    if isinstance(model, SegmentPooledClassifier):
+        model.encoder.save_pretrained(folder)
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()},
+                  str(folder / HEAD_NAME))
+        reward_config = reward_config | {"head": {"type": "segment_pooled", "num_labels": model.num_labels,
+                                                  "segments": model.segments}}
+    else:
+        model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    (folder / CONFIG_NAME).write_text(json.dumps(reward_config, indent=2), encoding="utf-8")
+
+
+def load_folder(path: Path | str, kind: str, device: str = "auto",
+                batch_size: int = 64) -> tuple[SequenceModel, dict[str, Any]]:
+    """A saved reward model of ``kind``, in eval mode; a wrong folder is a one-line error."""
+    folder = Path(path)
+    config_file = folder / CONFIG_NAME
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{config_file}: not found (not a reward-model folder)")
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    if config.get("kind") != kind:
+        raise ValueError(f"{config_file}: kind: expected {kind!r}, got {config.get('kind')!r}")
+    tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(folder))
+    target = pick_device(device)
+    head = config.get("head")
+    with quiet_transformers():
+        if head is None:
+            model = AutoModelForSequenceClassification.from_pretrained(folder, dtype=torch.float32)
+        else:
+            encoder = AutoModel.from_pretrained(folder, dtype=torch.float32, add_pooling_layer=False)
+            model = SegmentPooledClassifier(encoder, int(head["num_labels"]), int(head["segments"]),
+                                            tokenizer.sep_token_id)
+            model.head.load_state_dict(load_file(str(folder / HEAD_NAME)))
+    model.to(target).eval()
+    fmt = InputFormat.from_dict(config["input"])
+    return SequenceModel(model, tokenizer, fmt, config.get("style", "pair"), target, batch_size), config

@@ -1,0 +1,234 @@
+"""Read the contract JSONL sets into TRL's conversational columns, and prepare prompt histories.
+
+Inputs (see the artifact contract): an SFT set (``messages`` ending with an assistant turn), a
+preference set (``prompt`` / ``chosen`` / ``rejected``) and a prompts set (``prompt``). Each is turned
+into the column layout TRL's trainers read:
+
+* SFT -> conversational prompt-completion (``prompt`` = the history, ``completion`` = the final
+  assistant turn), so SFTTrainer computes the loss on the reply only (``completion_only_loss``).
+* DPO -> ``prompt`` / ``chosen`` / ``rejected`` message lists, unchanged.
+* GRPO / Online DPO -> ``prompt`` only.
+
+Two preparations are our own code because TRL has no equivalent:
+
+* ``strip_history_features`` (the paper's history-bias mitigation, 7.5): remove a feature such as
+  emoji from the *history* (every prompt message) and never from the training target, so the child
+  does not learn "the conversation had emoji, so reply with emoji" from its own past outputs.
+  Emoji detection reuses :func:`characterflywheel.evaluate.instructions.count_emoji`'s per-grapheme
+  rule (``_is_emoji_cluster``), so what is stripped is exactly what the monitors count.
+* ``fit_history``: TRL truncates a too-long sequence by cutting tokens from one end, which for chat
+  data cuts either the system prompt or the reply being trained on. We instead drop the oldest
+  non-system history messages until prompt + reply fit ``max_length`` (the last user turn is always
+  kept); an example that still does not fit is dropped and counted.
+
+A malformed record raises :class:`TrainDataError` with one line naming the file, the record (1-based
+line) and the field.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import regex
+
+from characterflywheel.evaluate.instructions import _is_emoji_cluster
+
+Message = dict[str, str]
+
+_GRAPHEME = regex.compile(r"\X")
+_ROLES = ("system", "user", "assistant")
+
+
+class TrainDataError(ValueError):
+    """A bad training record; ``str(error)`` is one line naming file, record and field."""
+
+
+# ---------------------------------------------------------------------------------------------
+# History features
+# ---------------------------------------------------------------------------------------------
+
+
+def strip_emoji(text: str) -> str:
+    """``text`` without emoji (same per-grapheme rule as ``count_emoji``).
+
+    Each removed emoji takes the spaces before it along (or, at the start of a line, the spaces
+    after it), so "so fun 😂 see" becomes "so fun see"; other text is left exactly as it was.
+    """
+    if text.isascii():
+        return text
+    pieces: list[str] = []
+    drop_leading_space = False
+    for cluster in _GRAPHEME.findall(text):
+        if _is_emoji_cluster(cluster):
+            while pieces and pieces[-1] in (" ", "\t"):
+                pieces.pop()
+            drop_leading_space = not pieces or pieces[-1] in ("\n", "\r\n")
+            continue
+        if drop_leading_space and cluster in (" ", "\t"):
+            continue
+        drop_leading_space = False
+        pieces.append(cluster)
+    return "".join(pieces)
+
+
+FEATURE_STRIPPERS: dict[str, Callable[[str], str]] = {"emoji": strip_emoji}
+
+
+def strip_history(prompt: Sequence[Message], features: Sequence[str]) -> list[Message]:
+    """A copy of the prompt messages with ``features`` removed from every message's content.
+
+    Only the prompt (history) is touched; callers never pass the target reply here.
+    The system prompt is left alone: it is the creator's character card, not history.
+    """
+    unknown = [name for name in features if name not in FEATURE_STRIPPERS]
+    if unknown:
+        raise ValueError(f"strip_history_features: unknown feature(s) {unknown}; known: {sorted(FEATURE_STRIPPERS)}")
+    stripped: list[Message] = []
+    for message in prompt:
+        content = message["content"]
+        if message["role"] != "system":
+            for name in features:
+                content = FEATURE_STRIPPERS[name](content)
+        stripped.append({**message, "content": content})
+    return stripped
+
+
+# ---------------------------------------------------------------------------------------------
+# Fitting histories into max_length
+# ---------------------------------------------------------------------------------------------
+
+
+def _token_count(tokenizer: Any, messages: Sequence[Message]) -> int:
+    ids = tokenizer.apply_chat_template(list(messages), tokenize=True, add_generation_prompt=False)
+    if isinstance(ids, dict) or hasattr(ids, "keys"):
+        ids = ids["input_ids"]
+    return len(ids)
+
+
+def fit_history(
+    prompt: Sequence[Message], replies: Sequence[Sequence[Message]], tokenizer: Any, max_length: int
+) -> list[Message] | None:
+    """The prompt with its oldest non-system messages dropped until prompt + the longest reply fit
+    ``max_length`` tokens; ``None`` when even the last user turn alone does not fit.
+
+    The history always starts after the system message with a user turn (a dropped user turn takes
+    its assistant answer with it), as chat templates expect alternation.
+    """
+    system = [message for message in prompt[:1] if message["role"] == "system"]
+    turns = list(prompt[len(system):])
+    while turns:
+        longest = max(_token_count(tokenizer, [*system, *turns, *reply]) for reply in replies) if replies else (
+            _token_count(tokenizer, [*system, *turns])
+        )
+        if longest <= max_length:
+            return [*system, *turns]
+        if len(turns) == 1:
+            return None
+        turns = turns[1:]
+        while len(turns) > 1 and turns[0]["role"] != "user":
+            turns = turns[1:]
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading the contract sets
+# ---------------------------------------------------------------------------------------------
+
+
+def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    if not path.is_file():
+        raise TrainDataError(f"{path}: file not found")
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise TrainDataError(f"{path}: record {number}: not valid JSON ({error.msg})") from None
+            if not isinstance(record, dict):
+                raise TrainDataError(f"{path}: record {number}: expected a JSON object")
+            yield number, record
+
+
+def _messages(path: Path, number: int, record: dict[str, Any], field: str) -> list[Message]:
+    value = record.get(field)
+    if not isinstance(value, list) or not value:
+        raise TrainDataError(f"{path}: record {number}: field '{field}': expected a non-empty list of messages")
+    messages: list[Message] = []
+    for index, message in enumerate(value):
+        if (
+            not isinstance(message, dict)
+            or message.get("role") not in _ROLES
+            or not isinstance(message.get("content"), str)
+        ):
+            raise TrainDataError(
+                f"{path}: record {number}: field '{field}[{index}]': expected {{role: system|user|assistant, content: str}}"
+            )
+        messages.append({"role": message["role"], "content": message["content"]})
+    return messages
+
+
+def read_sft_records(path: Path) -> list[dict[str, list[Message]]]:
+    """SFT set -> ``[{"prompt": history, "completion": [final assistant turn]}]``."""
+    rows = []
+    for number, record in _records(path):
+        messages = _messages(path, number, record, "messages")
+        if messages[-1]["role"] != "assistant" or len(messages) < 2:
+            raise TrainDataError(f"{path}: record {number}: field 'messages': must end with an assistant turn after a prompt")
+        rows.append({"prompt": messages[:-1], "completion": messages[-1:]})
+    if not rows:
+        raise TrainDataError(f"{path}: no records")
+    return rows
+
+
+def read_preference_records(path: Path) -> list[dict[str, list[Message]]]:
+    """Preference set -> ``[{"prompt", "chosen", "rejected"}]`` (each reply one assistant turn)."""
+    rows = []
+    for number, record in _records(path):
+        row = {field: _messages(path, number, record, field) for field in ("prompt", "chosen", "rejected")}
+        if row["prompt"][-1]["role"] != "user":
+            raise TrainDataError(f"{path}: record {number}: field 'prompt': must end with a user turn")
+        for field in ("chosen", "rejected"):
+            if [message["role"] for message in row[field]] != ["assistant"]:
+                raise TrainDataError(f"{path}: record {number}: field '{field}': expected one assistant message")
+        rows.append(row)
+    if not rows:
+        raise TrainDataError(f"{path}: no records")
+    return rows
+
+
+def read_prompt_records(path: Path) -> list[dict[str, list[Message]]]:
+    """Prompts set -> ``[{"prompt": messages ending with a user turn}]``."""
+    rows = []
+    for number, record in _records(path):
+        prompt = _messages(path, number, record, "prompt")
+        if prompt[-1]["role"] != "user":
+            raise TrainDataError(f"{path}: record {number}: field 'prompt': must end with a user turn")
+        rows.append({"prompt": prompt})
+    if not rows:
+        raise TrainDataError(f"{path}: no records")
+    return rows
+
+
+def prepare_rows(
+    rows: list[dict[str, list[Message]]],
+    tokenizer: Any,
+    max_length: int,
+    strip_features: Sequence[str] = (),
+    reply_fields: Sequence[str] = (),
+) -> tuple[list[dict[str, list[Message]]], int]:
+    """Strip history features from each ``prompt`` and fit it to ``max_length`` (with the longest of
+    ``reply_fields``); returns the kept rows and how many were dropped as too long."""
+    kept, dropped = [], 0
+    for row in rows:
+        prompt = strip_history(row["prompt"], strip_features) if strip_features else row["prompt"]
+        fitted = fit_history(prompt, [row[field] for field in reply_fields], tokenizer, max_length)
+        if fitted is None:
+            dropped += 1
+            continue
+        kept.append({**row, "prompt": fitted})
+    return kept, dropped

@@ -1,0 +1,89 @@
+"""SFT and DPO on the real embedded SmolLM2 at tiny scale: each moves the model the right way."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import CHATS, PAIRS, SYSTEM, reply_logprob
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from characterflywheel.models import EMBEDDED_POLICY, load_policy
+from characterflywheel.train.settings import TrainConfig
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def parent():
+    return load_policy(EMBEDDED_POLICY)
+
+
+def _load_child(folder: Path):
+    model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True).eval()
+    return model, AutoTokenizer.from_pretrained(folder, local_files_only=True)
+
+
+def _sft_loglik(model, tokenizer) -> float:
+    return sum(reply_logprob(model, tokenizer, [SYSTEM, {"role": "user", "content": u}], a) for u, a in CHATS)
+
+
+def _dpo_margin(model, tokenizer) -> float:
+    return sum(
+        reply_logprob(model, tokenizer, [SYSTEM, {"role": "user", "content": u}], c)
+        - reply_logprob(model, tokenizer, [SYSTEM, {"role": "user", "content": u}], r)
+        for u, c, r in PAIRS
+    )
+
+
+def test_sft_full_finetune_raises_target_likelihood(parent, sft_path: Path, tmp_path: Path) -> None:
+    from characterflywheel.train.sft import run_sft
+
+    settings = TrainConfig(sft_max_steps=3, sft_batch_size=4, sft_max_length=128, sft_learning_rate=1e-4, save_steps=50)
+    metrics = run_sft(EMBEDDED_POLICY, sft_path, tmp_path / "child", settings, tmp_path / "work")
+
+    assert metrics["steps"] == 3 and metrics["steps_run"] == 3 and metrics["examples"] == len(CHATS)
+    assert metrics["loss_end"] < metrics["loss_start"]
+    assert metrics["tokens_per_second"] > 0
+    child = _load_child(tmp_path / "child")
+    before, after = _sft_loglik(*parent), _sft_loglik(*child)
+    assert after > before + 5.0, (before, after)
+    for name in ("chat_template.jinja", "generation_config.json", "tokenizer.json", "model.safetensors"):
+        assert (tmp_path / "child" / name).is_file(), name
+    assert child[1].apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False) == parent[1].apply_chat_template(
+        [{"role": "user", "content": "hi"}], tokenize=False
+    )
+
+
+def test_sft_lora_merged_child_loads_as_plain_model(parent, sft_path: Path, tmp_path: Path) -> None:
+    from characterflywheel.train.sft import run_sft
+
+    settings = TrainConfig(
+        sft_max_steps=2, sft_batch_size=4, sft_max_length=128, sft_learning_rate=2e-3, lora=True, lora_r=8, save_steps=50
+    )
+    run_sft(EMBEDDED_POLICY, sft_path, tmp_path / "child", settings, tmp_path / "work")
+
+    files = {path.name for path in (tmp_path / "child").iterdir()}
+    assert "adapter_config.json" not in files and "model.safetensors" in files
+    config = json.loads((tmp_path / "child" / "config.json").read_text())
+    assert config["architectures"] == ["LlamaForCausalLM"]
+    child_model, child_tokenizer = load_policy(str(tmp_path / "child"))  # the project's loader, as a plain model
+    assert not any("lora" in name for name, _ in child_model.named_parameters())
+    parent_weights = dict(parent[0].named_parameters())
+    changed = [name for name, weight in child_model.named_parameters() if not torch.equal(weight, parent_weights[name])]
+    assert any("q_proj" in name for name in changed) and not any("embed_tokens" in name for name in changed)
+    assert _sft_loglik(child_model, child_tokenizer) > _sft_loglik(*parent)
+
+
+def test_dpo_raises_chosen_over_rejected_margin(parent, prefs_path: Path, tmp_path: Path) -> None:
+    from characterflywheel.train.dpo import run_dpo
+
+    settings = TrainConfig(dpo_max_steps=3, dpo_batch_size=2, dpo_max_length=128, dpo_learning_rate=2e-5, save_steps=50)
+    metrics = run_dpo(EMBEDDED_POLICY, prefs_path, tmp_path / "child", settings, tmp_path / "work")
+
+    assert metrics["steps"] == 3
+    assert metrics["reward_end"] > 0  # TRL's implicit reward margin, chosen minus rejected
+    before, after = _dpo_margin(*parent), _dpo_margin(*_load_child(tmp_path / "child"))
+    assert after > before + 1.0, (before, after)
