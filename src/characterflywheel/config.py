@@ -173,11 +173,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Minutes on a 2-core laptop.
     "demo": {
         "name": "demo",
-        "generation": {"max_new_tokens": 48, "batch_size": 32},
+        "generation": {"max_new_tokens": 40, "batch_size": 32},
         "data": {"seed_conversations": 500},
         "demo": {"prompts": 4},
         "serve": {"port": 0, "arms": [{"name": "control"}, {"name": "cool", "temperature": 0.3}]},
-        "world": {"users": 48, "days": 3, "max_turns": 5, "concurrency": 48},
+        "world": {"users": 48, "days": 2, "max_turns": 5, "concurrency": 48},
     },
 }
 

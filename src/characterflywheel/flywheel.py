@@ -114,7 +114,7 @@ def lineage_before(config: Config, runner: StageRunner, generation: int) -> Line
         decision = json.loads(decision_path.read_text())
         history.append(decision["challenger_model"]) if decision.get("challenger_model") else None
         champion, version = decision["champion_model"], decision["champion_version"]
-    if generation > 1 and config.tracking.mlflow:
+    if generation > 1:
         registered = registry_for(config).champion()  # a `rollback` since moves the champion
         if registered is not None and registered.model_version != version:
             champion, version = str(registered.path), registered.model_version
@@ -416,8 +416,7 @@ def run_generation_zero(config: Config, env: Environment, stage: StageRunner) ->
     extra = {f"traffic_{i}": Path(p) for i, p in enumerate(config.data.traffic)}
     stage("ingest", ingest_stage, inputs={"seed": seeded.out_dir / "traffic.jsonl"} | extra)
     base = str(resolve_model(config.model.policy))
-    if config.tracking.mlflow:
-        stage("register", register_base_stage(config), inputs={"model": Path(base)})
+    stage("register", register_base_stage(config), inputs={"model": Path(base)})
     return stage("deploy", deploy_stage(config, env, 0, (base, "gen-0"), None),
                  config_hash=config.section_hash("model", "generation", "serve", "world", "seed"))
 
@@ -464,12 +463,14 @@ def run_generation(config: Config, env: Environment, generation: int, stage: Sta
                      inputs={"gate": gated.out_dir / "gates.json"},
                      config_hash=hash_of("model", "generation", "serve", "world", "ab", "flywheel", "seed"))
     decision = json.loads((deployed.out_dir / "decision.json").read_text())
-    if config.tracking.mlflow:
-        registry = registry_for(config)
-        if decision["promoted"]:
-            registry.promote(json.loads((gated.out_dir / "registry.json").read_text())["version"])
-        else:
-            registry.clear_alias("challenger")
+    registry = registry_for(config)  # follows the deploy decision (idempotent on a re-run)
+    if decision["promoted"]:
+        version = json.loads((gated.out_dir / "registry.json").read_text())["version"]
+        champion = registry.champion()
+        if champion is None or str(champion.version) != str(version):
+            registry.promote(version)
+    else:
+        registry.clear_alias("challenger")
 
 
 def previous_win_rate(stage: StageRunner, generation: int) -> float | None:

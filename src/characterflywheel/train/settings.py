@@ -130,9 +130,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # Minutes on a 2-core laptop (a full fine-tune step of 8 x 256 tokens is ~15 s there).
     "demo": {
-        "sft_max_steps": 24, "sft_batch_size": 8, "sft_max_length": 256, "sft_learning_rate": 2e-5,
-        "dpo_max_steps": 16, "dpo_batch_size": 4, "dpo_max_length": 256, "dpo_learning_rate": 5e-6,
-        "online_dpo_max_steps": 8, "grpo_max_steps": 8,
-        "save_steps": 8,
+        "sft_max_steps": 8, "sft_batch_size": 8, "sft_max_length": 320, "sft_learning_rate": 2e-5,
+        "dpo_max_steps": 6, "dpo_batch_size": 4, "dpo_max_length": 320, "dpo_learning_rate": 5e-6,
+        "online_dpo_max_steps": 4, "grpo_max_steps": 4,
+        "save_steps": 4,
     },
 }
