@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/generation.py
 	$(PY) benchmarks/training.py --quick
 	$(PY) benchmarks/curation.py
+	$(PY) benchmarks/flywheel.py --scales 1 4
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import platform
+import resource
 import shutil
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -179,6 +180,8 @@ class RunDir:
             "versions": package_versions(),
             "started_at": started,
             "finished_at": _now(),
+            # the process's high-water mark so far (it only grows): the stage's peak when it is the first to reach it
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         }
         write_json_atomic(partial / MANIFEST, manifest)
         for hook in on_complete:

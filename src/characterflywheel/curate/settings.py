@@ -101,6 +101,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {"max_history_turns": 4, "safety_negatives": 600, "keep_share": 0.6, "clusters": 4, "max_prompts": 60, "annotation_prompts": 8,
              "policy_candidates": 1, "annotators": 3},
     # Sized so that two generations of `make demo` fit in ~20 minutes on a 2-core CPU.
-    "demo": {"keep_share": 0.7, "clusters": 8, "max_prompts": 96, "annotation_prompts": 64, "policy_candidates": 1,
+    "demo": {"keep_share": 0.7, "clusters": 8, "max_prompts": 48, "annotation_prompts": 48, "policy_candidates": 1,
              "safety_negatives": 600},
 }

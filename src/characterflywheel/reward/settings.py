@@ -54,6 +54,6 @@ class RewardConfig(Section):
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {"max_length": 64, "epochs": 2, "lr": 2e-4, "batch_size": 16, "max_user_signal_rows": 300,
              "history_messages": 2, "system_chars": 0, "trainable_layers": 2},
-    "demo": {"max_length": 128, "epochs": 2, "lr": 1e-4, "batch_size": 16, "max_user_signal_rows": 3000,
-             "history_messages": 3, "system_chars": 120, "trainable_layers": 3},
+    "demo": {"max_length": 96, "epochs": 2, "lr": 1e-4, "batch_size": 16, "max_user_signal_rows": 3000,
+             "history_messages": 2, "system_chars": 60, "trainable_layers": 2},
 }

@@ -62,5 +62,5 @@ class SampleConfig(Section):
 # Merged into config.PRESETS["tiny"] / ["demo"] under the "sample" key.
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {"k": 2, "probe_n": 1, "max_new_tokens": 12, "min_margin": 0.0, "hard_share": 0.5},
-    "demo": {"k": 4, "probe_n": 1, "max_new_tokens": 40, "min_margin": 0.05},
+    "demo": {"k": 3, "probe_n": 1, "max_new_tokens": 40, "min_margin": 0.05},
 }
