@@ -112,7 +112,8 @@ def lineage_before(config: Config, runner: StageRunner, generation: int) -> Line
     for earlier in range(1, generation):
         decision_path = runner.run.stage_dir(earlier, "deploy") / "decision.json"
         decision = json.loads(decision_path.read_text())
-        history.append(decision["challenger_model"]) if decision.get("challenger_model") else None
+        if decision.get("challenger_model"):
+            history.append(decision["challenger_model"])
         champion, version = decision["champion_model"], decision["champion_version"]
     if generation > 1:
         registered = registry_for(config).champion()  # a `rollback` since moves the champion
