@@ -297,3 +297,17 @@ def collect_metrics(
         metrics["tokens"] = run_tokens
         metrics["tokens_per_second"] = run_tokens / seconds
     return metrics
+
+
+def train_and_save(
+    trainer: Any, clock: StepClock, tokenizer: PreTrainedTokenizerBase, parent_folder: Path, out_dir: Path,
+    work_dir: Path, settings: TrainConfig, dropped: int, examples: int, reward_key: str | None,
+) -> dict[str, float]:
+    """Every recipe's last steps: train (resuming from the newest complete checkpoint in ``work_dir``),
+    save the child, drop the checkpoints unless kept, and return the metrics."""
+    checkpoint = resumable_checkpoint(Path(work_dir))
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    save_child(trainer, tokenizer, parent_folder, Path(out_dir))
+    if not settings.keep_checkpoints:
+        remove_checkpoints(Path(work_dir))
+    return collect_metrics(trainer, clock, checkpoint, dropped, examples, reward_key)

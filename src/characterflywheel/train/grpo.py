@@ -31,14 +31,11 @@ from characterflywheel.train.common import (
     RewardFn,
     SkipFinalCheckpoint,
     StepClock,
-    collect_metrics,
     common_arguments,
     load_parent,
     lora_config,
-    resumable_checkpoint,
     rollout_arguments,
-    remove_checkpoints,
-    save_child,
+    train_and_save,
     trl_reward_func,
 )
 from characterflywheel.train.preprocess import prepare_rows, read_prompt_records
@@ -100,12 +97,6 @@ def run_grpo(
         callbacks=[clock, SkipFinalCheckpoint()],
     )
 
-    # 4. train, resuming an interrupted run
-    checkpoint = resumable_checkpoint(Path(work_dir))
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-
-    # 5. child
-    save_child(trainer, tokenizer, parent_folder, Path(out_dir))
-    if not settings.keep_checkpoints:
-        remove_checkpoints(Path(work_dir))
-    return collect_metrics(trainer, clock, checkpoint, dropped, len(rows), reward_key="reward")
+    # 4. train (resuming an interrupted run), save the child, report
+    return train_and_save(trainer, clock, tokenizer, parent_folder, Path(out_dir), Path(work_dir), settings,
+                          dropped, len(rows), reward_key="reward")

@@ -20,13 +20,10 @@ from trl import SFTConfig, SFTTrainer
 from characterflywheel.train.common import (
     SkipFinalCheckpoint,
     StepClock,
-    collect_metrics,
     common_arguments,
     load_parent,
     lora_config,
-    resumable_checkpoint,
-    remove_checkpoints,
-    save_child,
+    train_and_save,
 )
 from characterflywheel.train.preprocess import prepare_rows, read_sft_records
 from characterflywheel.train.settings import TrainConfig
@@ -84,12 +81,6 @@ def run_sft(
         callbacks=[clock, SkipFinalCheckpoint()],
     )
 
-    # 4. train, resuming from the newest complete checkpoint of an interrupted run
-    checkpoint = resumable_checkpoint(Path(work_dir))
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-
-    # 5. child
-    save_child(trainer, tokenizer, parent_folder, Path(out_dir))
-    if not settings.keep_checkpoints:
-        remove_checkpoints(Path(work_dir))
-    return collect_metrics(trainer, clock, checkpoint, dropped, len(rows), reward_key=None)
+    # 4. train (resuming an interrupted run), save the child, report
+    return train_and_save(trainer, clock, tokenizer, parent_folder, Path(out_dir), Path(work_dir), settings,
+                          dropped, len(rows), reward_key=None)
