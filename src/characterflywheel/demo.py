@@ -12,7 +12,7 @@ Generation 0 of the demo, after the foundation stages (seed, ingest, generate):
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any

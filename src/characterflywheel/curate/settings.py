@@ -101,6 +101,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {"max_history_turns": 4, "safety_negatives": 600, "keep_share": 0.6, "clusters": 4, "max_prompts": 60, "annotation_prompts": 8,
              "policy_candidates": 1, "annotators": 3},
     # Sized so that two generations of `make demo` fit in ~20 minutes on a 2-core CPU.
-    "demo": {"keep_share": 0.7, "clusters": 8, "max_prompts": 48, "annotation_prompts": 48, "policy_candidates": 1,
-             "safety_negatives": 600},
+    # Every pair of the logged reply and 2 policy samples, each rated: 12 labels per prompt (2 annotators);
+    # at one pair and one rating per prompt the reward models stayed near chance on the landscape.
+    "demo": {"keep_share": 0.7, "clusters": 8, "max_prompts": 48, "annotation_prompts": 48, "policy_candidates": 2,
+             "pairs_per_prompt": 3, "ratings_per_prompt": 3, "safety_negatives": 600},
 }

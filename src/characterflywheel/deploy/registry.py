@@ -107,7 +107,7 @@ class Registry:
 
     def __init__(self, location: Path | str, model_name: str = "policy", experiment: str = DEFAULT_EXPERIMENT,
                  copy_models: bool = True) -> None:
-        from mlflow import MlflowClient
+        import mlflow
 
         _quiet_mlflow()
 
@@ -121,7 +121,7 @@ class Registry:
             self.run_root = Path(location)
             self.run_root.mkdir(parents=True, exist_ok=True)
             self.uri = run_tracking_uri(self.run_root)
-        self.client: MlflowClient = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        self.client: MlflowClient = mlflow.MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
         self._experiment_name = experiment
         self._experiment_id: str | None = None
         self._ensure_registered_model()

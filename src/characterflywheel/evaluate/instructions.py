@@ -87,7 +87,7 @@ def _is_pictograph_block(char: str) -> bool:
     return 0x2600 <= code <= 0x27BF or code >= 0x1F000
 
 
-def _is_emoji_cluster(cluster: str) -> bool:
+def is_emoji_cluster(cluster: str) -> bool:
     if _KEYCAP in cluster or _EMOJI_PRESENTATION.search(cluster):
         return True
     if not _EXTENDED_PICTOGRAPHIC.search(cluster):
@@ -101,7 +101,7 @@ def count_emoji(text: str) -> int:
     """Number of emoji, one per grapheme cluster (a ZWJ family or a flag counts once)."""
     if text.isascii():  # fast path: ASCII holds no emoji (":)" is deliberately not one)
         return 0
-    return sum(1 for cluster in _GRAPHEME.findall(text) if _is_emoji_cluster(cluster))
+    return sum(1 for cluster in _GRAPHEME.findall(text) if is_emoji_cluster(cluster))
 
 
 def has_list(text: str) -> bool:
@@ -125,7 +125,7 @@ def _strip_trailing_decoration(text: str) -> str:
         if not text[-1].isascii():
             # Forward segmentation: the regex module's reverse \X splits ZWJ sequences apart.
             last = _GRAPHEME.findall(text)[-1]
-            if _is_emoji_cluster(last):
+            if is_emoji_cluster(last):
                 text = text[: -len(last)]
                 continue
         return text

@@ -146,7 +146,7 @@ class EvaluateConfig(Section):
 # Merged into config.PRESETS["tiny"] / ["demo"] under the "evaluate" key.
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {"heldout_prompts": 8, "bootstrap": 200, "style_min_replies": 6},
-    # 40 held-out prompts cannot make one generation's step significant: the demo gates on the point
+    # 32 held-out prompts cannot make one generation's step significant: the demo gates on the point
     # estimate of the win rate (the default, require_ci = true, is for production-sized evaluations).
-    "demo": {"heldout_prompts": 40, "bootstrap": 1000, "require_ci": False},
+    "demo": {"heldout_prompts": 32, "bootstrap": 1000, "require_ci": False},
 }

@@ -72,6 +72,21 @@ def augmented(preferences: Sequence[PreferenceExample]) -> list[PreferenceExampl
     return [*preferences, *swapped]
 
 
+def merged_labels(preferences: Sequence[PreferenceExample]) -> tuple[list[PreferenceExample], torch.Tensor, torch.Tensor]:
+    """One example per distinct (history, first, second) with the share of its labels saying "first"
+    and the label count as its weight: the same loss as one example per annotation, one encoding."""
+    labels: dict[str, list[bool]] = {}
+    first: dict[str, PreferenceExample] = {}
+    for example in preferences:
+        key = json.dumps([example.group, example.prompt, example.first, example.second])
+        labels.setdefault(key, []).append(example.first_better)
+        first.setdefault(key, example)
+    keys = list(labels)
+    targets = torch.tensor([float(np.mean(labels[k])) for k in keys], dtype=torch.float32)
+    weights = torch.tensor([float(len(labels[k])) for k in keys], dtype=torch.float32)
+    return [first[k] for k in keys], targets, weights
+
+
 def evaluate_pairwise(scorer: PairwiseScorer, preferences: Sequence[PreferenceExample]) -> dict[str, Any]:
     probabilities = scorer.prob_first_better([p.prompt for p in preferences], [p.first for p in preferences],
                                              [p.second for p in preferences])
@@ -98,21 +113,24 @@ def train_pairwise(annotations_path: Path | str, out_dir: Path | str, settings: 
     fmt = input_format(settings)
     sequence = SequenceModel(model, tokenizer, fmt, "pair", device, settings.eval_batch_size)
     both_orders = augmented(train)
-    labels = torch.tensor([p.first_better for p in both_orders], dtype=torch.float32)
+    pairs, targets, weights = merged_labels(both_orders)
 
     def loss_of_batch(indices: Sequence[int]) -> torch.Tensor:
-        batch = [both_orders[i] for i in indices]
+        batch = [pairs[i] for i in indices]
         logits = sequence.forward([p.prompt for p in batch], [(p.first, p.second) for p in batch])[:, 0]
-        return nn.functional.binary_cross_entropy_with_logits(logits, labels[list(indices)].to(logits.device))
+        rows = list(indices)
+        loss = nn.functional.binary_cross_entropy_with_logits(logits, targets[rows].to(logits.device), reduction="none")
+        return (loss * weights[rows].to(logits.device)).sum() / weights[rows].sum().to(logits.device)
 
     stamp = fingerprint(KIND, backbone, training_settings(settings), both_orders)
-    losses = train_loop(model, len(both_orders), loss_of_batch, train_plan(settings), stamp,
-                        Path(work_dir) / KIND if work_dir is not None else None, progress, "pairwise RM")
+    losses = train_loop(model, len(pairs), loss_of_batch, train_plan(settings), stamp,
+                        Path(work_dir) / KIND if work_dir is not None else None, progress, "pairwise RM",
+                        groups=[p.group for p in pairs])
     config = {"kind": KIND, "style": "pair", "input": fmt.to_dict(), "backbone": backbone}
     save_folder(out, model, tokenizer, config)
     scorer = PairwiseScorer(sequence, config)
     report = {"kind": KIND, "backbone": backbone, "epoch_losses": losses,
-              "train": {"preferences": len(train), "augmented": len(both_orders)}, "heldout_prompts": len(heldout),
+              "train": {"preferences": len(train), "augmented": len(both_orders), "distinct": len(pairs)}, "heldout_prompts": len(heldout),
               "heldout": evaluate_pairwise(scorer, held), "seconds": time.perf_counter() - began}
     (out / "metrics.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     return report

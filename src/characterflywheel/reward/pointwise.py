@@ -138,10 +138,17 @@ class PointwiseModule(nn.Module):
 
 def pointwise_loss(sequence: SequenceModel, thresholds: OrdinalThresholds, preferences: Sequence[PreferenceExample],
                    ratings: Sequence[RatingExample], rating_weight: float) -> torch.Tensor:
-    """Bradley-Terry on the preferences + rating_weight x ordinal NLL on the ratings, one forward pass."""
+    """Bradley-Terry on the preferences + rating_weight x ordinal NLL on the ratings, one forward pass
+    over the distinct (history, reply) pairs of the batch."""
     prompts = [p.prompt for p in preferences] * 2 + [r.prompt for r in ratings]
-    replies = [(p.first,) for p in preferences] + [(p.second,) for p in preferences] + [(r.reply,) for r in ratings]
-    scores = sequence.forward(prompts, replies)[:, 0]
+    replies = [p.first for p in preferences] + [p.second for p in preferences] + [r.reply for r in ratings]
+    distinct: dict[str, int] = {}
+    positions = [distinct.setdefault(json.dumps([prompt, reply]), len(distinct))
+                 for prompt, reply in zip(prompts, replies, strict=True)]
+    first_seen = {position: index for index, position in reversed(list(enumerate(positions)))}
+    order = [first_seen[position] for position in range(len(distinct))]
+    unique_scores = sequence.forward([prompts[i] for i in order], [(replies[i],) for i in order])[:, 0]
+    scores = unique_scores[torch.tensor(positions, device=unique_scores.device)]
     loss = scores.new_zeros(())
     count = len(preferences)
     if count:
@@ -232,7 +239,8 @@ def _train_pointwise_encoder(ratings: list[RatingExample], preferences: list[Pre
 
     stamp = fingerprint(KIND, training_settings(settings), mixed)
     losses = train_loop(module, len(mixed), loss_of_batch, train_plan(settings), stamp,
-                        Path(work_dir) / KIND if work_dir is not None else None, progress, "pointwise RM")
+                        Path(work_dir) / KIND if work_dir is not None else None, progress, "pointwise RM",
+                        groups=[example.group for example in mixed])
     thresholds = [float(t) for t in module.thresholds().detach().cpu()]
     prompts, replies = unique_replies(ratings, preferences)
     train_scores = sequence.logits(prompts, [(r,) for r in replies])[:, 0]

@@ -13,6 +13,10 @@ Assumptions and guarantees:
 * AdamW (freshly initialised heads and thresholds at ``head_lr_multiplier`` x the learning rate,
   since they start from nothing while the backbone only adapts) with a linear warm-up / decay schedule (``transformers.get_linear_schedule_with_warmup``),
   gradient norm clipped at 1.
+* Batches: ``epoch_batches`` shuffles examples; ``group_batches`` shuffles whole groups (all the
+  examples of one prompt) and packs them up to ``batch_size`` examples, so a step sees every label
+  on a prompt's replies and the loss encodes each distinct (history, reply) once: with several
+  replies, pairs and annotators per prompt that is several times fewer encoder passes.
 * Seeded: the epoch's example order comes from ``numpy.random.default_rng((seed, epoch))`` and
   torch's RNG (dropout) is reseeded with (seed, epoch) at the start of each epoch, so a run resumed
   from a checkpoint follows the same path as one that was never interrupted.
@@ -61,6 +65,26 @@ def epoch_batches(count: int, batch_size: int, seed: int, epoch: int) -> list[np
     return [order[start:start + batch_size] for start in range(0, count, batch_size)]
 
 
+def group_batches(groups: Sequence[str], batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """Indices of examples in batches of whole groups (shuffled per epoch), each batch closed once it
+    holds ``batch_size`` examples or more (a group larger than that is a batch of its own)."""
+    members: dict[str, list[int]] = {}
+    for index, group in enumerate(groups):
+        members.setdefault(group, []).append(index)
+    names = sorted(members)
+    order = np.random.default_rng((seed, epoch)).permutation(len(names))
+    batches: list[np.ndarray] = []
+    current: list[int] = []
+    for position in order:
+        current += members[names[position]]
+        if len(current) >= batch_size:
+            batches.append(np.array(current))
+            current = []
+    if current:
+        batches.append(np.array(current))
+    return batches
+
+
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Written to a sibling and renamed, so a kill leaves the old checkpoint or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -78,11 +102,21 @@ def load_checkpoint(path: Path, fingerprint: str) -> dict[str, Any] | None:
 
 def train_loop(module: nn.Module, example_count: int, loss_of_batch: Callable[[Sequence[int]], torch.Tensor],
                plan: TrainPlan, fingerprint: str, checkpoint_dir: Path | None = None,
-               progress: bool = False, description: str = "training") -> list[float]:
-    """Train ``module`` in place; returns the mean loss of every epoch (resumed epochs included)."""
+               progress: bool = False, description: str = "training",
+               groups: Sequence[str] | None = None) -> list[float]:
+    """Train ``module`` in place; returns the mean loss of every epoch (resumed epochs included).
+    With ``groups`` (one per example) batches hold whole groups (``group_batches``)."""
     if example_count == 0:
         raise ValueError(f"{description}: no training examples")
-    steps_per_epoch = len(epoch_batches(example_count, plan.batch_size, plan.seed, 0))
+    if groups is not None and len(groups) != example_count:
+        raise ValueError(f"{description}: {len(groups)} groups for {example_count} examples")
+
+    def batches_of(epoch: int) -> list[np.ndarray]:
+        if groups is None:
+            return epoch_batches(example_count, plan.batch_size, plan.seed, epoch)
+        return group_batches(groups, plan.batch_size, plan.seed, epoch)
+
+    steps_per_epoch = len(batches_of(0))
     total_steps = steps_per_epoch * plan.epochs
     fast = [p for name, p in module.named_parameters() if p.requires_grad and _is_fresh(name)]
     slow = [p for name, p in module.named_parameters() if p.requires_grad and not _is_fresh(name)]
@@ -108,7 +142,7 @@ def train_loop(module: nn.Module, example_count: int, loss_of_batch: Callable[[S
     for epoch in range(start_epoch, plan.epochs):
         torch.manual_seed(plan.seed * 100_003 + epoch)
         epoch_losses = []
-        for batch in epoch_batches(example_count, plan.batch_size, plan.seed, epoch):
+        for batch in batches_of(epoch):
             loss = loss_of_batch([int(i) for i in batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

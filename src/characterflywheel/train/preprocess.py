@@ -15,7 +15,7 @@ Two preparations are our own code because TRL has no equivalent:
   emoji from the *history* (every prompt message) and never from the training target, so the child
   does not learn "the conversation had emoji, so reply with emoji" from its own past outputs.
   Emoji detection reuses :func:`characterflywheel.evaluate.instructions.count_emoji`'s per-grapheme
-  rule (``_is_emoji_cluster``), so what is stripped is exactly what the monitors count.
+  rule (``is_emoji_cluster``), so what is stripped is exactly what the monitors count.
 * ``fit_history``: TRL truncates a too-long sequence by cutting tokens from one end, which for chat
   data cuts either the system prompt or the reply being trained on. We instead drop the oldest
   non-system history messages until prompt + reply fit ``max_length`` (the last user turn is always
@@ -34,7 +34,7 @@ from typing import Any
 
 import regex
 
-from characterflywheel.evaluate.instructions import _is_emoji_cluster
+from characterflywheel.evaluate.instructions import is_emoji_cluster
 
 Message = dict[str, str]
 
@@ -62,7 +62,7 @@ def strip_emoji(text: str) -> str:
     pieces: list[str] = []
     drop_leading_space = False
     for cluster in _GRAPHEME.findall(text):
-        if _is_emoji_cluster(cluster):
+        if is_emoji_cluster(cluster):
             while pieces and pieces[-1] in (" ", "\t"):
                 pieces.pop()
             drop_leading_space = not pieces or pieces[-1] in ("\n", "\r\n")
