@@ -37,3 +37,29 @@ def test_pairwise_labels_of_one_pair_merge_into_a_weighted_soft_target() -> None
     pairs, targets, weights = merged_labels(examples)
     assert [(p.first, p.second) for p in pairs] == [("a", "b"), ("b", "a")]
     assert targets.tolist() == pytest.approx([2 / 3, 1.0]) and weights.tolist() == [3.0, 1.0]
+
+
+def test_pointwise_loss_encodes_each_distinct_reply_once_and_keeps_the_loss() -> None:
+    import torch
+
+    from characterflywheel.reward.examples import PreferenceExample, RatingExample
+    from characterflywheel.reward.pointwise import OrdinalThresholds, ordinal_nll, pointwise_loss
+
+    class LengthScorer:  # score = reply length / 10, with a count of encoded rows
+        rows = 0
+
+        def forward(self, prompts: list, groups: list) -> torch.Tensor:
+            self.rows += len(groups)
+            return torch.tensor([[len(g[0]) / 10.0] for g in groups])
+
+    prompt = [{"role": "user", "content": "hi"}]
+    prefs = [PreferenceExample("p", prompt, "aaaa", "bb", True), PreferenceExample("p", prompt, "aaaa", "bb", False),
+             PreferenceExample("p", prompt, "bb", "c", True)]
+    ratings = [RatingExample("p", prompt, "aaaa", 4), RatingExample("p", prompt, "c", 2)]
+    scorer, thresholds = LengthScorer(), OrdinalThresholds()
+    loss = pointwise_loss(scorer, thresholds, prefs, ratings, rating_weight=0.5)
+    assert scorer.rows == 3  # "aaaa", "bb", "c": 8 scored slots, 3 encodings
+    margins = torch.tensor([0.2, -0.2, 0.1])
+    expected = -torch.nn.functional.logsigmoid(margins).mean() + 0.5 * ordinal_nll(
+        torch.tensor([0.4, 0.1]), torch.tensor([4, 2]), thresholds())
+    assert float(loss) == pytest.approx(float(expected), rel=1e-6)

@@ -142,11 +142,15 @@ def pointwise_loss(sequence: SequenceModel, thresholds: OrdinalThresholds, prefe
     over the distinct (history, reply) pairs of the batch."""
     prompts = [p.prompt for p in preferences] * 2 + [r.prompt for r in ratings]
     replies = [p.first for p in preferences] + [p.second for p in preferences] + [r.reply for r in ratings]
-    distinct: dict[str, int] = {}
-    positions = [distinct.setdefault(json.dumps([prompt, reply]), len(distinct))
-                 for prompt, reply in zip(prompts, replies, strict=True)]
-    first_seen = {position: index for index, position in reversed(list(enumerate(positions)))}
-    order = [first_seen[position] for position in range(len(distinct))]
+    slot_of: dict[str, int] = {}
+    order: list[int] = []  # the first example of each distinct (history, reply)
+    positions: list[int] = []  # each example's row among the distinct ones
+    for index, (prompt, reply) in enumerate(zip(prompts, replies, strict=True)):
+        key = json.dumps([prompt, reply])
+        if key not in slot_of:
+            slot_of[key] = len(order)
+            order.append(index)
+        positions.append(slot_of[key])
     unique_scores = sequence.forward([prompts[i] for i in order], [(replies[i],) for i in order])[:, 0]
     scores = unique_scores[torch.tensor(positions, device=unique_scores.device)]
     loss = scores.new_zeros(())
