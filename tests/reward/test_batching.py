@@ -62,4 +62,4 @@ def test_pointwise_loss_encodes_each_distinct_reply_once_and_keeps_the_loss() ->
     margins = torch.tensor([0.2, -0.2, 0.1])
     expected = -torch.nn.functional.logsigmoid(margins).mean() + 0.5 * ordinal_nll(
         torch.tensor([0.4, 0.1]), torch.tensor([4, 2]), thresholds())
-    assert float(loss) == pytest.approx(float(expected), rel=1e-6)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
