@@ -4,12 +4,13 @@ A reward model is an ``AutoModelForSequenceClassification`` (BERT-style encoders
 linear head on the pooled [CLS]; causal LMs such as SmolLM2 get a value head on the last
 non-padding token) plus a ``reward_config.json`` next to its weights and tokenizer::
 
-    {"kind": "pointwise" | "pairwise" | "user_signal", "style": "pair" | "chat",
+    {"kind": "pointwise" | "pairwise" | "user_signal", "style": "pair" | "segments" | "chat",
      "input": {max_length, history_messages, system_chars, reply_share}, "backbone": spec,
      "normalisation": {"mean", "std"} (pointwise), "thresholds": [4 floats] (pointwise, ordinal),
      "heads": [...] (user_signal)}
 
-``style = "pair"``: the encoder pair encoding of ``inputs.encode_batch``. ``style = "chat"``: the
+``style = "pair"``: the encoder pair encoding of ``inputs.encode_batch``; ``style = "segments"``: each
+part encoded on its own (``inputs.encode_segments``). ``style = "chat"``: the
 causal LM reads the chat template of (cut system prompt, last history messages, the reply as an
 assistant turn), tokenised exactly like TRL's RewardTrainer does, cut from the left to max_length.
 """
@@ -36,10 +37,20 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 from characterflywheel.models import resolve_model
-from characterflywheel.reward.inputs import ChatMessages, InputFormat, encode_batch
+from characterflywheel.reward.inputs import (
+    CONTEXT_SEGMENTS,
+    ChatMessages,
+    InputFormat,
+    encode_batch,
+    encode_segments,
+)
 
 CONFIG_NAME = "reward_config.json"
 HEAD_NAME = "reward_head.safetensors"
+STYLES = ("pair", "segments", "chat")
+# Cosines enter the head scaled as in sentence-transformers' ranking losses (scale 20): a reply's
+# cosines to its context differ by ~0.1 between candidates, too little for a fresh head to use unscaled.
+SIMILARITY_SCALE = 20.0
 
 
 def pick_device(device: str) -> torch.device:
@@ -76,24 +87,33 @@ def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizer
 class SegmentPooledClassifier(torch.nn.Module):
     """Encoder + a linear head on pooled segment embeddings (the encoder-backbone reward models).
 
-    The input is one joint encoding ``[CLS] history [SEP] reply [SEP]`` (pairwise: ``... reply A
-    [SEP] reply B [SEP]``), so every token attends to the history and the other reply. Tokens are
-    assigned to segments by counting [SEP]s; each segment is mean-pooled and L2-normalised (as the
-    sentence-transformers MiniLM was trained: mean pooling, not [CLS]), and the head reads
-    ``[s_0, ..., s_k, s_0 * s_1, ..., s_0 * s_k]`` - the products let a linear head see
-    history/reply similarity from the first step, which a fresh [CLS] pooler cannot. This is why it
-    replaces ``AutoModelForSequenceClassification`` for encoders: it learns from a few hundred
-    examples in a few CPU epochs. Saved as the encoder's HF folder plus ``reward_head.safetensors``.
+    Two inputs (``inputs.py``). *Joint* (``style = "pair"``): one encoding ``[CLS] history [SEP]
+    reply [SEP]`` (pairwise: ``... reply A [SEP] reply B [SEP]``), so every token attends to the
+    history and the other reply; tokens are assigned to segments by counting [SEP]s. *Segments*
+    (``style = "segments"``): persona, earlier turns, last user line and each reply encoded on their
+    own, the batch's ``segment_index`` naming each example's rows. Either way each segment is
+    mean-pooled and L2-normalised (as the sentence-transformers MiniLM was trained: mean pooling,
+    not [CLS]), and the head reads ``[c_1..c_C, r_1..r_K, r_k * c_j and cos(r_k, c_j) for every reply
+    and context segment]``: the products let a linear head see reply/context similarity from the first step,
+    which a fresh [CLS] pooler cannot; encoded on their own, they start as exactly the sentence
+    similarities MiniLM was trained for (relevance to the last line, fit to the persona). This is
+    why it replaces ``AutoModelForSequenceClassification`` for encoders: it learns from a few
+    hundred examples in a few CPU epochs. Saved as the encoder's HF folder plus
+    ``reward_head.safetensors``.
     """
 
-    def __init__(self, encoder: PreTrainedModel, num_labels: int, segments: int, sep_token_id: int) -> None:
+    def __init__(self, encoder: PreTrainedModel, num_labels: int, segments: int, sep_token_id: int,
+                 context_segments: int = 1) -> None:
         super().__init__()
         self.encoder = encoder
         self.segments = segments
+        self.context_segments = context_segments
         self.sep_token_id = sep_token_id
         self.num_labels = num_labels
+        replies = segments - context_segments
         hidden = encoder.config.hidden_size
-        self.head = torch.nn.Linear(hidden * (2 * segments - 1), num_labels)
+        pairs = replies * context_segments
+        self.head = torch.nn.Linear(hidden * (segments + pairs) + pairs, num_labels)
 
     @property
     def base_model(self) -> PreTrainedModel:
@@ -103,24 +123,33 @@ class SegmentPooledClassifier(torch.nn.Module):
     def config(self) -> Any:
         return self.encoder.config
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any) -> Any:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                segment_index: torch.Tensor | None = None, **kwargs: Any) -> Any:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
-        is_sep = (input_ids == self.sep_token_id).long()
-        segment = torch.cumsum(is_sep, dim=1) - is_sep  # a [SEP] closes its own segment
-        pooled = []
-        for index in range(self.segments):
-            mask = ((segment == index) & attention_mask.bool()).unsqueeze(-1).to(hidden.dtype)
-            mean = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
-            pooled.append(torch.nn.functional.normalize(mean, dim=-1))
-        features = torch.cat([*pooled, *(pooled[0] * other for other in pooled[1:])], dim=-1)
+        if segment_index is not None:
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            rows = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0), dim=-1)
+            pooled = [rows[segment_index[:, index]] for index in range(self.segments)]
+        else:
+            is_sep = (input_ids == self.sep_token_id).long()
+            segment = torch.cumsum(is_sep, dim=1) - is_sep  # a [SEP] closes its own segment
+            pooled = []
+            for index in range(self.segments):
+                mask = ((segment == index) & attention_mask.bool()).unsqueeze(-1).to(hidden.dtype)
+                mean = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+                pooled.append(torch.nn.functional.normalize(mean, dim=-1))
+        contexts, replies = pooled[: self.context_segments], pooled[self.context_segments:]
+        products = [reply * context for reply in replies for context in contexts]
+        cosines = SIMILARITY_SCALE * torch.stack([product.sum(-1) for product in products], dim=-1)
+        features = torch.cat([*pooled, *products, cosines], dim=-1)
         return SimpleNamespace(logits=self.head(features))
 
 
-def load_backbone(spec: str | Path, num_labels: int, seed: int,
-                  replies: int = 1) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
+def load_backbone(spec: str | Path, num_labels: int, seed: int, replies: int = 1,
+                  style: str = "pair") -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
     """A reward model with a freshly (seeded) initialised head, and its tokenizer: a causal LM gets
     ``AutoModelForSequenceClassification`` (value head on the last token), an encoder gets a
-    ``SegmentPooledClassifier`` over history + ``replies`` reply segments."""
+    ``SegmentPooledClassifier`` over the context segments of ``style`` + ``replies`` reply segments."""
     folder = resolve_model(spec)
     tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(folder))
     torch.manual_seed(seed)
@@ -133,7 +162,9 @@ def load_backbone(spec: str | Path, num_labels: int, seed: int,
         encoder = AutoModel.from_pretrained(folder, dtype=torch.float32, add_pooling_layer=False)
     if tokenizer.sep_token_id is None:
         raise ValueError(f"{folder}: an encoder backbone needs a tokenizer with a [SEP] token")
-    return SegmentPooledClassifier(encoder, num_labels, 1 + replies, tokenizer.sep_token_id), tokenizer
+    contexts = CONTEXT_SEGMENTS if style == "segments" else 1
+    return SegmentPooledClassifier(encoder, num_labels, contexts + replies, tokenizer.sep_token_id,
+                                   contexts), tokenizer
 
 
 def freeze_lower_layers(model: PreTrainedModel, trainable_layers: int | None) -> int:
@@ -176,8 +207,8 @@ class SequenceModel:
 
     def __init__(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, fmt: InputFormat,
                  style: str = "pair", device: torch.device | None = None, batch_size: int = 64) -> None:
-        if style not in ("pair", "chat"):
-            raise ValueError(f"style: expected 'pair' or 'chat', got {style!r}")
+        if style not in STYLES:
+            raise ValueError(f"style: expected one of {', '.join(STYLES)}, got {style!r}")
         self.model = model
         self.tokenizer = tokenizer
         self.fmt = fmt
@@ -190,6 +221,8 @@ class SequenceModel:
             if any(len(g) != 1 for g in reply_groups):
                 raise ValueError("a chat-style reward model scores one reply at a time")
             batch = encode_chat(self.tokenizer, prompts, [g[0] for g in reply_groups], self.fmt)
+        elif self.style == "segments":
+            batch = encode_segments(self.tokenizer, prompts, reply_groups, self.fmt)
         else:
             batch = encode_batch(self.tokenizer, prompts, reply_groups, self.fmt)
         return {key: value.to(self.device) for key, value in batch.items()}
@@ -230,7 +263,8 @@ def save_folder(folder: Path, model: torch.nn.Module, tokenizer: PreTrainedToken
         save_file({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()},
                   str(folder / HEAD_NAME))
         reward_config = reward_config | {"head": {"type": "segment_pooled", "num_labels": model.num_labels,
-                                                  "segments": model.segments}}
+                                                  "segments": model.segments,
+                                                  "context_segments": model.context_segments}}
     else:
         model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -256,7 +290,7 @@ def load_folder(path: Path | str, kind: str, device: str = "auto",
         else:
             encoder = AutoModel.from_pretrained(folder, dtype=torch.float32, add_pooling_layer=False)
             model = SegmentPooledClassifier(encoder, int(head["num_labels"]), int(head["segments"]),
-                                            tokenizer.sep_token_id)
+                                            tokenizer.sep_token_id, int(head.get("context_segments", 1)))
             model.head.load_state_dict(load_file(str(folder / HEAD_NAME)))
     model.to(target).eval()
     fmt = InputFormat.from_dict(config["input"])

@@ -9,6 +9,12 @@ its *end* (the most recent turns matter most). Cuts are made at token boundaries
 tokenizer's offset mapping, so the text that is encoded is exactly the kept tokens; the final call
 still truncates ("longest_first") as a safety net. transformers 5 tokenizers no longer expose
 ``prepare_for_model`` / ``build_inputs_with_special_tokens``, hence the string-level cut.
+
+The ``segments`` input (``encode_segments``) encodes each part on its own instead, as
+sentence-transformers does: the persona (first ``system_chars`` characters of the system prompt),
+the earlier history turns, the last user line, and each reply, every one a separate sequence of at
+most ``max_length`` tokens. Identical texts in a batch (the shared history of one prompt's replies)
+are encoded once; ``segment_index`` maps each example's segments to the encoded rows.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from transformers import PreTrainedTokenizerBase
 
 ChatMessages = Sequence[Mapping[str, str]]
@@ -85,6 +92,48 @@ def encode_batch(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[ChatMessa
              for p, replies in zip(prompts, reply_groups, strict=True)]
     return tokenizer([a for a, _ in pairs], [b for _, b in pairs], truncation="longest_first",
                      max_length=fmt.max_length, padding=True, return_tensors="pt")
+
+
+CONTEXT_SEGMENTS = 3  # persona, earlier turns, last user line
+
+
+def segment_texts(prompt: ChatMessages, replies: Sequence[str], fmt: InputFormat) -> list[str]:
+    """[persona, earlier turns, last user line, *replies]; an empty part is a single space."""
+    system = next((m["content"] for m in prompt if m["role"] == "system"), "")
+    turns = [m for m in prompt if m["role"] != "system"][-fmt.history_messages:]
+    last_user = len(turns) - 1 if turns and turns[-1]["role"] == "user" else None
+    earlier = turns if last_user is None else turns[:last_user]
+    parts = [system[: fmt.system_chars], " ".join(f"[{m['role']}] {m['content']}" for m in earlier),
+             turns[last_user]["content"] if last_user is not None else "", *replies]
+    return [part if part.strip() else " " for part in parts]
+
+
+def encode_segments(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[ChatMessages],
+                    reply_groups: Sequence[Sequence[str]], fmt: InputFormat) -> dict[str, Any]:
+    """Each distinct segment text tokenised once (replies keep their start, the rest their end), and
+    ``segment_index`` (examples x segments) pointing at its row."""
+    row_of: dict[tuple[bool, str], int] = {}
+    index: list[list[int]] = []
+    for prompt, replies in zip(prompts, reply_groups, strict=True):
+        texts = segment_texts(prompt, replies, fmt)
+        keys = [(position >= CONTEXT_SEGMENTS, text) for position, text in enumerate(texts)]
+        index.append([row_of.setdefault(key, len(row_of)) for key in keys])
+    rows = list(row_of)
+    ids: list[list[int]] = [[] for _ in rows]
+    for is_reply in (True, False):
+        chosen = [i for i, (reply, _) in enumerate(rows) if reply == is_reply]
+        if chosen:
+            tokenizer.truncation_side = "right" if is_reply else "left"
+            encoded = tokenizer([rows[i][1] for i in chosen], truncation=True, max_length=fmt.max_length)
+            for i, row_ids in zip(chosen, encoded["input_ids"], strict=True):
+                ids[i] = list(row_ids)
+    tokenizer.truncation_side = "right"
+    width = max(len(row) for row in ids)
+    pad = tokenizer.pad_token_id or 0
+    return {"input_ids": torch.tensor([row + [pad] * (width - len(row)) for row in ids], dtype=torch.long),
+            "attention_mask": torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in ids],
+                                           dtype=torch.long),
+            "segment_index": torch.tensor(index, dtype=torch.long)}
 
 
 def check_prompt(prompt: Any, where: str) -> list[dict[str, str]]:

@@ -1,8 +1,10 @@
 """The pairwise preference model (paper 4.2): reads the history and two replies together and
 predicts P(first reply better).
 
-Input: the pair encoding (history, ``reply A [SEP] reply B``) with a one-logit head; the budget
-gives each reply at most ``reply_share / 2`` of ``max_length`` (see ``inputs``). Training: every
+Input (``encoder_input``): the history's segments and both replies encoded on their own, the head
+reading both replies and their similarities to the context (``segments``, the default); or the
+joint pair encoding (history, ``reply A [SEP] reply B``) where each reply gets at most
+``reply_share / 2`` of ``max_length`` (``pair``; see ``inputs``). A one-logit head. Training: every
 preference annotation in both orders (symmetry augmentation), binary cross-entropy on "first is
 preferred". Inference: ``prob_first_better`` averages p(a, b) and 1 - p(b, a), so
 P(a > b) + P(b > a) = 1 exactly and a position bias left after training cancels. Held-out (by
@@ -107,11 +109,12 @@ def train_pairwise(annotations_path: Path | str, out_dir: Path | str, settings: 
     train, held = split(examples.preferences, heldout)
     backbone = settings.pairwise_backbone or settings.backbone
     device = pick_device(settings.device)
-    model, tokenizer = load_backbone(backbone, num_labels=1, seed=settings.seed, replies=2)
+    model, tokenizer = load_backbone(backbone, num_labels=1, seed=settings.seed, replies=2,
+                                     style=settings.encoder_input)
     freeze_lower_layers(model, settings.trainable_layers)
     model.to(device)
     fmt = input_format(settings)
-    sequence = SequenceModel(model, tokenizer, fmt, "pair", device, settings.eval_batch_size)
+    sequence = SequenceModel(model, tokenizer, fmt, settings.encoder_input, device, settings.eval_batch_size)
     both_orders = augmented(train)
     pairs, targets, weights = merged_labels(both_orders)
 
@@ -126,7 +129,7 @@ def train_pairwise(annotations_path: Path | str, out_dir: Path | str, settings: 
     losses = train_loop(model, len(pairs), loss_of_batch, train_plan(settings), stamp,
                         Path(work_dir) / KIND if work_dir is not None else None, progress, "pairwise RM",
                         groups=[p.group for p in pairs])
-    config = {"kind": KIND, "style": "pair", "input": fmt.to_dict(), "backbone": backbone}
+    config = {"kind": KIND, "style": settings.encoder_input, "input": fmt.to_dict(), "backbone": backbone}
     save_folder(out, model, tokenizer, config)
     scorer = PairwiseScorer(sequence, config)
     report = {"kind": KIND, "backbone": backbone, "epoch_losses": losses,

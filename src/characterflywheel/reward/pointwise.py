@@ -229,11 +229,12 @@ def _train_pointwise_encoder(ratings: list[RatingExample], preferences: list[Pre
                              settings: RewardConfig, work_dir: Path | str | None,
                              progress: bool) -> tuple[PointwiseScorer, dict[str, Any]]:
     device = pick_device(settings.device)
-    model, tokenizer = load_backbone(settings.backbone, num_labels=1, seed=settings.seed)
+    model, tokenizer = load_backbone(settings.backbone, num_labels=1, seed=settings.seed,
+                                     style=settings.encoder_input)
     freeze_lower_layers(model, settings.trainable_layers)
     module = PointwiseModule(model).to(device)
     fmt = input_format(settings)
-    sequence = SequenceModel(module.model, tokenizer, fmt, "pair", device, settings.eval_batch_size)
+    sequence = SequenceModel(module.model, tokenizer, fmt, settings.encoder_input, device, settings.eval_batch_size)
     mixed: list[RatingExample | PreferenceExample] = [*preferences, *ratings]
 
     def loss_of_batch(indices: Sequence[int]) -> torch.Tensor:
@@ -248,7 +249,7 @@ def _train_pointwise_encoder(ratings: list[RatingExample], preferences: list[Pre
     thresholds = [float(t) for t in module.thresholds().detach().cpu()]
     prompts, replies = unique_replies(ratings, preferences)
     train_scores = sequence.logits(prompts, [(r,) for r in replies])[:, 0]
-    config = {"kind": KIND, "style": "pair", "input": fmt.to_dict(), "backbone": settings.backbone,
+    config = {"kind": KIND, "style": settings.encoder_input, "input": fmt.to_dict(), "backbone": settings.backbone,
               "normalisation": normalisation(train_scores), "thresholds": thresholds}
     save_folder(out, module.model, tokenizer, config)
     return PointwiseScorer(sequence, config), {"epoch_losses": losses, "thresholds": thresholds}

@@ -95,11 +95,12 @@ def train_user_signal(prompts_path: Path | str, out_dir: Path | str, settings: R
     train, held = split(examples, heldout)
     backbone = settings.user_signal_backbone or settings.backbone
     device = pick_device(settings.device)
-    model, tokenizer = load_backbone(backbone, num_labels=len(HEADS), seed=settings.seed)
+    model, tokenizer = load_backbone(backbone, num_labels=len(HEADS), seed=settings.seed,
+                                     style=settings.encoder_input)
     freeze_lower_layers(model, settings.trainable_layers)
     model.to(device)
     fmt = input_format(settings)
-    sequence = SequenceModel(model, tokenizer, fmt, "pair", device, settings.eval_batch_size)
+    sequence = SequenceModel(model, tokenizer, fmt, settings.encoder_input, device, settings.eval_batch_size)
     labels, known = label_matrix(train)
 
     def loss_of_batch(indices: Sequence[int]) -> torch.Tensor:
@@ -111,7 +112,7 @@ def train_user_signal(prompts_path: Path | str, out_dir: Path | str, settings: R
     stamp = fingerprint(KIND, backbone, training_settings(settings), train)
     losses = train_loop(model, len(train), loss_of_batch, train_plan(settings), stamp,
                         Path(work_dir) / KIND if work_dir is not None else None, progress, "user-signal model")
-    config = {"kind": KIND, "style": "pair", "input": fmt.to_dict(), "backbone": backbone, "heads": list(HEADS)}
+    config = {"kind": KIND, "style": settings.encoder_input, "input": fmt.to_dict(), "backbone": backbone, "heads": list(HEADS)}
     save_folder(out, model, tokenizer, config)
     predictor = UserSignalModel(sequence, config)
     report = {"kind": KIND, "backbone": backbone, "epoch_losses": losses,

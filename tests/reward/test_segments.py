@@ -1,0 +1,55 @@
+"""The segments input: each part encoded on its own, shared parts once, cosines the head can read."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from characterflywheel.reward.backbones import SIMILARITY_SCALE, load_backbone
+from characterflywheel.reward.inputs import CONTEXT_SEGMENTS, InputFormat, encode_segments, segment_texts
+
+FMT = InputFormat(max_length=64, history_messages=2, system_chars=20, reply_share=0.5)
+PROMPT = [{"role": "system", "content": "You are Captain Mira, a cheerful space pilot."},
+          {"role": "user", "content": "hello there"},
+          {"role": "assistant", "content": "Ahoy, traveller!"},
+          {"role": "user", "content": "Do you like cooking pasta?"}]
+
+
+def test_segment_texts_split_persona_earlier_turns_last_user_line_and_replies() -> None:
+    assert segment_texts(PROMPT, ["I do!"], FMT) == [
+        "You are Captain Mira", "[assistant] Ahoy, traveller!", "Do you like cooking pasta?", "I do!"]
+    no_user_last = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hey"}]
+    assert segment_texts(no_user_last, ["a", ""], FMT) == [" ", "[user] hi [assistant] hey", " ", "a", " "]
+
+
+def test_encode_segments_encodes_a_prompts_shared_parts_once() -> None:
+    from transformers import AutoTokenizer
+
+    from characterflywheel.models import resolve_model
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model("embedded:all-minilm-l6-v2"))
+    replies = ["I love pasta.", "Never tried it.", "Only on Mars."]
+    batch = encode_segments(tokenizer, [PROMPT] * 3, [(r,) for r in replies], FMT)
+    assert batch["segment_index"].shape == (3, CONTEXT_SEGMENTS + 1)
+    assert batch["input_ids"].shape[0] == CONTEXT_SEGMENTS + 3  # three shared parts + three replies
+    assert (batch["segment_index"][:, :CONTEXT_SEGMENTS] == batch["segment_index"][0, :CONTEXT_SEGMENTS]).all()
+    assert len(set(batch["segment_index"][:, -1].tolist())) == 3
+    # a reply that repeats a context text is still its own row (replies keep their start, context its end)
+    same = encode_segments(tokenizer, [PROMPT], [("Do you like cooking pasta?",)], FMT)
+    assert same["input_ids"].shape[0] == CONTEXT_SEGMENTS + 1
+
+
+def test_fresh_model_sees_the_sentence_transformers_cosine_of_reply_and_last_user_line(embedder) -> None:
+    model, tokenizer = load_backbone("embedded:all-minilm-l6-v2", num_labels=1, seed=0, style="segments")
+    assert model.context_segments == CONTEXT_SEGMENTS and model.segments == CONTEXT_SEGMENTS + 1
+    replies = ["Pasta is my favourite thing to cook after a long flight.", "The stock market fell today."]
+    batch = encode_segments(tokenizer, [PROMPT] * 2, [(r,) for r in replies], FMT)
+    captured = {}
+    model.head.register_forward_hook(lambda module, inputs, output: captured.setdefault("x", inputs[0]))
+    with torch.no_grad():
+        model(**batch)
+    cosines = captured["x"][:, -CONTEXT_SEGMENTS:] / SIMILARITY_SCALE  # cos(reply, persona / earlier / last)
+    vectors = embedder.encode([*replies, PROMPT[-1]["content"]], normalize_embeddings=True)
+    expected = vectors[:2] @ vectors[2]
+    assert np.allclose(cosines[:, 2].numpy(), expected, atol=1e-4)
+    assert cosines[0, 2] > cosines[1, 2]  # the on-topic reply is the more relevant one
