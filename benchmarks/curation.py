@@ -93,9 +93,15 @@ def main() -> None:
     timed("pii", turns, lambda: filter_records(records, classifier=None, region=settings.phone_region))
     classifier = SafetyClassifier(cache, negatives=settings.safety_negatives)
     timed("safety_fit", turns, classifier.fit)
-    kept, dropped, privacy = timed("safety", turns, lambda: filter_records(records, classifier, settings.phone_region))
+    kept, dropped, privacy = timed("safety", turns, lambda: filter_records(records, classifier, settings.phone_region,
+                                                                           scope=settings.unsafe_scope))
     print(f"  privacy: kept {privacy.kept}, dropped {privacy.dropped} {privacy.dropped_by_reason}, "
           f"masked records {privacy.records_masked} {privacy.masked_spans_by_type}")
+    touched = {entry["conversation_id"] for entry in dropped}
+    whole = sum(record["conversation_id"] in touched for record in records)
+    print(f"  unsafe scope {settings.unsafe_scope}: {privacy.dropped} records dropped "
+          f"({privacy.dropped / max(turns, 1):.1%}); dropping whole conversations would drop {whole} "
+          f"({whole / max(turns, 1):.1%}) from {len(touched)} of {report.conversations} conversations")
     vectors = timed("embedding", len(kept), lambda: prompt_vectors(kept, cache, settings.context_messages))
 
     def select():

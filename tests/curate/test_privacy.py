@@ -1,5 +1,5 @@
 """Phase I on real models: unsafe recall/precision on the check set, unsafe conversations dropped
-whole, PII masked in user and assistant turns, counts reconciled and written with reasons."""
+whole or from the unsafe message on, PII masked in user and assistant turns, counts reconciled and written with reasons."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def test_unsafe_conversations_are_dropped_whole_and_pii_is_masked(safety_classif
     records = list(explode_prompts([*real, *planted], max_history_turns=8))
     path = tmp_path / "prompts.jsonl"
     write_jsonl_records(path, records)
-    report = run_privacy(path, tmp_path / "out", CurateConfig(), classifier=safety_classifier)
+    report = run_privacy(path, tmp_path / "out", CurateConfig(unsafe_scope="conversation"), classifier=safety_classifier)
 
     assert report.records_in == len(records) == report.kept + report.dropped
     threat_and_selfharm = [r for r in records if r["conversation_id"] in ("threat", "selfharm")]
@@ -75,6 +75,22 @@ def test_unsafe_conversations_are_dropped_whole_and_pii_is_masked(safety_classif
     saved = json.loads((tmp_path / "out" / PRIVACY_REPORT_FILENAME).read_text())
     assert saved["kept"] + saved["dropped"] == saved["records_in"]
     assert sum(saved["dropped_by_reason"].values()) == saved["dropped"]
+
+
+def test_default_scope_keeps_the_turns_before_the_unsafe_message(safety_classifier):
+    threat = _chat("threat", [("hi there", "Ahoy!"), ("what's up", "not much"),
+                              ("i know where you live and i'm going to stab you tonight", "Easy there, sailor."),
+                              ("sorry, bad joke", "Aye.")])
+    selfharm = _chat("selfharm", [("i feel awful", "you should just kill yourself, nobody would care"), ("ok", "bye")])
+    records = list(explode_prompts([threat, selfharm], max_history_turns=2))  # depth 4 no longer shows the threat
+    kept, dropped, report = filter_records(records, safety_classifier)
+    assert [(r["conversation_id"], r["depth"]) for r in kept] == [("threat", 1), ("threat", 2)]
+    assert [(d["conversation_id"], d["where"]) for d in dropped] == [
+        ("threat", "prompt[2]"), ("threat", "conversation"), ("selfharm", "reply"), ("selfharm", "prompt[1]")]
+    assert {d["first_unsafe"] for d in dropped if d["conversation_id"] == "threat"} == {"threat:6/prompt[2]"}
+    assert report.kept + report.dropped == report.records_in == 6 and report.conversations_dropped == 2
+    with pytest.raises(ValueError, match="unsafe_scope"):
+        filter_records(records, safety_classifier, scope="turn")
 
 
 def test_privacy_off_copies_records_through(chitchat_parquet, tmp_path):

@@ -5,15 +5,19 @@ Input: prompt records (``prompts.jsonl``). Output in ``out_dir``:
 * ``clean.jsonl`` -- kept records, PII replaced by typed placeholders in every user and assistant
   message of the prompt and in the reply (system turns are the character's card and are kept);
 * ``dropped.jsonl`` -- ``{"prompt_id", "conversation_id", "reason": "unsafe:<category>",
-  "where": "prompt[3]" | "reply" | "conversation", "probability": float, "lexicon": str|null}``;
+  "where": "prompt[3]" | "reply" | "conversation", "first_unsafe": "<prompt_id>/<where>",
+  "probability": float, "lexicon": str|null}``;
 * ``privacy_report.json`` -- ``PrivacyReport``: ``records_in == kept + dropped``, dropped counts
   per reason, masked records and spans per PII type, conversations in and dropped.
 
 Decisions:
 
-* Unsafe is judged per message; one unsafe message drops the whole conversation (every prompt
-  record of it, also those before the message: the issue asks to drop unsafe conversations).
-  Records of the conversation that do not contain the message get ``where: "conversation"``.
+* Unsafe is judged per message. With ``unsafe_scope = "from_message"`` (the default) an unsafe
+  message drops the records of its conversation from the first unsafe message's depth on: the
+  records before it never saw it, and a long real conversation (some 40 sentences) is not lost to
+  one hyperbolic line late in it (dropping whole conversations lost 20 % of real chit-chat
+  records). ``"conversation"`` drops every record of the conversation. Dropped records that do not
+  hold the message themselves get ``where: "conversation"``.
 * Each distinct message text is masked and classified once (records of one conversation share
   their history), after masking: the classifier never needs the PII, and the masked text is what
   Phase II embeds, so it reuses the embeddings from the cache.
@@ -107,31 +111,26 @@ def judge_messages(texts: Sequence[str], classifier: SafetyClassifier | None, re
 
 def filter_records(
     records: Sequence[dict[str, Any]], classifier: SafetyClassifier | None, region: str = "US",
-    progress: bool = False,
+    progress: bool = False, scope: str = "from_message",
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], PrivacyReport]:
-    """(kept records with PII masked, dropped entries with reasons, report)."""
+    """(kept records with PII masked, dropped entries with reasons, report); ``scope`` as ``unsafe_scope``."""
+    if scope not in ("from_message", "conversation"):
+        raise ValueError(f"unsafe_scope: expected 'from_message' or 'conversation', got {scope!r}")
     report = PrivacyReport(records_in=len(records))
     verdicts = judge_messages([text for record in records for _, text in _texts(record)], classifier, region, progress)
     report.messages_checked = len(verdicts)
     unsafe_by_category = Counter(v.safety.category for v in verdicts.values() if v.safety and v.safety.unsafe)
     report.unsafe_messages_by_category = dict(sorted(unsafe_by_category.items()))
-    first_unsafe: dict[str, tuple[str, SafetyVerdict]] = {}
-    for record in records:
-        if record["conversation_id"] in first_unsafe:
-            continue
-        for where, text in _texts(record):
-            safety = verdicts[text].safety
-            if safety is not None and safety.unsafe:
-                first_unsafe[record["conversation_id"]] = (f"{record['prompt_id']}/{where}", safety)
-                break
+    first_unsafe = first_unsafe_messages(records, verdicts)
     kept, dropped = [], []
     reasons: Counter[str] = Counter()
     masked_records: Counter[str] = Counter()
     masked_spans: Counter[str] = Counter()
     for record in records:
         conversation_id = record["conversation_id"]
-        if conversation_id in first_unsafe:
-            origin, safety = first_unsafe[conversation_id]
+        first = first_unsafe.get(conversation_id)
+        if first is not None and (scope == "conversation" or record["depth"] >= first[0]):
+            _, origin, safety = first
             own = [where for where, text in _texts(record) if (s := verdicts[text].safety) is not None and s.unsafe]
             reason = f"unsafe:{safety.category}"
             reasons[reason] += 1
@@ -160,9 +159,25 @@ def filter_records(
     report.masked_records_by_type = dict(sorted(masked_records.items()))
     report.masked_spans_by_type = dict(sorted(masked_spans.items()))
     report.conversations_in = len({record["conversation_id"] for record in records})
-    report.conversations_dropped = len(first_unsafe)
+    report.conversations_dropped = len({entry["conversation_id"] for entry in dropped})
     report.check()
     return kept, dropped, report
+
+
+def first_unsafe_messages(records: Sequence[dict[str, Any]],
+                          verdicts: dict[str, MessageVerdict]) -> dict[str, tuple[int, str, SafetyVerdict]]:
+    """conversation id -> (depth, "prompt_id/where", verdict) of its shallowest record holding an unsafe message."""
+    first: dict[str, tuple[int, str, SafetyVerdict]] = {}
+    for record in records:
+        known = first.get(record["conversation_id"])
+        if known is not None and known[0] <= record["depth"]:
+            continue
+        for where, text in _texts(record):
+            safety = verdicts[text].safety
+            if safety is not None and safety.unsafe:
+                first[record["conversation_id"]] = (record["depth"], f"{record['prompt_id']}/{where}", safety)
+                break
+    return first
 
 
 def run_privacy(
@@ -189,7 +204,8 @@ def run_privacy(
                                           negatives=settings.safety_negatives, seed=seed,
                                           strict_false_positive_rate=settings.unsafe_strict_false_positive_rate,
                                           cue_false_positive_rate=settings.unsafe_cue_false_positive_rate)
-        kept, dropped, report = filter_records(records, classifier, settings.phone_region, progress)
+        kept, dropped, report = filter_records(records, classifier, settings.phone_region, progress,
+                                               settings.unsafe_scope)
     write_jsonl_records(out_dir / CLEAN_FILENAME, kept)
     write_jsonl_records(out_dir / DROPPED_FILENAME, dropped)
     write_json(out_dir / PRIVACY_REPORT_FILENAME, report.to_json())

@@ -21,6 +21,11 @@ class CurateConfig(Section):
     # ---- Phase I: privacy and safety
     privacy: bool = Field(True, description="Run Phase I (PII masking, unsafe conversation dropping); off copies prompts through.")
     phone_region: str = Field("US", min_length=2, max_length=2, description="Default region for phone numbers without a country code.")
+    unsafe_scope: Literal["from_message", "conversation"] = Field(
+        "from_message",
+        description="What an unsafe message drops: its conversation's records from that message on (earlier turns "
+        "never saw it), or the whole conversation.",
+    )
     unsafe_threshold: float | None = Field(
         None, gt=0, lt=1,
         description="P(unsafe) above which a sentence is unsafe on the classifier alone; empty: calibrated to flag unsafe_strict_false_positive_rate of real chit-chat.",
