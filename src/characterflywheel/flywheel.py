@@ -330,7 +330,9 @@ def evaluate_stage(config: Config, env: Environment, parent: str, reference: str
         report = run_offline_evaluation(
             context.inputs["heldout"], context.out_dir, backends[str(context.inputs["child"])], backends[parent],
             judge, config.evaluate, reference_backend=backends[reference], annotator_filler=env.fill_annotations,
-            characters=load_characters(), user_signal=load_user_signal(reward_dir / "user_signal"), progress=True)
+            characters=load_characters(), user_signal=load_user_signal(reward_dir / "user_signal"), progress=True,
+            sampling=sampling(config, max_new_tokens=config.evaluate.max_new_tokens or config.generation.max_new_tokens,
+                              temperature=config.evaluate.temperature, seed=config.evaluate.seed))
         offline = report.to_dict()
         (context.out_dir / "offline.json").write_text(json.dumps(offline, indent=2))
         context.log_metrics(report.metrics())

@@ -53,3 +53,28 @@ def test_fresh_model_sees_the_sentence_transformers_cosine_of_reply_and_last_use
     expected = vectors[:2] @ vectors[2]
     assert np.allclose(cosines[:, 2].numpy(), expected, atol=1e-4)
     assert cosines[0, 2] > cosines[1, 2]  # the on-topic reply is the more relevant one
+
+
+def test_a_frozen_encoder_encodes_each_distinct_segment_once_and_stays_in_eval_mode() -> None:
+    from characterflywheel.reward.backbones import freeze_lower_layers
+
+    model, tokenizer = load_backbone("embedded:all-minilm-l6-v2", num_labels=1, seed=0, style="segments")
+    calls = []
+    model.encoder.register_forward_hook(lambda module, inputs, output: calls.append(output.last_hidden_state.shape[0]))
+    batch = encode_segments(tokenizer, [PROMPT] * 2, [("I love pasta.",), ("Only on Mars.",)], FMT)
+    model.train()
+    first = model(**batch).logits
+    second = model(**batch).logits
+    assert calls == [5, 5] and model.encoder.training  # trainable: encoded every time
+    freeze_lower_layers(model, 0)
+    model.train()
+    assert not model.encoder.training and model.training  # a frozen feature extractor has no dropout
+    calls.clear()
+    first = model(**batch).logits
+    more = encode_segments(tokenizer, [PROMPT] * 2, [("I love pasta.",), ("Something new.",)], FMT)
+    model(**more)
+    second = model(**batch).logits
+    assert calls == [5, 1]  # only the new reply is encoded
+    assert torch.equal(first, second)
+    first.sum().backward()  # the head still learns
+    assert model.head.weight.grad is not None and model.head.weight.grad.abs().sum() > 0

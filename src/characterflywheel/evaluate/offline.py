@@ -613,7 +613,11 @@ def run_offline_evaluation(
         backends["reference"] = reference_backend
     replies = _cached_replies(out / REPLIES_FILE, prompt_ids, list(backends))
     if replies is None:
-        replies = {name: generate_replies(backend, prompts, params, progress) for name, backend in backends.items()}
+        replies = {}
+        for name, backend in backends.items():
+            # the same backend (the parent is the reference until a child is promoted) samples the same replies
+            same = next((other for other in replies if backends[other] is backend), None)
+            replies[name] = replies[same] if same else generate_replies(backend, prompts, params, progress)
         _write_jsonl_rows(out / REPLIES_FILE, (
             {"prompt_id": prompt_id, **{name: replies[name][index] for name in backends}}
             for index, prompt_id in enumerate(prompt_ids)))

@@ -51,6 +51,7 @@ STYLES = ("pair", "segments", "chat")
 # Cosines enter the head scaled as in sentence-transformers' ranking losses (scale 20): a reply's
 # cosines to its context differ by ~0.1 between candidates, too little for a fresh head to use unscaled.
 SIMILARITY_SCALE = 20.0
+FROZEN_CACHE_ROWS = 200_000  # pooled rows kept per model (384 floats each) before the cache starts over
 
 
 def pick_device(device: str) -> torch.device:
@@ -114,10 +115,46 @@ class SegmentPooledClassifier(torch.nn.Module):
         hidden = encoder.config.hidden_size
         pairs = replies * context_segments
         self.head = torch.nn.Linear(hidden * (segments + pairs) + pairs, num_labels)
+        self._frozen_rows: dict[bytes, torch.Tensor] = {}
 
     @property
     def base_model(self) -> PreTrainedModel:
         return self.encoder
+
+    def encoder_frozen(self) -> bool:
+        return not any(parameter.requires_grad for parameter in self.encoder.parameters())
+
+    def train(self, mode: bool = True) -> SegmentPooledClassifier:
+        """A frozen encoder is a fixed feature extractor: it stays in eval mode (no dropout)."""
+        super().train(mode)
+        if self.encoder_frozen():
+            self.encoder.eval()
+        return self
+
+    def _pool(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0), dim=-1)
+
+    def _segment_rows(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        """Pooled rows of separately encoded segments; with a frozen encoder each distinct text is encoded
+        once per model and then looked up (the epochs of a head-only training run re-read the same texts)."""
+        if not self.encoder_frozen():
+            return self._pool(input_ids, attention_mask, **kwargs)
+        lengths = attention_mask.sum(1).tolist()
+        keys = [input_ids[i, :n].cpu().numpy().tobytes() for i, n in enumerate(lengths)]
+        missing = [i for i, key in enumerate(keys) if key not in self._frozen_rows]
+        if missing:
+            if len(self._frozen_rows) > FROZEN_CACHE_ROWS:
+                self._frozen_rows.clear()
+            width = max(lengths[i] for i in missing)
+            chosen = torch.tensor(missing, device=input_ids.device)
+            with torch.no_grad():
+                fresh = self._pool(input_ids[chosen, :width], attention_mask[chosen, :width],
+                                   **{k: v[chosen, :width] for k, v in kwargs.items() if torch.is_tensor(v)})
+            for i, row in zip(missing, fresh, strict=True):
+                self._frozen_rows[keys[i]] = row
+        return torch.stack([self._frozen_rows[key] for key in keys])
 
     @property
     def config(self) -> Any:
@@ -125,12 +162,11 @@ class SegmentPooledClassifier(torch.nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 segment_index: torch.Tensor | None = None, **kwargs: Any) -> Any:
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
         if segment_index is not None:
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            rows = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0), dim=-1)
+            rows = self._segment_rows(input_ids, attention_mask, **kwargs)
             pooled = [rows[segment_index[:, index]] for index in range(self.segments)]
         else:
+            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
             is_sep = (input_ids == self.sep_token_id).long()
             segment = torch.cumsum(is_sep, dim=1) - is_sep  # a [SEP] closes its own segment
             pooled = []
@@ -168,9 +204,10 @@ def load_backbone(spec: str | Path, num_labels: int, seed: int, replies: int = 1
 
 
 def freeze_lower_layers(model: PreTrainedModel, trainable_layers: int | None) -> int:
-    """Freeze the embeddings and all but the top ``trainable_layers`` transformer blocks (None: train
-    all); the head, and any pooler or final norm after the blocks, stay trainable. On a CPU this
-    skips most of the backward pass. Returns the number of trainable parameters."""
+    """Freeze everything below the top ``trainable_layers`` transformer blocks (None: train all): the
+    embeddings with their norm, and the lower blocks; the head, and any pooler or final norm after
+    the blocks, stay trainable. On a CPU this skips most of the backward pass (with 0 blocks, all
+    of it). Returns the number of trainable parameters."""
     if trainable_layers is not None:
         base = model.base_model
         blocks = next((m for m in base.modules() if isinstance(m, torch.nn.ModuleList)
@@ -178,11 +215,12 @@ def freeze_lower_layers(model: PreTrainedModel, trainable_layers: int | None) ->
         if blocks is None:
             raise ValueError(f"{type(model).__name__}: no list of {model.config.num_hidden_layers} layers to freeze")
         keep = {id(p) for block in list(blocks)[len(blocks) - trainable_layers:] for p in block.parameters()}
-        embedding_ids = {id(p) for m in base.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()}
         block_ids = {id(p) for p in blocks.parameters()}
+        below = True  # parameters are registered bottom-up: embeddings, blocks, then final norm / pooler
         for parameter in base.parameters():
-            frozen = id(parameter) in embedding_ids or (id(parameter) in block_ids and id(parameter) not in keep)
-            parameter.requires_grad_(not frozen)
+            if id(parameter) in block_ids:
+                below = False
+            parameter.requires_grad_(id(parameter) in keep or (not below and id(parameter) not in block_ids))
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
