@@ -120,14 +120,17 @@ def encode_segments(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[ChatMe
         index.append([row_of.setdefault(key, len(row_of)) for key in keys])
     rows = list(row_of)
     ids: list[list[int]] = [[] for _ in rows]
-    for is_reply in (True, False):
-        chosen = [i for i, (reply, _) in enumerate(rows) if reply == is_reply]
-        if chosen:
-            tokenizer.truncation_side = "right" if is_reply else "left"
-            encoded = tokenizer([rows[i][1] for i in chosen], truncation=True, max_length=fmt.max_length)
-            for i, row_ids in zip(chosen, encoded["input_ids"], strict=True):
-                ids[i] = list(row_ids)
-    tokenizer.truncation_side = "right"
+    side = tokenizer.truncation_side
+    try:
+        for is_reply in (True, False):
+            chosen = [i for i, (reply, _) in enumerate(rows) if reply == is_reply]
+            if chosen:
+                tokenizer.truncation_side = "right" if is_reply else "left"
+                encoded = tokenizer([rows[i][1] for i in chosen], truncation=True, max_length=fmt.max_length)
+                for i, row_ids in zip(chosen, encoded["input_ids"], strict=True):
+                    ids[i] = list(row_ids)
+    finally:
+        tokenizer.truncation_side = side
     width = max(len(row) for row in ids)
     pad = tokenizer.pad_token_id or 0
     return {"input_ids": torch.tensor([row + [pad] * (width - len(row)) for row in ids], dtype=torch.long),
