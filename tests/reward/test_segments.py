@@ -78,3 +78,12 @@ def test_a_frozen_encoder_encodes_each_distinct_segment_once_and_stays_in_eval_m
     assert torch.equal(first, second)
     first.sum().backward()  # the head still learns
     assert model.head.weight.grad is not None and model.head.weight.grad.abs().sum() > 0
+
+
+def test_the_joint_pair_input_still_scores() -> None:
+    from characterflywheel.reward.backbones import SequenceModel
+
+    model, tokenizer = load_backbone("embedded:all-minilm-l6-v2", num_labels=1, seed=0, replies=2, style="pair")
+    assert model.context_segments == 1 and model.head.in_features == 384 * 5 + 2
+    scores = SequenceModel(model, tokenizer, FMT, "pair").logits([PROMPT] * 2, [("Yes!", "No."), ("No.", "Yes!")])
+    assert scores.shape == (2, 1) and np.isfinite(scores).all() and scores[0, 0] != scores[1, 0]

@@ -85,6 +85,12 @@ def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizer
     return tokenizer
 
 
+def mean_pooled(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """L2-normalised mean of the hidden states where ``mask`` (batch x tokens, bool) is set."""
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return torch.nn.functional.normalize((hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0), dim=-1)
+
+
 class SegmentPooledClassifier(torch.nn.Module):
     """Encoder + a linear head on pooled segment embeddings (the encoder-backbone reward models).
 
@@ -133,8 +139,7 @@ class SegmentPooledClassifier(torch.nn.Module):
 
     def _pool(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        return torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0), dim=-1)
+        return mean_pooled(hidden, attention_mask.bool())
 
     def _segment_rows(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         """Pooled rows of separately encoded segments; with a frozen encoder each distinct text is encoded
@@ -169,11 +174,7 @@ class SegmentPooledClassifier(torch.nn.Module):
             hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
             is_sep = (input_ids == self.sep_token_id).long()
             segment = torch.cumsum(is_sep, dim=1) - is_sep  # a [SEP] closes its own segment
-            pooled = []
-            for index in range(self.segments):
-                mask = ((segment == index) & attention_mask.bool()).unsqueeze(-1).to(hidden.dtype)
-                mean = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
-                pooled.append(torch.nn.functional.normalize(mean, dim=-1))
+            pooled = [mean_pooled(hidden, (segment == index) & attention_mask.bool()) for index in range(self.segments)]
         contexts, replies = pooled[: self.context_segments], pooled[self.context_segments:]
         products = [reply * context for reply in replies for context in contexts]
         cosines = SIMILARITY_SCALE * torch.stack([product.sum(-1) for product in products], dim=-1)
