@@ -1,3 +1,4 @@
+import json
 import tomllib
 from pathlib import Path
 
@@ -30,3 +31,31 @@ def test_config_error_is_one_line_without_traceback(tmp_path: Path) -> None:
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "generation.batch_size" in lines[0] and str(bad) in "".join(lines)
     assert "Traceback" not in result.output
+
+
+
+def traffic_file(path: Path, days: tuple[str, str], returning: int) -> Path:
+    """Two arms of 20 users on ``days[0]``; the first ``returning`` of each arm come back on ``days[1]``."""
+    lines = []
+    for arm in ("control", "B"):
+        for user in range(20):
+            for day in days[: 2 if user < returning else 1]:
+                lines.append(json.dumps({
+                    "conversation_id": f"{arm}-{user}-{day}", "user_id": f"{arm}-{user}", "character_id": "pirate-ann",
+                    "model_version": arm, "arm": arm, "started_at": f"{day}T10:00:00Z",
+                    "messages": [{"role": "user", "content": "hey"}, {"role": "assistant", "content": "Arr!"}] * (1 + user % 3)}))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_ab_reads_a_pre_period_for_cuped(tmp_path: Path) -> None:
+    now = traffic_file(tmp_path / "now.jsonl", ("2026-11-24", "2026-11-25"), returning=8)
+    before = traffic_file(tmp_path / "before.jsonl", ("2026-11-17", "2026-11-18"), returning=8)
+    result = runner.invoke(app, ["ab", str(now), "--pre-period", str(before), "--out", str(tmp_path / "ab"),
+                                 "--preset", "tiny"])
+    assert result.exit_code == 0, result.output
+    ab = json.loads((tmp_path / "ab" / "ab.json").read_text())
+    depth = ab["challengers"]["B"]["depth"]
+    assert ab["cuped"] and depth["primary"] == "cuped" and depth["cuped"]["users_with_history"] == 40
+    plain = runner.invoke(app, ["ab", str(now), "--out", str(tmp_path / "plain"), "--preset", "tiny"])
+    assert plain.exit_code == 0 and not json.loads((tmp_path / "plain" / "ab.json").read_text())["cuped"]

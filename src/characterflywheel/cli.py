@@ -281,6 +281,8 @@ def simulate(
 def ab(
     traffic: Annotated[list[Path], typer.Argument(help="Traffic files (JSONL or Parquet) with an arm per session.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: ingested traffic, ab.json, ab.png.")],
+    pre_period: Annotated[list[Path] | None, typer.Option(
+        "--pre-period", help="Traffic of an earlier window of the same users: CUPED covariates.")] = None,
     config: ConfigOpt = None,
     preset: PresetOpt = None,
     overrides: SetOpt = None,
@@ -289,12 +291,17 @@ def ab(
     from characterflywheel.data import ingest as run_ingest
     from characterflywheel.evaluate.engagement import analyze_traffic
 
+    pre = None
     with one_line_errors():
         cfg = _config(config, preset, overrides)
-        report = run_ingest(traffic, out / "ingested", progress=False)
-    if report.quarantined:
-        err_console.print(f"{report.quarantined} records quarantined: {out / 'ingested' / 'quarantine.jsonl'}")
-    analyze_traffic(cfg, out / "ingested" / "conversations.parquet", out)
+        reports = {"ingested": run_ingest(traffic, out / "ingested", progress=False)}
+        if pre_period:
+            reports["pre-period"] = run_ingest(pre_period, out / "pre-period", progress=False)
+            pre = out / "pre-period" / "conversations.parquet"
+    for folder, report in reports.items():
+        if report.quarantined:
+            err_console.print(f"{report.quarantined} records quarantined: {out / folder / 'quarantine.jsonl'}")
+    analyze_traffic(cfg, out / "ingested" / "conversations.parquet", out, pre_period=pre)
     _print_ab(out)
 
 

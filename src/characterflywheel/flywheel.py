@@ -133,7 +133,8 @@ def registry_for(config: Config) -> Any:
 
 def deploy_stage(config: Config, env: Environment, generation: int, champion: tuple[str, str],
                  challenger: tuple[str, str] | None) -> Callable[[StageContext], None]:
-    """Serve the arms, collect a window of traffic, ingest it, read out the A/B, decide promotion."""
+    """Serve the arms, collect a window of traffic, ingest it, read out the A/B, decide promotion.
+    The previous window's traffic (input ``pre_period``, the same users) gives the CUPED covariates."""
 
     def run(context: StageContext) -> None:
         from characterflywheel.data import ingest
@@ -151,7 +152,8 @@ def deploy_stage(config: Config, env: Environment, generation: int, champion: tu
                                     "promoted": False}
         if challenger is not None:
             ab_config = config.model_copy(update={"ab": config.ab.model_copy(update={"control_arm": "champion"})})
-            result = analyze_traffic(ab_config, context.out_dir / "ingested" / "conversations.parquet", context.out_dir)
+            result = analyze_traffic(ab_config, context.out_dir / "ingested" / "conversations.parquet", context.out_dir,
+                                     pre_period=context.inputs.get("pre_period"))
             promoted, reason = promotion_decision(result.to_dict(), config.flywheel.promote_rule)
             decision |= {"promoted": promoted, "reason": reason}
             if promoted:
@@ -163,9 +165,12 @@ def deploy_stage(config: Config, env: Environment, generation: int, champion: tu
 
 
 def lift(ab: dict[str, Any], metric: str) -> dict[str, float | None]:
-    """The challenger's relative lift of ``metric`` over the champion, with its 95 % CI."""
+    """The challenger's relative lift of ``metric`` over the champion, with its 95 % CI: the
+    estimate the verdict reads (CUPED when there was a pre-period, else the delta method)."""
     entry = ab.get("challengers", {}).get("challenger", {}).get(metric, {})
-    return {"value": entry.get("lift"), "lo": entry.get("ci_lo"), "hi": entry.get("ci_hi"),
+    shown = entry.get("cuped") if entry.get("primary") == "cuped" and entry.get("cuped") else entry
+    return {"value": shown.get("lift"), "lo": shown.get("ci_lo"), "hi": shown.get("ci_hi"),
+            "boot_lo": shown.get("boot_ci_lo"), "boot_hi": shown.get("boot_ci_hi"), "estimate": entry.get("primary"),
             "control": entry.get("control"), "challenger": entry.get("challenger"),
             "n": ab.get("arms", {}).get("challenger", {}).get("users")}
 
@@ -463,7 +468,8 @@ def run_generation(config: Config, env: Environment, generation: int, stage: Sta
     passed = json.loads((gated.out_dir / "gates.json").read_text())["passed"]
     challenger = (str(child), f"gen-{generation}") if passed else None
     deployed = stage("deploy", deploy_stage(config, env, generation, (parent, lineage.champion_version), challenger),
-                     inputs={"gate": gated.out_dir / "gates.json"},
+                     inputs={"gate": gated.out_dir / "gates.json",
+                             "pre_period": previous / "ingested" / "conversations.parquet"},
                      config_hash=hash_of("model", "generation", "serve", "world", "ab", "flywheel", "seed"))
     decision = json.loads((deployed.out_dir / "decision.json").read_text())
     registry = registry_for(config)  # follows the deploy decision (idempotent on a re-run)

@@ -381,6 +381,27 @@ def test_significant_regression_is_no_ship() -> None:
     assert ch.depth.ci_hi < 0 and ch.verdict == "no-ship"
 
 
+def small_breadth_gap() -> list[dict]:
+    """27 control users (8 come back the next day) vs 21 challenger users (2 come back)."""
+    traffic = []
+    for arm, users, returning in (("control", 27, 8), ("B", 21, 2)):
+        for i in range(users):
+            traffic.append(conv(f"{arm}-{i}", arm, "2026-11-24T10:00:00Z", USER, BOT, USER, BOT))
+            if i < returning:
+                traffic.append(conv(f"{arm}-{i}", arm, "2026-11-25T10:00:00Z", USER, BOT))
+    return traffic
+
+
+def test_small_arm_gap_is_not_called_significant_unless_the_bootstrap_agrees() -> None:
+    """8/27 vs 2/21 returning (Fisher's exact p = 0.15): the delta CI alone excludes zero."""
+    delta_only = analyze_ab(small_breadth_gap(), bootstrap=0).challengers["B"]
+    assert delta_only.breadth.ci_hi < 0 and delta_only.verdict == "no-ship"
+    checked = analyze_ab(small_breadth_gap(), bootstrap=2000, seed=0).challengers["B"]
+    assert checked.breadth.ci_hi < 0 and checked.breadth.boot_ci_hi >= 0
+    assert checked.breadth.direction == 0 and checked.verdict == "inconclusive"
+    assert any("bootstrap CI" in reason for reason in checked.reasons)
+
+
 def test_several_challengers_each_against_control() -> None:
     rng = np.random.default_rng(61)
     traffic, _, _ = synth(

@@ -45,7 +45,9 @@ Statistics:
   bound < -margin). Absolute differences keep the check defined when control has a zero rate.
 * Verdict per challenger, on the primary CI (CUPED when a pre-period is given, delta otherwise):
   "no-ship" if breadth or depth is significantly negative or a guardrail is breached; else
-  "ship" if breadth or depth is significantly positive; else "inconclusive".
+  "ship" if breadth or depth is significantly positive; else "inconclusive". With bootstrap
+  resamples a lift is significant only when the bootstrap CI excludes zero on the same side
+  (the normal approximation is too narrow for arms of tens of users with a few returning).
 
 What the libraries cover and what is written here: scipy supplies the distributions (normal
 quantiles and tail probabilities) and the chi-square goodness-of-fit test for SRM. Neither scipy
@@ -177,6 +179,31 @@ class LiftEstimate:
     @property
     def primary_lift(self) -> float:
         return self.cuped.lift if self.primary == "cuped" and self.cuped else self.lift
+
+    @property
+    def primary_boot_ci(self) -> tuple[float | None, float | None]:
+        if self.primary == "cuped":
+            assert self.cuped is not None
+            return self.cuped.boot_ci_lo, self.cuped.boot_ci_hi
+        return self.boot_ci_lo, self.boot_ci_hi
+
+    @property
+    def direction(self) -> int:
+        """+1 (-1) when the lift is significantly positive (negative), else 0.
+
+        With bootstrap resamples, the normal-approximation CI and the bootstrap percentile CI must
+        both exclude zero on the same side. The delta method alone is not enough at small arms: on
+        27 vs 21 users with 8 and 2 returning, it called the breadth drop significant
+        ([-115 %, -20 %]) where the bootstrap gave [-100 %, +7 %] and Fisher's exact test p = 0.15.
+        """
+        lo, hi = self.primary_ci
+        boot_lo, boot_hi = self.primary_boot_ci
+        checked = _finite(boot_lo, boot_hi)
+        if lo > 0 and (not checked or boot_lo > 0):  # type: ignore[operator]
+            return 1
+        if hi < 0 and (not checked or boot_hi < 0):  # type: ignore[operator]
+            return -1
+        return 0
 
 
 @dataclass(frozen=True)
@@ -604,12 +631,15 @@ def _verdict(
     for lift in lifts:
         lo, hi = lift.primary_ci
         tag = f"{lift.metric} {lift.primary_lift:+.2%} [{lo:+.2%}, {hi:+.2%}] ({lift.primary})"
-        if lo > 0:
+        if lift.direction > 0:
             positive = True
             reasons.append(f"{tag} significantly positive")
-        elif hi < 0:
+        elif lift.direction < 0:
             negative = True
             reasons.append(f"{tag} significantly negative")
+        elif lo > 0 or hi < 0:
+            boot_lo, boot_hi = lift.primary_boot_ci
+            reasons.append(f"{tag} not significant: the bootstrap CI [{boot_lo:+.2%}, {boot_hi:+.2%}] spans zero")
     breached = [g for g in guardrails if g.breached]
     reasons += [
         f"guardrail {g.metric} breached: {g.diff:+.4f} [{g.ci_lo:+.4f}, {g.ci_hi:+.4f}]" for g in breached

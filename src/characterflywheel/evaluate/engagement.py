@@ -39,14 +39,17 @@ def violations_for(characters: Mapping[str, Character]) -> Callable[[Mapping[str
     return violation_of
 
 
-def analyze_traffic(config: Config, dataset: Path, out_dir: Path) -> ABResult:
-    """A/B read-out of ingested traffic into ``out_dir`` (ab.json, ab.png); returns the result."""
+def analyze_traffic(config: Config, dataset: Path, out_dir: Path, pre_period: Path | None = None) -> ABResult:
+    """A/B read-out of ingested traffic into ``out_dir`` (ab.json, ab.png); returns the result.
+
+    ``pre_period``: an earlier window's ingested traffic of the same users (CUPED covariates)."""
     from characterflywheel.data import read_conversations
     from characterflywheel.evaluate.ab import analyze_ab
 
     characters = {c.id: c for c in load_characters()}
     sessions = [c.to_record() for c in read_conversations(dataset)]
-    result = analyze_ab(sessions, control_arm=config.ab.control_arm, bootstrap=config.ab.bootstrap,
+    pre = [c.to_record() for c in read_conversations(pre_period)] if pre_period is not None else None
+    result = analyze_ab(sessions, pre_period=pre, control_arm=config.ab.control_arm, bootstrap=config.ab.bootstrap,
                         seed=config.seed, violation_of=violations_for(characters))
     (out_dir / "ab.json").write_text(json.dumps(result.to_dict(), indent=2))
     result.plot(out_dir / "ab.png")
