@@ -171,6 +171,7 @@ def lift(ab: dict[str, Any], metric: str) -> dict[str, float | None]:
     shown = entry.get("cuped") if entry.get("primary") == "cuped" and entry.get("cuped") else entry
     return {"value": shown.get("lift"), "lo": shown.get("ci_lo"), "hi": shown.get("ci_hi"),
             "boot_lo": shown.get("boot_ci_lo"), "boot_hi": shown.get("boot_ci_hi"), "estimate": entry.get("primary"),
+            "mde": entry.get("mde"),
             "control": entry.get("control"), "challenger": entry.get("challenger"),
             "n": ab.get("arms", {}).get("challenger", {}).get("users")}
 

@@ -188,6 +188,15 @@ def test_planted_depth_lift_is_covered_and_significant() -> None:
     assert not result.srm.mismatch
 
 
+def test_minimum_detectable_effect_shrinks_with_the_square_root_of_users() -> None:
+    small, _, _ = two_arms(np.random.default_rng(61), 200, (3.0, 3.0), (0.3, 0.3))
+    large, _, _ = two_arms(np.random.default_rng(61), 3200, (3.0, 3.0), (0.3, 0.3))
+    small_depth = analyze_ab(small, bootstrap=0).challengers["B"].depth
+    large_depth = analyze_ab(large, bootstrap=0).challengers["B"].depth
+    assert small_depth.mde == pytest.approx(2.8016 * (small_depth.ci_hi - small_depth.ci_lo) / (2 * 1.95996), rel=1e-3)
+    assert small_depth.mde / large_depth.mde == pytest.approx(4.0, rel=0.15)
+
+
 def test_aa_replications_cover_zero_about_95_percent() -> None:
     covered = {"breadth": 0, "depth": 0}
     reps = 40

@@ -68,7 +68,7 @@ def offline_report_schema_summary(generation: int) -> dict[str, Any]:
         "gates": {"passed": True, "checks": [], "reasons": []},
         # As characterflywheel.summary writes it: absolute value, relative lift, and the relative lift's CI.
         "ab": {"control": None, "treatment": f"gen-{generation}", "promoted": True, "reason": "ship",
-               "breadth_lift": {"value": 0.02, "relative": 0.05, "lo": 0.01, "hi": 0.09, "n": 300}},
+               "breadth_lift": {"value": 0.02, "relative": 0.05, "lo": 0.01, "hi": 0.09, "n": 300, "mde": 0.11}},
     }
 
 
@@ -146,6 +146,7 @@ def test_offline_report_spelling_and_missing_sections(tmp_path: Path) -> None:
     assert "<td>gen-2</td>" in page and "0.610 [0.560, 0.660] n=120" in page
     assert rd.lift(one, "breadth") == rd.Figure(0.05, 0.01, 0.09, 300, relative=True)
     assert "+5.0% [+1.0%, +9.0%] n=300" in page
+    assert "Smallest lifts these arms detect (80 % power): breadth 11%" in page
     assert plots.reward_hacking([one, two]) is None and plots.ab_lifts([two]) is None
     assert plots.ab_lifts([one, two]).startswith("data:image/png;base64,")
 

@@ -39,6 +39,8 @@ Statistics:
   ``R_adj = R - theta (mean_arm(X) - mean_pooled(X))`` and ``Var(R_adj) = var(phi - theta X)/n``
   (Deng et al. 2013, with the delta-method linearisation for ratio metrics). The bootstrap
   re-estimates ``theta`` in every resample. Variance reduction = ``1 - Var(L_adj) / Var(L)``.
+* Minimum detectable effect per lift: ``(z_{1-alpha/2} + z_{0.8}) * SE(L)`` of the primary
+  estimate, the smallest relative lift this many users resolve with 80 % power.
 * Guardrails are compared on the absolute difference of rates (``R_t - R_c``, delta-method CI):
   a guardrail is *breached* when the challenger is significantly worse by more than
   ``guardrail_margin`` (thumbs-down / violations: CI lower bound > margin; thumbs-up: CI upper
@@ -107,6 +109,7 @@ _GUARDRAILS: dict[str, bool] = {
     "thumbs_up_rate": False,
     "violation_rate": True,
 }
+POWER = 0.8  # for the minimum detectable effect reported with each lift
 _BOOT_CELLS = 2_000_000  # multiplicity weights held at once (users x resamples)
 
 
@@ -161,6 +164,7 @@ class LiftEstimate:
     boot_ci_lo: float | None
     boot_ci_hi: float | None
     cuped: CupedEstimate | None = None
+    mde: float | None = None  # smallest |lift| the primary estimate detects with 80 % power
 
     @property
     def primary(self) -> str:
@@ -593,6 +597,7 @@ def _lift_estimate(
     users_with_history: int,
 ) -> LiftEstimate:
     lift, var = float(est["lift"]), float(est["var_lift"])
+    primary_var = var
     lo, hi = _ci(lift, var, settings.z)
     boot_lo, boot_hi = _percentile_ci(boot["lift"] if boot else None, settings.alpha)
     cuped = None
@@ -605,9 +610,13 @@ def _lift_estimate(
             c_lift, c_lo, c_hi, _z_p(c_lift, c_var), float(est["theta"]), reduction,
             c_boot[0], c_boot[1], users_with_history,
         )
+        if _finite(c_lo, c_hi):
+            primary_var = c_var
+    power_z = settings.z + float(stats.norm.ppf(POWER))
+    mde = power_z * math.sqrt(primary_var) if _finite(primary_var) and primary_var >= 0 else None
     return LiftEstimate(
         metric, float(est["control"]), float(est["challenger"]), lift, lo, hi,
-        _z_p(lift, var), boot_lo, boot_hi, cuped,
+        _z_p(lift, var), boot_lo, boot_hi, cuped, mde,
     )
 
 
@@ -857,18 +866,18 @@ def _arms_table(result: ABResult) -> Any:
 
 
 def _lifts_table(result: ABResult) -> Any:
-    columns = ["arm", "metric", "method", "lift", f"{result.confidence:.0%} CI", "p", "var red"]
+    columns = ["arm", "metric", "method", "lift", f"{result.confidence:.0%} CI", "p", "var red", "MDE"]
     table = _table(f"Relative lift vs {result.control_arm}", columns, left=3)
     for ch in result.challengers.values():
         for lift in (ch.breadth, ch.depth):
             table.add_row(ch.arm, lift.metric, "delta", _pct(lift.lift), _pct_ci(lift.ci_lo, lift.ci_hi),
-                          _num(lift.p_value, ".2g"), "")
+                          _num(lift.p_value, ".2g"), "", _num(lift.mde, ".1%"))
             if lift.boot_ci_lo is not None:
                 boot = _pct_ci(lift.boot_ci_lo, lift.boot_ci_hi)
-                table.add_row("", "", "bootstrap", _pct(lift.lift), boot, "", "")
+                table.add_row("", "", "bootstrap", _pct(lift.lift), boot, "", "", "")
             if (c := lift.cuped) is not None:
                 table.add_row("", "", "CUPED", _pct(c.lift), _pct_ci(c.ci_lo, c.ci_hi),
-                              _num(c.p_value, ".2g"), _num(c.variance_reduction, ".0%"))
+                              _num(c.p_value, ".2g"), _num(c.variance_reduction, ".0%"), "")
     return table
 
 

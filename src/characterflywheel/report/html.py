@@ -84,6 +84,13 @@ def _gates_text(summary: Summary) -> str:
     return "passed" if passed else f"failed ({failed} of {len(checks)})" if checks else "failed"
 
 
+def _resolution(ab: dict[str, Any]) -> str:
+    """What the A/B could resolve: the minimum detectable relative lifts (80 % power)."""
+    mdes = {m: rd.number((ab.get(f"{m}_lift") or {}).get("mde")) for m in ("breadth", "depth")}
+    shown = [f"{metric} {value:.0%}" for metric, value in mdes.items() if value is not None]
+    return f". Smallest lifts these arms detect (80 % power): {', '.join(shown)}" if shown else ""
+
+
 def headline_rows(summaries: Sequence[Summary]) -> list[list[str]]:
     """The key table: one row of plain-text cells per generation (``HEADLINE_COLUMNS``)."""
     rows = []
@@ -235,7 +242,7 @@ def _gates_section(summaries: Sequence[Summary]) -> str:
         reasons = rd.section(s, "gates", "reasons")
         listed = "".join(f"<li>{_esc(r)}</li>" for r in reasons) if isinstance(reasons, list) else ""
         reason_list = f"<ul>{listed}</ul>" if listed else ""
-        ab_reason = f'<p class="note">A/B: {_esc(ab["reason"])}</p>' if ab.get("reason") else ""
+        ab_reason = f'<p class="note">A/B: {_esc(ab["reason"])}{_esc(_resolution(ab))}</p>' if ab.get("reason") else ""
         parts.append(header + table + reason_list + ab_reason)
     if not parts:
         return _section("gates", "Gate decisions", "", "No gate decisions in this run.")
