@@ -174,22 +174,20 @@ class LiftEstimate:
         return "delta"
 
     @property
+    def primary_estimate(self) -> LiftEstimate | CupedEstimate:
+        return self.cuped if self.primary == "cuped" and self.cuped is not None else self
+
+    @property
     def primary_ci(self) -> tuple[float, float]:
-        if self.primary == "cuped":
-            assert self.cuped is not None
-            return self.cuped.ci_lo, self.cuped.ci_hi
-        return self.ci_lo, self.ci_hi
+        return self.primary_estimate.ci_lo, self.primary_estimate.ci_hi
 
     @property
     def primary_lift(self) -> float:
-        return self.cuped.lift if self.primary == "cuped" and self.cuped else self.lift
+        return self.primary_estimate.lift
 
     @property
     def primary_boot_ci(self) -> tuple[float | None, float | None]:
-        if self.primary == "cuped":
-            assert self.cuped is not None
-            return self.cuped.boot_ci_lo, self.cuped.boot_ci_hi
-        return self.boot_ci_lo, self.boot_ci_hi
+        return self.primary_estimate.boot_ci_lo, self.primary_estimate.boot_ci_hi
 
     @property
     def direction(self) -> int:
@@ -198,7 +196,7 @@ class LiftEstimate:
         With bootstrap resamples, the normal-approximation CI and the bootstrap percentile CI must
         both exclude zero on the same side. The delta method alone is not enough at small arms: on
         27 vs 21 users with 8 and 2 returning, it called the breadth drop significant
-        ([-115 %, -20 %]) where the bootstrap gave [-100 %, +7 %] and Fisher's exact test p = 0.15.
+        ([-115 %, -20 %]) where the bootstrap gave [-100 %, +3 %] and Fisher's exact test p = 0.15.
         """
         lo, hi = self.primary_ci
         boot_lo, boot_hi = self.primary_boot_ci
