@@ -1,6 +1,12 @@
-"""Promotion rules and summaries of the flywheel loop, on hand-made A/B read-outs."""
+"""Promotion rules and summaries of the flywheel loop, on hand-made A/B read-outs; the deploy stage
+on scripted traffic."""
 
-from characterflywheel.flywheel import flat_numbers, lift, promotion_decision
+import json
+
+from characterflywheel.config import load_config
+from characterflywheel.flywheel import HOLDOUT_ARM, VS_GENERATION0, deploy_stage, flat_numbers, lift, promotion_decision
+from characterflywheel.runs import StageContext
+from characterflywheel.summary import generation_summary
 
 
 def ab(breadth: tuple[float, float, float, float], depth: tuple[float, float, float, float], verdict: str) -> dict:
@@ -46,3 +52,76 @@ def test_lift_reports_the_estimate_the_verdict_reads():
     shown = lift(read_out, "depth")
     assert (shown["value"], shown["lo"], shown["hi"], shown["boot_lo"]) == (0.09, -0.02, 0.2, -0.03)
     assert shown["estimate"] == "cuped" and shown["mde"] == 0.4 and shown["control"] == 2.0 and shown["n"] == 40
+
+
+# --------------------------------------------------------------------------- the deploy stage and its holdout arm
+
+
+class ScriptedTraffic:
+    """An environment whose users engage by the model version they are served (no models, no world):
+    ``turns[version]`` user turns per session, sticky arms by the gateway's own hash."""
+
+    def __init__(self, turns: dict[str, int], users: int = 90) -> None:
+        self.turns, self.users = turns, users
+        self.served: list = []
+
+    def collect_traffic(self, config, arms, out_dir, generation):
+        from characterflywheel.deploy.gateway import route
+
+        self.served.append(arms)
+        with (out_dir / "traffic.jsonl").open("w") as out:
+            for i in range(self.users):
+                served = route(f"u{i}", arms)
+                arm, version = served.name, served.model_version
+                messages = [m for t in range(self.turns[version] + i % 2) for m in (
+                    {"role": "user", "content": f"hi {t}"}, {"role": "assistant", "content": f"hello {t}"})]
+                out.write(json.dumps({"conversation_id": f"g{generation}-u{i}", "user_id": f"u{i}",
+                                      "character_id": "nobody", "model_version": version, "arm": arm,
+                                      "started_at": "2026-11-24T10:00:00Z", "messages": messages}) + "\n")
+        return {"sessions": float(self.users)}
+
+
+def deploy(tmp_path, env, holdout_weight: float, challenger=("child", "gen-2")):
+    config = load_config(preset="tiny", overrides=[f"flywheel.holdout_weight={holdout_weight}", "ab.bootstrap=50"])
+    out = tmp_path / "gen-2" / "deploy"  # a run directory's layout, for generation_summary
+    out.mkdir(parents=True)
+    stage = deploy_stage(config, env, 2, ("parent", "gen-1"), challenger, ("base", "gen-0"))
+    stage(StageContext("deploy", 2, out, tmp_path / "work", {}, {}))
+    return out, json.loads((out / "decision.json").read_text())
+
+
+def test_holdout_arm_serves_generation_0_and_reads_every_arm_against_it(tmp_path):
+    env = ScriptedTraffic({"gen-0": 1, "gen-1": 2, "gen-2": 3})
+    out, decision = deploy(tmp_path, env, holdout_weight=1.0)
+    assert [(a.name, a.model, a.model_version) for a in env.served[0]] == [
+        ("champion", "parent", "gen-1"), ("challenger", "child", "gen-2"), (HOLDOUT_ARM, "base", "gen-0")]
+    assert decision["arms"] == {"champion": "gen-1", "challenger": "gen-2", HOLDOUT_ARM: "gen-0"}
+    vs_base = json.loads((out / VS_GENERATION0 / "ab.json").read_text())
+    assert vs_base["control_arm"] == HOLDOUT_ARM
+    assert lift(vs_base, "depth", "challenger")["value"] > lift(vs_base, "depth", "champion")["value"] > 0
+    assert decision["promoted"]  # gen-2 engages more than gen-1 in the champion-vs-challenger read-out
+    summary = generation_summary(tmp_path, 2)["vs_generation0"]
+    assert summary["challenger"]["model_version"] == "gen-2" and summary["champion"]["model_version"] == "gen-1"
+    assert summary["challenger"]["depth_lift"]["lo"] > 0 and summary["challenger"]["depth_lift"]["mde"] > 0
+
+
+def test_holdout_weight_sets_the_split_the_srm_check_expects(tmp_path):
+    env = ScriptedTraffic({"gen-0": 2, "gen-1": 2, "gen-2": 2}, users=240)
+    out, _ = deploy(tmp_path, env, holdout_weight=0.25)
+    srm = json.loads((out / VS_GENERATION0 / "ab.json").read_text())["srm"]
+    users = srm["observed"]
+    assert users[HOLDOUT_ARM] < users["champion"] / 2  # a quarter-weight arm gets ~ a quarter of the champion's users
+    assert srm["expected_share"][HOLDOUT_ARM] == 0.25 / 2.25 and not srm["mismatch"]
+
+
+def test_no_holdout_arm_by_default_and_no_read_out_against_generation_0(tmp_path):
+    env = ScriptedTraffic({"gen-0": 1, "gen-1": 2, "gen-2": 3})
+    out, decision = deploy(tmp_path, env, holdout_weight=0.0)
+    assert [a.name for a in env.served[0]] == ["champion", "challenger"]
+    assert not (out / VS_GENERATION0).exists() and HOLDOUT_ARM not in decision["arms"]
+
+
+def test_a_challenger_without_users_is_not_read_out(tmp_path):
+    env = ScriptedTraffic({"gen-0": 1, "gen-1": 2, "gen-2": 3}, users=1)
+    _, decision = deploy(tmp_path, env, holdout_weight=0.0)
+    assert not decision["promoted"] and "no A/B read-out" in decision["reason"]

@@ -122,6 +122,8 @@ class FlywheelConfig(Section):
         "judge", description="Online RL reward: judge (pointwise + pairwise reward models). user_signal_thumbs is for the reward-hacking experiment only.")
     promote_rule: Literal["point", "ci"] = Field(
         "point", description="A/B promotion: point (breadth and depth not down, one up) or ci (a lift's CI above zero).")
+    holdout_weight: float = Field(
+        0.0, ge=0, description="Users kept on the generation-0 model in every window, relative to the champion's 1.0: the long-term holdout that lifts over generation 0 are read against (0 = none).")
 
 
 class TrackingConfig(Section):

@@ -131,49 +131,84 @@ def registry_for(config: Config) -> Any:
 # --------------------------------------------------------------------------- generation 0
 
 
+HOLDOUT_ARM = "holdout"
+VS_GENERATION0 = "vs-generation0"
+
+
+def deploy_arms(config: Config, champion: tuple[str, str], challenger: tuple[str, str] | None,
+                generation0: tuple[str, str]) -> list[ArmConfig]:
+    """Champion, challenger (if a child passed its gates) and, with ``flywheel.holdout_weight``, the
+    holdout arm that keeps serving generation 0 so every window measures the lift over it."""
+    arms = [ArmConfig(name="champion", model=champion[0], model_version=champion[1])]
+    if challenger is not None:
+        arms.append(ArmConfig(name="challenger", model=challenger[0], model_version=challenger[1]))
+    if config.flywheel.holdout_weight > 0:
+        arms.append(ArmConfig(name=HOLDOUT_ARM, model=generation0[0], model_version=generation0[1],
+                              weight=config.flywheel.holdout_weight))
+    return arms
+
+
 def deploy_stage(config: Config, env: Environment, generation: int, champion: tuple[str, str],
-                 challenger: tuple[str, str] | None) -> Callable[[StageContext], None]:
+                 challenger: tuple[str, str] | None, generation0: tuple[str, str]) -> Callable[[StageContext], None]:
     """Serve the arms, collect a window of traffic, ingest it, read out the A/B, decide promotion.
-    The previous window's traffic (input ``pre_period``, the same users) gives the CUPED covariates."""
+    The previous window's traffic (input ``pre_period``, the same users) gives the CUPED covariates.
+    With a holdout arm, ``vs-generation0/ab.json`` reads every served model against generation 0."""
 
     def run(context: StageContext) -> None:
         from characterflywheel.data import ingest
         from characterflywheel.evaluate.engagement import analyze_traffic
 
-        arms = [ArmConfig(name="champion", model=champion[0], model_version=champion[1])]
-        if challenger is not None:
-            arms.append(ArmConfig(name="challenger", model=challenger[0], model_version=challenger[1]))
+        arms = deploy_arms(config, champion, challenger, generation0)
         context.log_metrics(env.collect_traffic(config, arms, context.out_dir, generation))
         report = ingest([context.out_dir / "traffic.jsonl"], context.out_dir / "ingested", progress=False)
         context.log_metrics({"traffic_accepted": report.accepted, "traffic_quarantined": report.quarantined})
+        traffic = context.out_dir / "ingested" / "conversations.parquet"
+        pre_period = context.inputs.get("pre_period")
         decision: dict[str, Any] = {"champion_model": champion[0], "champion_version": champion[1],
                                     "challenger_model": challenger[0] if challenger else None,
                                     "challenger_version": challenger[1] if challenger else None,
-                                    "promoted": False}
-        if challenger is not None:
-            ab_config = config.model_copy(update={"ab": config.ab.model_copy(update={"control_arm": "champion"})})
-            result = analyze_traffic(ab_config, context.out_dir / "ingested" / "conversations.parquet", context.out_dir,
-                                     pre_period=context.inputs.get("pre_period"))
+                                    "promoted": False, "arms": {arm.name: arm.model_version for arm in arms}}
+        seen = served_arms(traffic)  # a small window may route nobody to an arm
+        if challenger is not None and {"champion", "challenger"} <= seen:
+            result = analyze_traffic(ab_config(config, arms, "champion"), traffic, context.out_dir, pre_period=pre_period)
             promoted, reason = promotion_decision(result.to_dict(), config.flywheel.promote_rule)
             decision |= {"promoted": promoted, "reason": reason}
             if promoted:
                 decision["champion_model"], decision["champion_version"] = challenger
             context.log_metrics({"promoted": float(promoted)})
+        elif challenger is not None:
+            decision["reason"] = f"no A/B read-out: the window routed users only to {sorted(seen)}"
+        if HOLDOUT_ARM in seen and len(seen) > 1:
+            (context.out_dir / VS_GENERATION0).mkdir(exist_ok=True)
+            analyze_traffic(ab_config(config, arms, HOLDOUT_ARM), traffic, context.out_dir / VS_GENERATION0,
+                            pre_period=pre_period)
         (context.out_dir / "decision.json").write_text(json.dumps(decision, indent=2))
 
     return run
 
 
-def lift(ab: dict[str, Any], metric: str) -> dict[str, float | None]:
-    """The challenger's relative lift of ``metric`` over the champion, with its 95 % CI: the
-    estimate the verdict reads (CUPED when there was a pre-period, else the delta method)."""
-    entry = ab.get("challengers", {}).get("challenger", {}).get(metric, {})
+def served_arms(traffic: Path) -> set[str]:
+    from characterflywheel.data import read_conversations
+
+    return {c.arm for c in read_conversations(traffic) if c.arm}
+
+
+def ab_config(config: Config, arms: list[ArmConfig], control: str) -> Config:
+    """``config`` reading out ``arms`` (their weights set the SRM test's split) against ``control``."""
+    return config.model_copy(update={"ab": config.ab.model_copy(update={"control_arm": control}),
+                                     "serve": config.serve.model_copy(update={"arms": arms})})
+
+
+def lift(ab: dict[str, Any], metric: str, arm: str = "challenger") -> dict[str, float | None]:
+    """``arm``'s relative lift of ``metric`` over the control (the champion), with its 95 % CI:
+    the estimate the verdict reads (CUPED when there was a pre-period, else the delta method)."""
+    entry = ab.get("challengers", {}).get(arm, {}).get(metric, {})
     shown = entry.get("cuped") if entry.get("primary") == "cuped" and entry.get("cuped") else entry
     return {"value": shown.get("lift"), "lo": shown.get("ci_lo"), "hi": shown.get("ci_hi"),
             "boot_lo": shown.get("boot_ci_lo"), "boot_hi": shown.get("boot_ci_hi"), "estimate": entry.get("primary"),
             "mde": entry.get("mde"),
             "control": entry.get("control"), "challenger": entry.get("challenger"),
-            "n": ab.get("arms", {}).get("challenger", {}).get("users")}
+            "n": ab.get("arms", {}).get(arm, {}).get("users")}
 
 
 def change(ab: dict[str, Any], metric: str) -> float:
@@ -426,8 +461,9 @@ def run_generation_zero(config: Config, env: Environment, stage: StageRunner) ->
     stage("ingest", ingest_stage, inputs={"seed": seeded.out_dir / "traffic.jsonl"} | extra)
     base = str(resolve_model(config.model.policy))
     stage("register", register_base_stage(config), inputs={"model": Path(base)})
-    return stage("deploy", deploy_stage(config, env, 0, (base, "gen-0"), None),
-                 config_hash=config.section_hash("model", "generation", "serve", "world", "seed"))
+    holdout = f"+holdout{config.flywheel.holdout_weight:g}" if config.flywheel.holdout_weight else ""
+    return stage("deploy", deploy_stage(config, env, 0, (base, "gen-0"), None, (base, "gen-0")),
+                 config_hash=config.section_hash("model", "generation", "serve", "world", "seed") + holdout)
 
 
 def run_generation(config: Config, env: Environment, generation: int, stage: StageRunner) -> None:
@@ -468,7 +504,8 @@ def run_generation(config: Config, env: Environment, generation: int, stage: Sta
                   config_hash=hash_of("evaluate"))
     passed = json.loads((gated.out_dir / "gates.json").read_text())["passed"]
     challenger = (str(child), f"gen-{generation}") if passed else None
-    deployed = stage("deploy", deploy_stage(config, env, generation, (parent, lineage.champion_version), challenger),
+    deployed = stage("deploy", deploy_stage(config, env, generation, (parent, lineage.champion_version), challenger,
+                                                (lineage.history[0], "gen-0")),
                      inputs={"gate": gated.out_dir / "gates.json",
                              "pre_period": previous / "ingested" / "conversations.parquet"},
                      config_hash=hash_of("model", "generation", "serve", "world", "ab", "flywheel", "seed"))

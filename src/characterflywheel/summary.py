@@ -53,6 +53,18 @@ def _ab(decision: dict[str, Any] | None, ab: dict[str, Any] | None) -> dict[str,
     return out
 
 
+def _vs_generation0(decision: dict[str, Any] | None, ab: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Each served model's lift over the holdout arm (generation 0), per engagement metric."""
+    if not ab or not decision:
+        return None
+    from characterflywheel.flywheel import lift
+
+    versions = decision.get("arms", {})
+    return {arm: {"model_version": versions.get(arm), "breadth_lift": lift(ab, "breadth", arm),
+                  "depth_lift": lift(ab, "depth", arm)}
+            for arm in ab.get("challengers", {})}
+
+
 def generation_summary(run_root: Path, generation: int, elapsed: float | None = None) -> dict[str, Any]:
     run = RunDir(run_root)
     gen_dir = run.generation_dir(generation)
@@ -103,6 +115,9 @@ def generation_summary(run_root: Path, generation: int, elapsed: float | None = 
     ab = _ab(decision, _json(gen_dir / "deploy" / "ab.json"))
     if ab:
         summary["ab"] = ab
+    vs_generation0 = _vs_generation0(decision, _json(gen_dir / "deploy" / "vs-generation0" / "ab.json"))
+    if vs_generation0:
+        summary["vs_generation0"] = vs_generation0
     truth = _json(gen_dir / "evaluate" / "truth.json")
     if truth:
         summary["truth"] = truth

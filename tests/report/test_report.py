@@ -184,3 +184,19 @@ def test_screenshot_without_chromium_returns_false(tmp_path: Path) -> None:
     page.write_text("<html><body>hi</body></html>")
     assert screenshot(page, tmp_path / "shot.png", chromium=str(tmp_path / "no-chromium")) is False
     assert not (tmp_path / "shot.png").exists()
+
+
+def test_lifts_over_the_generation0_holdout_get_their_own_table(tmp_path: Path) -> None:
+    run = make_run(tmp_path, truth=False, experiments=False)
+    path = run / "gen-2" / "summary.json"
+    summary = json.loads(path.read_text())
+    summary["vs_generation0"] = {
+        "champion": {"model_version": "gen-1", "breadth_lift": fig(0.04), "depth_lift": fig(0.12, 0.1)},
+        "challenger": {"model_version": "gen-2", "breadth_lift": fig(0.08),
+                       "depth_lift": {**fig(0.21, 0.1, 60), "mde": 0.18}}}
+    path.write_text(json.dumps(summary))
+    page = render_html(run)
+    assert "Lift over generation 0 (holdout arm)" in page
+    assert "<td>2</td><td>challenger</td><td>gen-2</td><td>+0.080 [+0.030, +0.130] n=120</td>" in page
+    assert "<td>+0.210 [+0.110, +0.310] n=60</td><td>0.180</td>" in page
+    assert "Lift over generation 0" not in render_html(make_run(tmp_path / "plain", truth=False, experiments=False))

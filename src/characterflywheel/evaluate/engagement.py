@@ -39,6 +39,14 @@ def violations_for(characters: Mapping[str, Character]) -> Callable[[Mapping[str
     return violation_of
 
 
+def configured_split(config: Config, sessions: list[dict[str, Any]]) -> dict[str, float] | None:
+    """The serving weights of the traffic's arms, for the SRM test; None (equal shares) when the
+    traffic has arms the config does not serve (e.g. a team's own experiment read out by ``ab``)."""
+    weights = {arm.name: arm.weight for arm in config.serve.arms}
+    observed = {str(s["arm"]) for s in sessions if s.get("arm")}
+    return {arm: weights[arm] for arm in observed} if observed and observed <= set(weights) else None
+
+
 def analyze_traffic(config: Config, dataset: Path, out_dir: Path, pre_period: Path | None = None) -> ABResult:
     """A/B read-out of ingested traffic into ``out_dir`` (ab.json, ab.png); returns the result.
 
@@ -50,7 +58,8 @@ def analyze_traffic(config: Config, dataset: Path, out_dir: Path, pre_period: Pa
     sessions = [c.to_record() for c in read_conversations(dataset)]
     pre = [c.to_record() for c in read_conversations(pre_period)] if pre_period is not None else None
     result = analyze_ab(sessions, pre_period=pre, control_arm=config.ab.control_arm, bootstrap=config.ab.bootstrap,
-                        seed=config.seed, violation_of=violations_for(characters))
+                        seed=config.seed, violation_of=violations_for(characters),
+                        expected_split=configured_split(config, sessions))
     (out_dir / "ab.json").write_text(json.dumps(result.to_dict(), indent=2))
     result.plot(out_dir / "ab.png")
     return result

@@ -225,13 +225,15 @@ def rate(summary: Mapping[str, Any], kind: str, who: str = "child") -> Figure | 
     return figure(section(node, who))
 
 
-def lift(summary: Mapping[str, Any], metric: str) -> Figure | None:
-    """A/B lift of ``breadth`` or ``depth`` (treatment vs control).
+def lift(summary: Mapping[str, Any], metric: str, over_generation0: str | None = None) -> Figure | None:
+    """A/B lift of ``breadth`` or ``depth`` (treatment vs control); with ``over_generation0`` (an arm,
+    e.g. ``challenger``), that arm's lift over the generation-0 holdout arm instead.
 
     When the node has ``relative`` (the A/B analysis's relative lift, whose CI ``lo``/``hi`` are), that
     is the figure (``relative=True``); otherwise ``value`` with ``lo``/``hi`` as an absolute difference.
     """
-    node = section(summary, "ab", f"{metric}_lift")
+    where = ("vs_generation0", over_generation0) if over_generation0 else ("ab",)
+    node = section(summary, *where, f"{metric}_lift")
     if isinstance(node, Mapping) and number(node.get("relative")) is not None:
         found = figure({**node, "value": node["relative"]})
         return None if found is None else replace(found, relative=True)

@@ -157,6 +157,21 @@ def _headline_section(summaries: Sequence[Summary]) -> str:
                     "(relative, in %, when the A/B analysis reports a relative lift).")
 
 
+def _generation0_table(summaries: Sequence[Summary]) -> str:
+    """Every served model's engagement lift over the generation-0 holdout arm, per window."""
+    rows = []
+    for s in summaries:
+        for arm, node in (s.get("vs_generation0") or {}).items():
+            rows.append([str(s["generation"]), arm, str(node.get("model_version") or "–"),
+                         format_figure(rd.lift(s, "breadth", over_generation0=arm), signed=True),
+                         format_figure(rd.lift(s, "depth", over_generation0=arm), signed=True),
+                         format_number((node.get("depth_lift") or {}).get("mde"))])
+    if not rows:
+        return ""
+    return ("<h3>Lift over generation 0 (holdout arm)</h3>"
+            + _table(["window (gen)", "arm", "model", "breadth lift", "depth lift", "depth MDE"], rows))
+
+
 def _reward_hacking_section(summaries: Sequence[Summary]) -> str:
     uri = plots.reward_hacking(summaries)
     if uri is None:
@@ -313,7 +328,9 @@ def render_html(run_dir: Path) -> str:
         body = "".join([
             _headline_section(summaries),
             _plot_section("ab", "A/B engagement lift", plots.ab_lifts, summaries,
-                          "Breadth and depth of engagement, challenger against champion, with 95% CIs."),
+                          "Breadth and depth of engagement, challenger against champion (and, with a holdout "
+                          "arm, every served model against generation 0), with 95% CIs.")
+            + _generation0_table(summaries),
             _plot_section("win-rates", "Win rates", plots.win_rates, summaries,
                           "The child against its parent and against the fixed reference; 0.5 is a tie."),
             _plot_section("instructions", "Instruction following and violations", plots.instruction_rates,

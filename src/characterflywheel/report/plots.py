@@ -78,15 +78,20 @@ def _finish(axes: Axes, summaries: Sequence[Summary], title: str, ylabel: str, l
 
 
 def ab_lifts(summaries: Sequence[Summary]) -> str | None:
-    """A/B breadth and depth lift (challenger minus champion) per generation with CIs."""
+    """A/B breadth and depth lift (challenger minus champion) per generation with CIs; with a
+    holdout arm, also the champion's and challenger's lifts over generation 0."""
     from matplotlib.ticker import PercentFormatter
 
     figure, axes = _new_figure(ncols=2)
     drawn = False
     for column, metric in enumerate(("breadth", "depth")):
         ax = axes[0][column]
-        drawn |= _error_series(ax, summaries, lambda s, m=metric: rd.lift(s, m), f"{metric} lift",
+        drawn |= _error_series(ax, summaries, lambda s, m=metric: rd.lift(s, m), "challenger vs champion",
                                _COLORS["child"])
+        for offset, arm in ((0.08, "challenger"), (-0.08, "champion")):
+            drawn |= _error_series(ax, summaries, lambda s, m=metric, a=arm: rd.lift(s, m, over_generation0=a),
+                                   f"{arm} vs generation 0 (holdout)", _COLORS["reference" if arm == "challenger"
+                                                                               else "parent"], offset, "s")
         relative = any(found.relative for s in summaries if (found := rd.lift(s, metric)) is not None)
         title = f"A/B {metric} lift (" + ("challenger / champion - 1)" if relative else "challenger - champion)")
         _finish(ax, summaries, title, "relative lift" if relative else "lift", line=0.0)
