@@ -142,3 +142,21 @@ def test_progress_bar_does_not_change_results(fast: FastBackend, capsys: pytest.
 
 def test_no_conversations_no_replies(reference: TransformersBackend) -> None:
     assert reference.chat([], GREEDY) == []
+
+
+def test_fast_reuses_system_turns_across_calls_without_changing_greedy_replies(
+    tiny_policy, reference: TransformersBackend
+) -> None:
+    model, tokenizer = tiny_policy
+    card = "You are Robin, a warm and curious friend who loves long runs and bad puns."
+    conversations = [[{"role": "system", "content": card}, {"role": "user", "content": line}]
+                     for line in ("how was your day?", "any plans for the weekend, friend?", "pizza or tacos?")]
+    conversations += CONVERSATIONS
+    expected = reference.chat(conversations, GREEDY)
+    backend = FastBackend(model, tokenizer, batch_size=3)
+    assert backend.chat(conversations[:1], GREEDY) == expected[:1]
+    assert backend.prefixes.hits == 0 and backend.prefixes.misses == 1
+    assert backend.chat(conversations, GREEDY) == expected  # cached and fresh system turns in one prefill
+    assert backend.prefixes.hits >= 2
+    off = FastBackend(model, tokenizer, batch_size=3, prefix_cache_entries=0)
+    assert off.chat(conversations, GREEDY) == expected and off.prefixes.hits == 0

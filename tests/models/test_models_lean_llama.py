@@ -86,3 +86,24 @@ def test_non_llama_models_are_refused() -> None:
     gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=50, n_positions=16, n_embd=16, n_layer=1, n_head=2))
     with pytest.raises(IncompatibleModelError, match="transformers backend"):
         LeanLlama(gpt2)
+
+
+def test_prefill_rows_with_their_own_cached_prefix_match_a_full_prefill() -> None:
+    model = build_tiny_llama(300)
+    lean = LeanLlama(model)
+    lean.ensure_positions(64)
+    prefixes, suffixes = [[1, 2, 3, 4, 5], [7, 8], []], [[10, 11, 12], [20, 21], [30, 31, 32, 33]]
+    cache = SlotCache(lean.shape, slots=3, capacity=12, dtype=torch.float32)
+    with torch.inference_mode():
+        for slot, prefix in enumerate(prefixes[:2]):
+            lean.prefill(torch.tensor([prefix]), cache, torch.tensor([slot]))
+        stored = cache.read_prefix(0, 5)
+        cache.keys[0][0].zero_()  # restoring the stored copy must bring slot 0 back
+        cache.write_prefix(0, stored)
+        tokens = torch.tensor([suffixes[0] + [0], suffixes[1] + [0, 0], suffixes[2]])
+        lengths = torch.tensor([3, 2, 4])
+        # slot 0's prompt ends at position 8 and slot 2 starts at 0: padding must not spill past them
+        hidden = lean.prefill_rows(tokens, lengths, cache, torch.tensor([0, 1, 2]), torch.tensor([5, 2, 0]))
+        logits = lean.logits(hidden[torch.arange(3), lengths - 1])
+    for row, (prefix, suffix) in enumerate(zip(prefixes, suffixes)):
+        torch.testing.assert_close(logits[row], hf_next_logits(model, prefix + suffix), atol=2e-4, rtol=1e-4)

@@ -101,13 +101,13 @@ def validate_conversation(conversation: Conversation) -> list[dict[str, str]]:
 
 
 def encode_conversations(
-    tokenizer: PreTrainedTokenizerBase, conversations: Sequence[Conversation]
+    tokenizer: PreTrainedTokenizerBase, conversations: Sequence[Conversation], generation_prompt: bool = True
 ) -> list[list[int]]:
     """Prompt token ids: the chat template with the assistant generation prompt appended."""
     if not conversations:
         return []
     prompts = [
-        tokenizer.apply_chat_template(validate_conversation(c), tokenize=False, add_generation_prompt=True)
+        tokenizer.apply_chat_template(validate_conversation(c), tokenize=False, add_generation_prompt=generation_prompt)
         for c in conversations
     ]
     # The template already contains any BOS/ChatML markers: add no special tokens twice.

@@ -120,6 +120,15 @@ class SlotCache:
         for cache in (*self.keys, *self.values):
             cache[targets, :, :length] = cache[sources, :, :length]
 
+    def read_prefix(self, slot: int, length: int) -> list[torch.Tensor]:
+        """A copy of slot ``slot``'s first ``length`` positions: keys of every layer, then values."""
+        return [cache[slot, :, :length].clone() for cache in (*self.keys, *self.values)]
+
+    def write_prefix(self, slot: int, stored: list[torch.Tensor]) -> None:
+        """Put a ``read_prefix`` copy back at positions ``0..`` of slot ``slot``."""
+        for cache, part in zip((*self.keys, *self.values), stored, strict=True):
+            cache[slot, :, : part.shape[1]] = part
+
     def take_from(self, other: SlotCache, slots: int, length: int) -> None:
         """Copy ``other``'s first ``slots`` slots (first ``length`` positions) into this cache."""
         for mine, theirs in zip((*self.keys, *self.values), (*other.keys, *other.values), strict=True):
@@ -186,6 +195,35 @@ class LeanLlama(nn.Module):
             if start:
                 k, v = keys[slots, :, :end], values[slots, :, :end]
             attended = F.scaled_dot_product_attention(q, k, v, attn_mask=visible, is_causal=not start, enable_gqa=True)
+            x.add_(layer.o(attended.transpose(1, 2).reshape(prompts, length, -1)))
+            x.add_(layer.mlp(F.rms_norm(x, (self.shape.hidden,), layer.post_norm, self.shape.eps)))
+        return x
+
+    def prefill_rows(
+        self, tokens: torch.Tensor, lengths: torch.Tensor, cache: SlotCache, slots: torch.Tensor, starts: torch.Tensor
+    ) -> torch.Tensor:
+        """``prefill`` with a start position per row: row ``r``'s first ``lengths[r]`` tokens go to
+        positions ``starts[r]..`` of slot ``slots[r]`` (positions ``0..starts[r]-1`` must already be
+        cached there, e.g. a system prompt restored from a prefix cache); padding is not cached."""
+        prompts, length = tokens.shape
+        positions = starts[:, None] + torch.arange(length)[None, :]
+        real = torch.arange(length)[None, :] < lengths[:, None]
+        span = int((starts + lengths).max())
+        in_table = positions.clamp(max=self._cos.shape[0] - 1)
+        cos, sin = self._cos[in_table][:, None], self._sin[in_table][:, None]
+        # Row r's query i sees keys 0..starts[r]+i.
+        visible = (torch.arange(span)[None, None, :] <= positions[:, :, None])[:, None]
+        rows, columns = slots[:, None].expand(prompts, length)[real], positions[real]
+        x = F.embedding(tokens, self.embed)
+        for index, layer in enumerate(self.layers):
+            h = F.rms_norm(x, (self.shape.hidden,), layer.input_norm, self.shape.eps)
+            q, k, v = self._project_qkv(layer, h, prompts, length)
+            q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
+            keys, values = cache.keys[index], cache.values[index]
+            keys[rows, :, columns] = k.transpose(1, 2)[real]
+            values[rows, :, columns] = v.transpose(1, 2)[real]
+            attended = F.scaled_dot_product_attention(q, keys[slots, :, :span], values[slots, :, :span],
+                                                      attn_mask=visible, enable_gqa=True)
             x.add_(layer.o(attended.transpose(1, 2).reshape(prompts, length, -1)))
             x.add_(layer.mlp(F.rms_norm(x, (self.shape.hidden,), layer.post_norm, self.shape.eps)))
         return x
