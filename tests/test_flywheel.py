@@ -1,5 +1,6 @@
-"""The whole loop on the tiny preset with the real embedded models: killed at a random stage of
-generation 1 (SIGKILL, mid-stage), re-run, and finished with every artifact in place."""
+"""The whole loop on the tiny preset with the real embedded models (and a generation-0 holdout arm):
+killed at a random stage of generation 1 (SIGKILL, mid-stage), re-run, and finished with every
+artifact in place."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ GENERATION_STAGES = ["curate", "annotate", "reward", "sample", "herd", "evaluate
 
 def flywheel_command(runs_dir: Path) -> list[str]:
     return [sys.executable, "-m", "characterflywheel.cli", "run", "--preset", "tiny", "-n", "1",
-            "--set", f"runs_dir={runs_dir}"]
+            "--set", f"runs_dir={runs_dir}", "--set", "flywheel.holdout_weight=1"]
 
 
 def kill_when_stage_starts(command: list[str], marker: Path, grace_s: float, timeout_s: float = 900) -> bool:
@@ -62,5 +63,7 @@ def test_tiny_flywheel_killed_at_a_random_stage_resumes_to_the_same_artifacts(tm
     summary = json.loads((gen1 / "summary.json").read_text())
     assert summary["data_counts"]["curated"] > 0 and "gates" in summary and "offline" in summary
     assert {"child", "parent"} <= set(summary["truth"]["landscape_p_continue"])
+    served = json.loads((gen1 / "deploy" / "decision.json").read_text())["arms"]
+    assert served["holdout"] == "gen-0" and "champion" in served  # generation 0 keeps serving its share
     report = (tmp_path / "tiny" / "report.html").read_text()
     assert "gen-1" in report or "Generation 1" in report
