@@ -180,24 +180,7 @@ class LeanLlama(nn.Module):
         of cache ``slots`` (positions ``0..start-1`` must already be cached there, e.g. a
         shared system prompt); returns hidden states [P, L, D] (final norm not applied)."""
         prompts, length = tokens.shape
-        end = start + length
-        cos, sin = self._cos[start:end], self._sin[start:end]
-        # Query i sees keys 0..start+i; right padding sits after every real token.
-        visible = None if start == 0 else torch.ones(length, end, dtype=torch.bool).tril(diagonal=start)
-        x = F.embedding(tokens, self.embed)
-        for index, layer in enumerate(self.layers):
-            h = F.rms_norm(x, (self.shape.hidden,), layer.input_norm, self.shape.eps)
-            q, k, v = self._project_qkv(layer, h, prompts, length)
-            q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
-            keys, values = cache.keys[index], cache.values[index]
-            keys[slots, :, start:end] = k
-            values[slots, :, start:end] = v
-            if start:
-                k, v = keys[slots, :, :end], values[slots, :, :end]
-            attended = F.scaled_dot_product_attention(q, k, v, attn_mask=visible, is_causal=not start, enable_gqa=True)
-            x.add_(layer.o(attended.transpose(1, 2).reshape(prompts, length, -1)))
-            x.add_(layer.mlp(F.rms_norm(x, (self.shape.hidden,), layer.post_norm, self.shape.eps)))
-        return x
+        return self.prefill_rows(tokens, torch.full((prompts,), length), cache, slots, torch.full((prompts,), start))
 
     def prefill_rows(
         self, tokens: torch.Tensor, lengths: torch.Tensor, cache: SlotCache, slots: torch.Tensor, starts: torch.Tensor
