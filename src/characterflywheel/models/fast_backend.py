@@ -181,6 +181,9 @@ class PrefixCache:
         self._stored.move_to_end(tuple(tokens))
         return found
 
+    def __contains__(self, tokens: Sequence[int]) -> bool:
+        return tuple(tokens) in self._stored
+
     def put(self, tokens: Sequence[int], states: list[torch.Tensor]) -> None:
         if self.entries <= 0:
             return
@@ -316,8 +319,9 @@ class _Run:
         if fresh:
             logits[fresh] = self._prefill_sharing_a_prefix([prompts[row] for row in fresh], targets[fresh])
         for request, slot, found in zip(firsts, targets.tolist(), cached):
-            if request.prefix and found is None:
-                self.backend.prefixes.put(request.prompt[: request.prefix], self.cache.read_prefix(slot, request.prefix))
+            key = request.prompt[: request.prefix]
+            if request.prefix and found is None and key not in self.backend.prefixes:
+                self.backend.prefixes.put(key, self.cache.read_prefix(slot, request.prefix))
         logit_rows = _share_with_candidates(group, starts, assigned, self.cache)
         self._record(assigned[0], self._sample(logits[logit_rows]))
 
