@@ -88,10 +88,9 @@ def ab_lifts(summaries: Sequence[Summary]) -> str | None:
         ax = axes[0][column]
         drawn |= _error_series(ax, summaries, lambda s, m=metric: rd.lift(s, m), "challenger vs champion",
                                _COLORS["child"])
-        for offset, arm in ((0.08, "challenger"), (-0.08, "champion")):
+        for offset, arm, color in ((0.08, "challenger", _COLORS["reference"]), (-0.08, "champion", _COLORS["parent"])):
             drawn |= _error_series(ax, summaries, lambda s, m=metric, a=arm: rd.lift(s, m, over_generation0=a),
-                                   f"{arm} vs generation 0 (holdout)", _COLORS["reference" if arm == "challenger"
-                                                                               else "parent"], offset, "s")
+                                   f"{arm} vs generation 0 (holdout)", color, offset, "s")
         relative = any(found.relative for s in summaries if (found := rd.lift(s, metric)) is not None)
         title = f"A/B {metric} lift (" + ("challenger / champion - 1)" if relative else "challenger - champion)")
         _finish(ax, summaries, title, "relative lift" if relative else "lift", line=0.0)
