@@ -38,6 +38,12 @@ def test_ci_rule_needs_a_ship_verdict():
     assert promotion_decision(ab((0.2, 0.3, 0.1, 0.6), (2.0, 2.5, 0.1, 0.4), "ship"), "ci")[0]
 
 
+def test_guardrail_rule_ships_unless_the_ab_finds_harm():
+    ok, reason = promotion_decision(ab((0.2, 0.19, -0.3, 0.2), (2.0, 1.9, -0.2, 0.1), "inconclusive"), "guardrail")
+    assert ok and "no harm" in reason
+    assert not promotion_decision(ab((0.2, 0.1, -0.6, -0.1), (2.0, 2.0, -0.1, 0.1), "no-ship"), "guardrail")[0]
+
+
 def test_flat_numbers_keeps_numbers_and_booleans_only():
     flat = flat_numbers({"a": {"b": 1, "c": "x", "d": True, "e": float("nan")}, "f": 2.5})
     assert flat == {"a.b": 1.0, "a.d": 1.0, "f": 2.5}

@@ -120,8 +120,8 @@ class FlywheelConfig(Section):
         "deployed", description="Traffic each generation curates: deployed (the last window, near-policy) or generation0 (the base model's traffic every time, off-policy; for experiments).")
     rl_reward: Literal["judge", "user_signal_thumbs"] = Field(
         "judge", description="Online RL reward: judge (pointwise + pairwise reward models). user_signal_thumbs is for the reward-hacking experiment only.")
-    promote_rule: Literal["point", "ci"] = Field(
-        "point", description="A/B promotion: point (breadth and depth not down, one up) or ci (a lift's CI above zero).")
+    promote_rule: Literal["point", "ci", "guardrail"] = Field(
+        "point", description="A/B promotion: point (breadth and depth not down, one up), ci (a lift's CI above zero) or guardrail (the offline gates decide; the A/B only blocks a significant drop or a breached guardrail, for windows too small to see a child's gain).")
     holdout_weight: float = Field(
         0.0, ge=0, description="Users kept on the generation-0 model in every window, relative to the champion's 1.0: the long-term holdout that lifts over generation 0 are read against (0 = none).")
 

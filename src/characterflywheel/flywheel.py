@@ -221,12 +221,17 @@ def change(ab: dict[str, Any], metric: str) -> float:
 def promotion_decision(ab: dict[str, Any], rule: str) -> tuple[bool, str]:
     """Promote on engagement. ``ci``: the A/B verdict must be ship (a lift significantly positive,
     none negative, no guardrail breached). ``point``: no guardrail breached or significantly negative
-    lift, breadth and depth not down and one of them up (for short demo windows with wide CIs)."""
+    lift, breadth and depth not down and one of them up (for short demo windows with wide CIs).
+    ``guardrail``: the child already passed its offline gates, so it ships unless the A/B says no-ship;
+    for windows whose minimum detectable effect is far above what one generation can gain, where the
+    other rules turn promotion into a coin flip and gains cannot add up across generations."""
     challenger = ab.get("challengers", {}).get("challenger", {})
     verdict = challenger.get("verdict", "inconclusive")
     reasons = "; ".join(challenger.get("reasons", []))
     if rule == "ci" or verdict == "no-ship":
         return verdict == "ship", f"A/B verdict {verdict}: {reasons}"
+    if rule == "guardrail":
+        return True, f"offline gates passed and the A/B found no harm (verdict {verdict}: {reasons})"
     b, d = change(ab, "breadth"), change(ab, "depth")
     ok = b >= 0 and d >= 0 and (b > 0 or d > 0)
     return ok, f"point estimates: breadth {b:+.3f}, depth {d:+.3f} (A/B verdict {verdict})"
