@@ -161,3 +161,40 @@ def test_judge_with_wrong_shape_is_reported():
     backend = ScriptedBackend("scripted", lambda line: SCRIPT[line])
     with pytest.raises(ValueError, match="expected 4 finite scores"):
         rejection_sample(PROMPTS, ["m"], ShortJudge(), lambda spec: backend, settings())
+
+
+def breaks_if_c_or_f(record, reply_text):
+    """A stand-in rule: replies "c" and "f" break their character's rules."""
+    return reply_text.split("|")[0] not in {"c", "f"}
+
+
+def test_a_rule_breaker_is_never_kept_and_is_the_rejected_reply_whatever_the_margin():
+    result, _ = run(rule_check=breaks_if_c_or_f)
+    rows = {row["reply"].split("|")[0]: row for row in result.candidates}
+    assert rows["c"]["breaks_rules"] and not rows["c"]["kept"]  # the best score of "hi", yet not kept
+    assert not rows["b"]["breaks_rules"] and rows["b"]["kept"]
+    by_id = {record["prompt_id"]: record for record in result.sft}
+    assert parse(by_id["p0"]["messages"][-1]["content"], "s") == 0.5  # "b": the best that keeps the rules
+    pairs = {pair["prompt_id"]: pair for pair in result.prefs}
+    # joke: chosen "h" 0.7, rejected the rule breaker "f" 0.62 (margin 0.08 < 0.1, kept all the same)
+    assert pairs["p1"]["rejected"][0]["content"].startswith("f|") and pairs["p1"]["rejected_breaks_rules"]
+    assert pairs["p0"]["rejected"][0]["content"].startswith("c|")  # rejected scored above chosen
+    report = result.report
+    assert report["filtered_breaking_rules"] == 2 and report["rule_breaking_candidates"] == 2
+    assert report["kept"] + report["filtered_below_tau"] + report["filtered_breaking_rules"] == report["candidates"]
+    assert report["pairs_against_rule_breakers"] == 2
+
+
+def test_follow_rules_off_ignores_the_check():
+    result, _ = run(rule_check=breaks_if_c_or_f, settings=settings(follow_rules=False))
+    assert result.report["filtered_breaking_rules"] == 0
+    assert not any(row["breaks_rules"] for row in result.candidates)
+
+
+def test_a_prompt_whose_candidates_all_break_the_rules_falls_back_to_scores():
+    result, _ = run(rule_check=lambda record, text: not text.startswith(("i|", "j|", "k|", "l|")))
+    flat = [row for row in result.candidates if row["prompt_id"] == "p2"]
+    assert all(row["breaks_rules"] for row in flat)
+    assert [row["kept"] for row in flat] == [True, True, True, True]  # all >= tau 0.4, judged on score
+    assert "p2" not in {pair["prompt_id"] for pair in result.prefs}  # margin 0.03 < 0.1: no rule pair
+    assert result.report["prompts_rules_out_of_reach"] == 1 and result.report["filtered_breaking_rules"] == 0

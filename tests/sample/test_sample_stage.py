@@ -78,3 +78,19 @@ def test_stage_adapter_runs_in_a_run_directory(tmp_path, monkeypatch):
     # Re-ranking is on (0.6 < 0.65): for p-a, y (0.6, P(continue) 0.9) beats x (0.9, 0.1) at weight 0.75.
     sft = {r["prompt_id"]: r for r in map(json.loads, (result.out_dir / "sft.jsonl").read_text().splitlines())}
     assert sft["p-a"]["score"] == 0.6 and sft["p-c"]["score"] == 0.8
+
+
+def test_card_rule_check_reads_the_shipped_cards():
+    from characterflywheel.sample.stage import card_rule_check
+
+    keeps_rules = card_rule_check()
+
+    def record(character_id, line="hello there"):
+        return {"prompt_id": "x", "character_id": character_id,
+                "prompt": [{"role": "system", "content": "card"}, {"role": "user", "content": line}]}
+
+    assert keeps_rules(record("unit-b0p"), "Beep boop. Hello, human.")
+    assert not keeps_rules(record("unit-b0p"), "Hello, human.")  # must start with "Beep boop."
+    assert not keeps_rules(record("unit-b0p"), "Beep boop. Hello! 😀")  # no emoji
+    assert keeps_rules(record("no-such-character"), "anything")
+    assert keeps_rules({"prompt_id": "y", "prompt": [{"role": "user", "content": "hi"}]}, "anything")

@@ -7,9 +7,9 @@ contract only, so they can be tested with small scorers and a reward package can
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -18,6 +18,8 @@ from characterflywheel.models import GenerationBackend
 ModelSpec = str | Path
 ChatMessages = list[dict[str, str]]
 BackendFactory = Callable[[ModelSpec], GenerationBackend]
+# (prompt record, reply) -> whether the reply keeps its character's rules (True when none apply).
+RuleCheck = Callable[[Mapping[str, Any], str], bool]
 
 
 @runtime_checkable

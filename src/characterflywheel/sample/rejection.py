@@ -8,7 +8,11 @@ For each prompt:
    entry, i.e. the current model). With one model there is nothing to choose and no probing.
 2. **Candidates.** The chosen model samples ``k`` replies; the judge scores them.
 3. **Acceptance.** A candidate is kept when its judge score >= tau (an absolute ``tau``, or
-   ``tau_quantile`` of all candidate scores of the run, which does not depend on the judge's scale).
+   ``tau_quantile`` of all candidate scores of the run, which does not depend on the judge's scale)
+   and, with ``follow_rules``, it keeps every applicable rule of its character card (a verifiable
+   check, so no reward model can trade it away: the steerability half of the paper's goal). A
+   prompt none of whose candidates keeps its rules is judged on score alone: the model cannot reach
+   compliance there yet, and dropping the prompt would only lose its engagement signal.
 4. **Ranking.** Kept candidates are ordered by judge score. While the reward model's win rate of
    the current model over its parent is below ``user_signal_max_win_rate`` (65 % by default), the
    user-signal model re-ranks them by a blend of judge-score rank and predicted P(continue) rank.
@@ -17,6 +21,8 @@ For each prompt:
 5. **Outputs.** SFT record = the top kept candidate (``messages`` = prompt + assistant reply);
    preference pair = that candidate vs. the lowest-scored candidate of the prompt, when their judge
    margin is >= ``min_margin`` and positive (TRL's conversational ``prompt``/``chosen``/``rejected``).
+   When the chosen reply keeps the rules and some candidate broke one, the rejected reply is the
+   lowest-scored rule breaker and the pair needs no margin: the check, not the judge, decided it.
 
 Written by hand because no library implements best-of-n selection over a model pool with this
 guard; generation goes through the project's backends and scoring through the reward judge.
@@ -41,6 +47,7 @@ from characterflywheel.sample.protocols import (
     ChatMessages,
     Judge,
     ModelSpec,
+    RuleCheck,
     UserSignalPredictor,
 )
 from characterflywheel.sample.records import plain_messages, validate_prompt_records, write_json, write_jsonl
@@ -238,9 +245,12 @@ def select_for_prompt(
     kept: np.ndarray,
     p_continue: np.ndarray | None,
     settings: SampleConfig,
+    breaks_rules: np.ndarray | None = None,
 ) -> PromptOutcome:
     """Rank the kept candidates (re-ranked when ``p_continue`` is given), then build the SFT record
-    from the top one and the pair top vs. lowest-scored candidate when the margin allows."""
+    from the top one and the pair top vs. lowest-scored candidate when the margin allows, or vs. the
+    lowest-scored rule breaker (``breaks_rules``) whatever the margin."""
+    breaks_rules = np.zeros(len(replies), dtype=bool) if breaks_rules is None else breaks_rules
     kept_positions = np.flatnonzero(kept)
     order = kept_positions[blend_order(scores[kept_positions], p_continue, settings.user_signal_weight)]
     judge_top = kept_positions[np.argmax(scores[kept_positions])] if len(kept_positions) else None
@@ -251,25 +261,29 @@ def select_for_prompt(
             "score": float(scores[position]), "kept": bool(kept[position]), "rank": rank_of.get(position),
             "p_continue": _lookup_p_continue(p_continue, kept_positions, position),
             "selected": bool(len(order)) and position == int(order[0]),
+            "breaks_rules": bool(breaks_rules[position]),
         }
         for position, reply in enumerate(replies)
     ]
     if not len(order):
         return PromptOutcome(rows, None, None, False)
-    best, worst = int(order[0]), int(np.argmin(scores))
+    best = int(order[0])
+    breakers = np.flatnonzero(breaks_rules) if not breaks_rules[best] else np.empty(0, dtype=int)
+    worst = int(breakers[np.argmin(scores[breakers])]) if len(breakers) else int(np.argmin(scores))
     sft = {
         "messages": [*conversation, {"role": "assistant", "content": replies[best]}],
         "prompt_id": record["prompt_id"], "score": float(scores[best]),
     }
     margin = float(scores[best] - scores[worst])
     pair = None
-    if margin > 0 and margin >= settings.min_margin:
+    if len(breakers) or (margin > 0 and margin >= settings.min_margin):
         pair = {
             "prompt": conversation,
             "chosen": [{"role": "assistant", "content": replies[best]}],
             "rejected": [{"role": "assistant", "content": replies[worst]}],
             "prompt_id": record["prompt_id"],
             "score_chosen": float(scores[best]), "score_rejected": float(scores[worst]),
+            "rejected_breaks_rules": bool(breaks_rules[worst]),
         }
     return PromptOutcome(rows, sft, pair, best != judge_top)
 
@@ -284,8 +298,10 @@ def rejection_sample(
     parent_win_rate: float | None = None,
     progress: bool = False,
     out_dir: Path | str | None = None,
+    rule_check: RuleCheck | None = None,
 ) -> RejectionResult:
-    """Best-of-k rejection sampling over a model pool; writes the four files when ``out_dir`` is set."""
+    """Best-of-k rejection sampling over a model pool; writes the four files when ``out_dir`` is set.
+    ``rule_check`` (used when ``settings.follow_rules``): whether a reply keeps its prompt's rules."""
     settings = settings or SampleConfig()
     records = validate_prompt_records(list(prompts))
     pool = unique_pool(pool)
@@ -296,7 +312,9 @@ def rejection_sample(
     groups = generate_candidates(conversations, choice, pool, backends, settings, progress)
     scores = checked_score_groups(judge, conversations, groups) if records else []
     tau, tau_source = effective_tau(scores, settings)
-    kept_masks = [group_scores >= tau for group_scores in scores]
+    breaking = rule_breakers(records, groups, rule_check if settings.follow_rules else None)
+    kept_masks = [(group_scores >= tau) & ~(breaks & ~breaks.all())
+                  for group_scores, breaks in zip(scores, breaking, strict=True)]
 
     decision = decide_user_signal(user_signal, parent_win_rate, settings)
     p_continue = _kept_p_continue(user_signal, decision, conversations, groups, kept_masks)
@@ -304,7 +322,7 @@ def rejection_sample(
     outcomes = [
         select_for_prompt(
             record, conversations[index], str(pool[int(choice[index])]), groups[index], scores[index],
-            kept_masks[index], p_continue[index], settings,
+            kept_masks[index], p_continue[index], settings, breaking[index],
         )
         for index, record in enumerate(records)
     ]
@@ -316,12 +334,21 @@ def rejection_sample(
 
     report = _report(
         records, pool, choice, probe_means, scores, kept_masks, tau, tau_source, sft, prefs,
-        pairs_below_margin, decision, changed_top, settings,
+        pairs_below_margin, decision, changed_top, settings, breaking,
     )
     result = RejectionResult(sft, prefs, candidate_rows, report, scores)
     if out_dir is not None:
         result.write(out_dir)
     return result
+
+
+def rule_breakers(records: Sequence[dict[str, Any]], groups: Sequence[Sequence[str]],
+                  rule_check: RuleCheck | None) -> list[np.ndarray]:
+    """Per prompt, which candidates break a rule of their character (all False without a check)."""
+    if rule_check is None:
+        return [np.zeros(len(group), dtype=bool) for group in groups]
+    return [np.array([not rule_check(record, reply) for reply in group], dtype=bool)
+            for record, group in zip(records, groups, strict=True)]
 
 
 def _kept_p_continue(
@@ -372,8 +399,12 @@ def _report(
     decision: UserSignalDecision,
     changed_top: int,
     settings: SampleConfig,
+    breaking: Sequence[np.ndarray],
 ) -> dict[str, Any]:
     all_scores = np.concatenate(list(scores)) if scores else np.empty(0)
+    breaks = np.concatenate(list(breaking)) if breaking else np.empty(0, dtype=bool)
+    enforced = np.concatenate([b & ~b.all() for b in breaking]) if breaking else np.empty(0, dtype=bool)
+    above_tau = all_scores >= tau
     kept_scores = np.concatenate([s[m] for s, m in zip(scores, kept_masks, strict=True)]) if scores else np.empty(0)
     prompts_with_kept = sum(bool(mask.any()) for mask in kept_masks)
     counts = Counter(str(pool[int(i)]) for i in choice)
@@ -381,7 +412,12 @@ def _report(
         "prompts": len(records),
         "candidates": int(all_scores.size),
         "kept": int(kept_scores.size),
-        "filtered_below_tau": int(all_scores.size - kept_scores.size),
+        "filtered_below_tau": int((~above_tau).sum()),
+        "filtered_breaking_rules": int((above_tau & enforced).sum()),
+        "prompts_rules_out_of_reach": sum(bool(len(b)) and bool(b.all()) for b in breaking),
+        "rule_breaking_candidates": int(breaks.sum()),
+        "rule_breaking_share": float(breaks.mean()) if breaks.size else 0.0,
+        "pairs_against_rule_breakers": sum(bool(pair["rejected_breaks_rules"]) for pair in prefs),
         "acceptance_rate": float(kept_scores.size / all_scores.size) if all_scores.size else 0.0,
         "prompts_with_kept": prompts_with_kept,
         "prompts_without_kept": len(records) - prompts_with_kept,
@@ -413,7 +449,8 @@ def _check_reconciled(report: dict[str, Any], settings: SampleConfig) -> None:
     """Counts must add up; a mismatch is a bug here, not bad input."""
     identities = {
         "candidates == prompts * k": report["candidates"] == report["prompts"] * settings.k,
-        "kept + filtered == candidates": report["kept"] + report["filtered_below_tau"] == report["candidates"],
+        "kept + filtered == candidates":
+            report["kept"] + report["filtered_below_tau"] + report["filtered_breaking_rules"] == report["candidates"],
         "prompts with + without kept == prompts":
             report["prompts_with_kept"] + report["prompts_without_kept"] == report["prompts"],
         "sft records == prompts with kept": report["sft_records"] == report["prompts_with_kept"],

@@ -26,6 +26,13 @@ class SampleConfig(Section):
         description="If set, tau is this quantile of all candidate scores of the run (overrides `tau`; "
         "scale-free, hence the default). Set to null to use the absolute `tau`.",
     )
+    follow_rules: bool = Field(
+        True,
+        description="A candidate that breaks an applicable rule of its character card (the deterministic "
+        "instruction checks) is not kept, whatever its score, when another candidate of the prompt keeps "
+        "the rules, and is then the rejected reply of the prompt's preference pair; steerability then "
+        "rises with each generation instead of drifting.",
+    )
     min_margin: float = Field(
         0.1, ge=0.0, description="Smallest judge-score margin chosen - rejected for a preference pair."
     )

@@ -13,13 +13,20 @@ adapter, lazily from ``characterflywheel.reward`` so this package does not depen
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from characterflywheel.models import make_backend
 from characterflywheel.sample.hard_prompts import select_hard_prompts, select_hard_prompts_from_scores
-from characterflywheel.sample.protocols import BackendFactory, CachedBackends, Judge, ModelSpec, UserSignalPredictor
+from characterflywheel.sample.protocols import (
+    BackendFactory,
+    CachedBackends,
+    Judge,
+    ModelSpec,
+    RuleCheck,
+    UserSignalPredictor,
+)
 from characterflywheel.sample.records import read_prompt_records
 from characterflywheel.sample.rejection import rejection_sample, sampling_params
 from characterflywheel.sample.settings import SampleConfig
@@ -28,6 +35,25 @@ from characterflywheel.sample.settings import SampleConfig
 def local_backend_factory(kind: str = "fast", batch_size: int = 32) -> BackendFactory:
     """Model spec -> a ``make_backend(kind, spec, batch_size=...)`` backend."""
     return lambda spec: make_backend(kind, spec, batch_size=batch_size)
+
+
+def card_rule_check(characters: Iterable[Any] | None = None) -> RuleCheck:
+    """Whether a reply keeps every rule of its prompt's character card that applies to the turn
+    (``evaluate.instructions``); a prompt with no known character, or no rule applying, passes.
+    ``characters``: ``Character`` cards, default the shipped ones."""
+    from characterflywheel.characters import load_characters
+    from characterflywheel.evaluate.instructions import check_reply, follows_all
+
+    rules = {card.id: card.instructions for card in (load_characters() if characters is None else characters)}
+
+    def keeps_rules(record: Mapping[str, Any], reply: str) -> bool:
+        instructions = rules.get(str(record.get("character_id")))
+        if not instructions:
+            return True
+        last_user = next((m["content"] for m in reversed(record["prompt"]) if m["role"] == "user"), None)
+        return follows_all(check_reply(reply, instructions, last_user)) is not False
+
+    return keeps_rules
 
 
 def run_pre_herding_sampling(
@@ -40,15 +66,19 @@ def run_pre_herding_sampling(
     settings: SampleConfig | None = None,
     parent_win_rate: float | None = None,
     progress: bool = False,
+    rule_check: RuleCheck | None = None,
 ) -> dict[str, float]:
-    """Rejection sampling + hard prompts on a curated prompt file; returns flat metrics."""
+    """Rejection sampling + hard prompts on a curated prompt file; returns flat metrics.
+    ``rule_check``: default the shipped character cards' rules (when ``settings.follow_rules``)."""
     settings = settings or SampleConfig()
+    if settings.follow_rules and rule_check is None:
+        rule_check = card_rule_check()
     out = Path(out_dir)
     prompts = read_prompt_records(curated_prompts_path)
     backends = CachedBackends(backend_factory)
     result = rejection_sample(
         prompts, pool, judge, backends, settings, user_signal=user_signal,
-        parent_win_rate=parent_win_rate, progress=progress, out_dir=out,
+        parent_win_rate=parent_win_rate, progress=progress, out_dir=out, rule_check=rule_check,
     )
     if settings.hard_source == "candidates":
         hard = select_hard_prompts_from_scores(
@@ -73,7 +103,8 @@ def pre_herding_metrics(rejection: dict[str, Any], hard: dict[str, Any]) -> dict
     metrics = {
         f"sample.{key}": number(rejection[key])
         for key in ("prompts", "candidates", "kept", "acceptance_rate", "sft_records", "preference_pairs",
-                    "tau", "mean_score_all", "mean_score_kept", "mean_score_sft")
+                    "tau", "mean_score_all", "mean_score_kept", "mean_score_sft", "rule_breaking_share",
+                    "pairs_against_rule_breakers")
     }
     metrics["sample.user_signal_active"] = float(rejection["user_signal"]["active"])
     metrics["sample.user_signal_changed_top_pick"] = float(rejection["user_signal"]["changed_top_pick"])
