@@ -177,7 +177,7 @@ def test_a_rule_breaker_is_never_kept_and_is_the_rejected_reply_whatever_the_mar
     assert parse(by_id["p0"]["messages"][-1]["content"], "s") == 0.5  # "b": the best that keeps the rules
     pairs = {pair["prompt_id"]: pair for pair in result.prefs}
     # joke: chosen "h" 0.7, rejected the rule breaker "f" 0.62 (margin 0.08 < 0.1, kept all the same)
-    assert pairs["p1"]["rejected"][0]["content"].startswith("f|") and pairs["p1"]["rejected_breaks_rules"]
+    assert pairs["p1"]["rejected"][0]["content"].startswith("f|") and pairs["p1"]["rule_pair"]
     assert pairs["p0"]["rejected"][0]["content"].startswith("c|")  # rejected scored above chosen
     report = result.report
     assert report["filtered_breaking_rules"] == 2 and report["rule_breaking_candidates"] == 2
@@ -197,4 +197,5 @@ def test_a_prompt_whose_candidates_all_break_the_rules_falls_back_to_scores():
     assert all(row["breaks_rules"] for row in flat)
     assert [row["kept"] for row in flat] == [True, True, True, True]  # all >= tau 0.4, judged on score
     assert "p2" not in {pair["prompt_id"] for pair in result.prefs}  # margin 0.03 < 0.1: no rule pair
+    assert result.report["pairs_against_rule_breakers"] == 0
     assert result.report["prompts_rules_out_of_reach"] == 1 and result.report["filtered_breaking_rules"] == 0

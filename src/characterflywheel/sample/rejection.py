@@ -283,7 +283,7 @@ def select_for_prompt(
             "rejected": [{"role": "assistant", "content": replies[worst]}],
             "prompt_id": record["prompt_id"],
             "score_chosen": float(scores[best]), "score_rejected": float(scores[worst]),
-            "rejected_breaks_rules": bool(breaks_rules[worst]),
+            "rule_pair": bool(len(breakers)),  # the check, not the judge's margin, decided this pair
         }
     return PromptOutcome(rows, sft, pair, best != judge_top)
 
@@ -417,7 +417,7 @@ def _report(
         "prompts_rules_out_of_reach": sum(bool(len(b)) and bool(b.all()) for b in breaking),
         "rule_breaking_candidates": int(breaks.sum()),
         "rule_breaking_share": float(breaks.mean()) if breaks.size else 0.0,
-        "pairs_against_rule_breakers": sum(bool(pair["rejected_breaks_rules"]) for pair in prefs),
+        "pairs_against_rule_breakers": sum(bool(pair["rule_pair"]) for pair in prefs),
         "acceptance_rate": float(kept_scores.size / all_scores.size) if all_scores.size else 0.0,
         "prompts_with_kept": prompts_with_kept,
         "prompts_without_kept": len(records) - prompts_with_kept,
