@@ -313,6 +313,7 @@ def rejection_sample(
     scores = checked_score_groups(judge, conversations, groups) if records else []
     tau, tau_source = effective_tau(scores, settings)
     breaking = rule_breakers(records, groups, rule_check if settings.follow_rules else None)
+    # A rule binds a prompt only where some candidate kept it (else the prompt is out of reach).
     kept_masks = [(group_scores >= tau) & ~(breaks & ~breaks.all())
                   for group_scores, breaks in zip(scores, breaking, strict=True)]
 
@@ -403,8 +404,8 @@ def _report(
 ) -> dict[str, Any]:
     all_scores = np.concatenate(list(scores)) if scores else np.empty(0)
     breaks = np.concatenate(list(breaking)) if breaking else np.empty(0, dtype=bool)
-    enforced = np.concatenate([b & ~b.all() for b in breaking]) if breaking else np.empty(0, dtype=bool)
     above_tau = all_scores >= tau
+    kept_flat = np.concatenate(list(kept_masks)) if kept_masks else np.empty(0, dtype=bool)
     kept_scores = np.concatenate([s[m] for s, m in zip(scores, kept_masks, strict=True)]) if scores else np.empty(0)
     prompts_with_kept = sum(bool(mask.any()) for mask in kept_masks)
     counts = Counter(str(pool[int(i)]) for i in choice)
@@ -413,7 +414,7 @@ def _report(
         "candidates": int(all_scores.size),
         "kept": int(kept_scores.size),
         "filtered_below_tau": int((~above_tau).sum()),
-        "filtered_breaking_rules": int((above_tau & enforced).sum()),
+        "filtered_breaking_rules": int((above_tau & ~kept_flat & breaks).sum()),
         "prompts_rules_out_of_reach": sum(bool(len(b)) and bool(b.all()) for b in breaking),
         "rule_breaking_candidates": int(breaks.sum()),
         "rule_breaking_share": float(breaks.mean()) if breaks.size else 0.0,
