@@ -57,6 +57,48 @@ class FakeBackend:
         return replies
 
 
+
+class FakeStreamingBackend(FakeBackend):
+    """A FakeBackend that also streams: each submitted conversation takes ``steps`` decode steps,
+    a step sleeps ``delay`` and records how many conversations were live; a live conversation
+    whose last user line contains ``POISON`` makes the step raise (its chat still fails alone)."""
+
+    def __init__(self, marker: str, delay: float = 0.0, steps: int = 3) -> None:
+        super().__init__(marker)
+        self.step_delay, self.steps = delay, steps
+        self.live_per_step: list[int] = []
+
+    def open_stream(self, params: SamplingParams, slots: int | None = None) -> FakeStream:
+        return FakeStream(self, params)
+
+
+class FakeStream:
+    def __init__(self, backend: FakeStreamingBackend, params: SamplingParams) -> None:
+        self.backend, self.params, self.largest_batch = backend, params, 0
+        self.live: list[list] = []  # [conversation, steps left, callback]
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.live)
+
+    def submit(self, conversation, on_finished) -> None:
+        self.live.append([conversation, self.backend.steps, on_finished])
+
+    def step(self) -> None:
+        time.sleep(self.backend.step_delay)
+        self.backend.live_per_step.append(len(self.live))
+        self.largest_batch = max(self.largest_batch, len(self.live))
+        if any(POISON in entry[0][-1]["content"] for entry in self.live):
+            raise RuntimeError("the fake stream choked")
+        for entry in self.live:
+            entry[1] -= 1
+        for conversation, _, on_finished in [e for e in self.live if e[1] == 0]:
+            on_finished(self.backend.chat([conversation], self.params)[0])
+        self.live = [e for e in self.live if e[1] > 0]
+
+    def close(self) -> None:
+        self.live = []
+
 def client(base_url: str, timeout: float = 30.0) -> openai.OpenAI:
     return openai.OpenAI(base_url=base_url, api_key="x", timeout=timeout, max_retries=0)
 
@@ -190,6 +232,40 @@ def test_concurrent_requests_are_batched_and_a_failing_request_fails_alone(make_
         assert ask(api, "still there?").choices[0].message.content == "[only] still there?"
         assert httpx.get(f"{base_url}/stats").json()["served_total"] == 16 + 5 + 1
 
+
+
+def test_streaming_backends_are_continuously_batched_and_a_failing_step_fails_one_request(make_gateway,
+                                                                                          serve) -> None:
+    """Requests join the open batch while it decodes (no waiting for the batch to end), each reply
+    returns when it is done, and when a step fails its requests are retried alone."""
+    backend = FakeStreamingBackend("only", delay=0.02, steps=5)
+    gateway = make_gateway([Arm("only", "gen-0", backend)], batch_size=32, max_wait_ms=0)
+    with serve(gateway) as base_url:
+        api = client(base_url)
+
+        def one(i: int) -> str:
+            time.sleep(0.03 * i)  # staggered: later requests arrive while earlier ones decode
+            return ask(api, f"line {i}", user=f"u-{i}").choices[0].message.content
+
+        with ThreadPoolExecutor(8) as pool:
+            assert list(pool.map(one, range(8))) == [f"[only] line {i}" for i in range(8)]
+        assert max(backend.live_per_step) > 1  # they shared steps
+        assert len(backend.live_per_step) < 8 * 5  # fewer steps than one request at a time
+        barrier = threading.Barrier(4, timeout=10)
+
+        def maybe_poison(i: int) -> str:
+            barrier.wait()
+            try:
+                return ask(api, POISON if i == 0 else f"fine {i}", user=f"u-{i}").choices[0].message.content
+            except openai.InternalServerError as error:
+                assert "choked" in error.body["message"]
+                return "500"
+
+        with ThreadPoolExecutor(4) as pool:
+            assert list(pool.map(maybe_poison, range(4))) == ["500", *[f"[only] fine {i}" for i in range(1, 4)]]
+        stats = httpx.get(f"{base_url}/stats").json()
+        assert stats["served_total"] == 8 + 3 and stats["largest_batch"] > 1
+    assert gateway.batcher._streams == {} or not any(s.busy for s in gateway.batcher._streams.values())
 
 def test_feedback_is_logged_and_unknown_ids_are_404(make_gateway, serve, tmp_path: Path) -> None:
     with serve(make_gateway(two_arms())) as base_url:

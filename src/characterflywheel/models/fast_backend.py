@@ -123,25 +123,37 @@ class FastBackend:
     def chat(
         self, conversations: Sequence[Conversation], params: SamplingParams, progress: bool = False
     ) -> list[list[str]]:
+        requests = self._requests(conversations, params)
+        if requests:
+            with torch.inference_mode(), progress_bar(len(requests), "fast generation", progress) as bar:
+                _Run(self, requests, params, on_done=lambda _: bar.update(1)).run()
+        self.generated_tokens += sum(len(r.generated) for r in requests)
+        replies: list[list[str]] = [[""] * params.n for _ in conversations]
+        for request in requests:
+            replies[request.conversation][request.candidate] = self._reply(request)
+        return replies
+
+    def open_stream(self, params: SamplingParams, slots: int | None = None) -> DecodeStream:
+        """A continuous batch that stays open across calls (see :class:`DecodeStream`)."""
+        return DecodeStream(self, params, slots or self.batch_size)
+
+    def _requests(self, conversations: Sequence[Conversation], params: SamplingParams,
+                  first_id: int = 0) -> list[_Request]:
+        """``params.n`` requests per conversation, numbered from ``first_id``; refuses a prompt
+        that cannot fit the model's positions together with ``max_new_tokens``."""
         prompts = encode_conversations(self.tokenizer, conversations)
         prefixes = [self._system_turn_length(c, p) for c, p in zip(conversations, prompts)]
-        requests = [_Request(c, k, prompt, prefixes[c]) for c, prompt in enumerate(prompts) for k in range(params.n)]
         longest = max((len(p) for p in prompts), default=0)
         if longest + params.max_new_tokens > self.max_positions:
             raise ValueError(
                 f"prompt of {longest} tokens + {params.max_new_tokens} new tokens exceeds "
                 f"the model's {self.max_positions} positions"
             )
-        if requests:
-            with torch.inference_mode(), progress_bar(len(requests), "fast generation", progress) as bar:
-                _Run(self, requests, params, on_done=lambda: bar.update(1)).run()
-        self.generated_tokens += sum(len(r.generated) for r in requests)
-        replies: list[list[str]] = [[""] * params.n for _ in conversations]
-        for request in requests:
-            replies[request.conversation][request.candidate] = decode_reply(
-                self.tokenizer, request.generated, self.stop_ids
-            )
-        return replies
+        return [_Request(first_id + c, k, prompt, prefixes[c])
+                for c, prompt in enumerate(prompts) for k in range(params.n)]
+
+    def _reply(self, request: _Request) -> str:
+        return decode_reply(self.tokenizer, request.generated, self.stop_ids)
 
     def _system_turn_length(self, conversation: Conversation, prompt: list[int]) -> int:
         """Tokens of ``prompt`` that render its system message (0 if none, or if the template
@@ -241,8 +253,11 @@ class _Run:
     """One ``chat`` call: a queue of requests sorted by prompt length, decoded in slots."""
 
     def __init__(
-        self, backend: FastBackend, requests: list[_Request], params: SamplingParams, on_done: Callable[[], None]
+        self, backend: FastBackend, requests: list[_Request], params: SamplingParams,
+        on_done: Callable[[_Request], None], slots: int | None = None,
     ) -> None:
+        """``slots``: how many sequences may decode together (default: as many as ``requests``,
+        at most the backend's ``batch_size``); a stream sizes it for the requests still to come."""
         self.backend = backend
         self.lean: LeanLlama = backend.lean
         self.params = params
@@ -250,22 +265,40 @@ class _Run:
         self.waiting = deque(sorted(requests, key=_Request.sort_key))
         self.final_capacity = len(self.waiting[-1].prompt) + params.max_new_tokens
         self.lean.ensure_positions(self.final_capacity)
-        slot_count = min(backend.batch_size, len(requests))
+        slot_count = min(backend.batch_size, slots or len(requests))
         capacity = self.final_capacity  # one allocation when the budget allows it, else grow
         if self._affordable_slots(capacity) < slot_count:
-            capacity = len(self.waiting[slot_count - 1].prompt) + params.max_new_tokens
+            capacity = len(self.waiting[min(slot_count, len(self.waiting)) - 1].prompt) + params.max_new_tokens
             slot_count = min(slot_count, self._affordable_slots(capacity))
         self.cache = SlotCache(self.lean.shape, slot_count, capacity, self.lean.dtype)
         self.live = _LiveSlots(slot_count, backend.pad_id)
         self.generator = _generator(params.seed)
         self.stops = torch.tensor(backend.stop_ids)
+        self.last_batch = 0  # sequences in the latest decode step
+
+    @property
+    def finished(self) -> bool:
+        return not self.waiting and not self.live
 
     def run(self) -> None:
-        while self.waiting or self.live:
-            if self.waiting and self._should_admit():
-                self._admit()
-            if self.live:
-                self._decode_step()
+        while not self.finished:
+            self.step()
+
+    def step(self) -> None:
+        """Admit waiting prompts if enough slots are free, then decode one token for every live one."""
+        if self.waiting and self._should_admit():
+            self._admit()
+        if self.live:
+            self._decode_step()
+
+    def add(self, requests: list[_Request]) -> None:
+        """Queue more requests while others decode; they are admitted as slots free up, behind
+        the requests already waiting (first come, first served: no starving long prompts)."""
+        self.waiting.extend(sorted(requests, key=_Request.sort_key))
+        longest = max(len(r.prompt) for r in requests) + self.params.max_new_tokens
+        if longest > self.final_capacity:
+            self.final_capacity = longest
+            self.lean.ensure_positions(longest)
 
     # -- admission -----------------------------------------------------------------------
     def _should_admit(self) -> bool:
@@ -279,7 +312,7 @@ class _Run:
             if room == 0:
                 return
             group = self._next_prefill_group(room)
-            needed = len(group[-1].prompt) + self.params.max_new_tokens
+            needed = max(len(r.prompt) for r in group) + self.params.max_new_tokens
             if needed > self.cache.capacity:
                 self.waiting.extendleft(reversed(group))
                 if not self._grow(needed):
@@ -289,17 +322,19 @@ class _Run:
 
     def _next_prefill_group(self, room: int) -> list[_Request]:
         """Requests to prefill together: at most ``room``, distinct prompts padded to the
-        longest (the last, as the queue is sorted) within ``prefill_tokens``."""
+        longest within ``prefill_tokens`` (the queue is sorted by length, except that a
+        stream's later arrivals queue behind earlier ones)."""
         group: list[_Request] = []
-        distinct = 0
+        distinct = longest = 0
         while self.waiting and len(group) < room:
             candidate = self.waiting[0]
             new_prompt = not group or candidate.conversation != group[-1].conversation
-            padded = (distinct + new_prompt) * len(candidate.prompt)
+            padded = (distinct + new_prompt) * max(longest, len(candidate.prompt))
             if group and new_prompt and padded > self.backend.prefill_tokens:
                 break
             group.append(self.waiting.popleft())
             distinct += new_prompt
+            longest = max(longest, len(candidate.prompt))
         return group
 
     def _prefill(self, group: list[_Request]) -> None:
@@ -355,7 +390,7 @@ class _Run:
 
     # -- decoding ------------------------------------------------------------------------
     def _decode_step(self) -> None:
-        count = len(self.live)
+        count = self.last_batch = len(self.live)
         hidden = self.lean.decode(self.live.next_tokens[:count], self.live.positions[:count], self.cache)
         tokens = self._sample(self.lean.logits(hidden))
         self.live.positions[:count] += 1
@@ -373,7 +408,7 @@ class _Run:
             request.generated.append(token)
             if stop or len(request.generated) >= self.params.max_new_tokens:
                 finished.append(slot)
-                self.on_done()
+                self.on_done(request)
         self.live.next_tokens[first_slot : first_slot + len(tokens)] = tokens
         self.live.remove(finished, self.cache)
 
@@ -394,6 +429,79 @@ class _Run:
     def _affordable_slots(self, capacity: int) -> int:
         per_slot = capacity * SlotCache.bytes_per_token(self.lean.shape, self.lean.dtype)
         return max(1, self.backend.kv_cache_bytes // per_slot)
+
+
+@dataclass
+class _Ticket:
+    """One submitted conversation of a stream: its requests and who wants the replies."""
+
+    requests: list[_Request]
+    on_finished: Callable[[list[str]], None]
+    remaining: int = 0
+
+
+class DecodeStream:
+    """Continuous batching across calls, for a server (vLLM's engine loop, in small).
+
+    ``chat`` decodes a fixed list to the end, so a gateway calling it per micro-batch makes
+    every request that arrives meanwhile wait for the whole batch, and batches fragment: with
+    simulated users whose next turns arrive while other users' turns decode, the gateway's
+    batches averaged 5 requests at 96 concurrent users, each paying a full reply's worth of
+    decode steps. A stream keeps one batch open: ``submit`` queues a conversation and it joins
+    the live sequences as slots free up (first come, first served), ``step`` admits and decodes
+    one token, and ``on_finished`` receives a conversation's ``params.n`` replies as soon as
+    they are done. The KV cache is kept between bursts (no re-allocation); ``close`` frees it.
+
+    Single-threaded by design: one worker thread submits and steps (the gateway's batcher).
+    """
+
+    def __init__(self, backend: FastBackend, params: SamplingParams, slots: int) -> None:
+        self.backend = backend
+        self.params = params
+        self.slots = slots
+        self.steps = 0
+        self.largest_batch = 0
+        self._run: _Run | None = None
+        self._tickets: dict[int, _Ticket] = {}
+        self._next_id = 0
+
+    @property
+    def busy(self) -> bool:
+        return self._run is not None and not self._run.finished
+
+    def submit(self, conversation: Conversation, on_finished: Callable[[list[str]], None]) -> None:
+        """Queue ``conversation``; raises ``ValueError`` (bad messages, prompt too long) at once.
+        ``on_finished`` runs inside a later ``step`` and must not raise."""
+        requests = self.backend._requests([conversation], self.params, first_id=self._next_id)
+        self._tickets[self._next_id] = _Ticket(requests, on_finished, remaining=len(requests))
+        self._next_id += 1
+        if self._run is None:
+            with torch.inference_mode():
+                self._run = _Run(self.backend, requests, self.params, self._retire, slots=self.slots)
+        else:
+            self._run.add(requests)
+
+    def step(self) -> None:
+        if self._run is None:
+            return
+        with torch.inference_mode():
+            self._run.step()
+        self.steps += 1
+        self.largest_batch = max(self.largest_batch, self._run.last_batch)
+
+    def close(self) -> None:
+        """Forget every queued or live conversation (their callbacks never run) and free the cache."""
+        self._run = None
+        self._tickets.clear()
+
+    def _retire(self, request: _Request) -> None:
+        ticket = self._tickets[request.conversation]
+        ticket.remaining -= 1
+        if ticket.remaining:
+            return
+        del self._tickets[request.conversation]
+        self.backend.generated_tokens += sum(len(r.generated) for r in ticket.requests)
+        ticket.on_finished([self.backend._reply(r) for r in sorted(ticket.requests, key=lambda r: r.candidate)])
 
 
 def _first_of_each_prompt(group: list[_Request]) -> list[int]:
