@@ -160,3 +160,67 @@ def test_fast_reuses_system_turns_across_calls_without_changing_greedy_replies(
     assert backend.prefixes.hits >= 2
     off = FastBackend(model, tokenizer, batch_size=3, prefix_cache_entries=0)
     assert off.chat(conversations, GREEDY) == expected and off.prefixes.hits == 0
+
+
+def _drain(stream) -> int:
+    steps = 0
+    while stream.busy:
+        stream.step()
+        steps += 1
+    return steps
+
+
+def test_a_stream_lets_late_conversations_join_without_changing_greedy_replies(
+    tiny_policy, reference: TransformersBackend
+) -> None:
+    """Conversations submitted while others decode (into a cramped cache that must grow) get the
+    replies a whole-batch call gives, each delivered as soon as it is done, in submission order per
+    conversation; the cache outlives a burst and the next burst reuses it."""
+    model, tokenizer = tiny_policy
+    expected = reference.chat(CONVERSATIONS, GREEDY)
+    backend = FastBackend(model, tokenizer, batch_size=8)
+    stream = backend.open_stream(GREEDY, slots=2)
+    got: dict[int, list[str]] = {}
+    stream.submit(CONVERSATIONS[0], lambda replies: got.setdefault(0, replies))
+    stream.step()
+    for index in (3, 1, 2):  # a longer prompt, then others, while the first decodes
+        stream.submit(CONVERSATIONS[index], lambda replies, index=index: got.setdefault(index, replies))
+        stream.step()
+    assert stream.busy and stream.largest_batch == 2
+    _drain(stream)
+    assert got == {i: expected[i] for i in range(4)}
+    stream.submit(CONVERSATIONS[4], lambda replies: got.setdefault(4, replies))
+    _drain(stream)
+    assert got[4] == expected[4] and not stream.busy
+
+
+def test_a_stream_returns_n_candidates_and_refuses_an_overlong_prompt_at_once(fast: FastBackend) -> None:
+    stream = fast.open_stream(SamplingParams(max_new_tokens=6, temperature=1.0, n=3, seed=0))
+    got: list[list[str]] = []
+    stream.submit(CONVERSATIONS[1], got.append)
+    with pytest.raises(ValueError, match="positions"):
+        fast.open_stream(SamplingParams(max_new_tokens=10_000)).submit(CONVERSATIONS[0], got.append)
+    before = fast.generated_tokens
+    assert _drain(stream) >= 1
+    assert len(got) == 1 and len(got[0]) == 3
+    assert 3 <= fast.generated_tokens - before <= 18
+
+
+def test_a_forced_opening_is_continued_and_left_out_of_the_reply(tiny_policy, fast: FastBackend,
+                                                                 reference: TransformersBackend) -> None:
+    from characterflywheel.models.generation import with_opening
+
+    model, tokenizer = tiny_policy
+    conversation = CONVERSATIONS[2]
+    opened = with_opening(conversation, "Ahoy!")
+    plain_ids, opened_ids = encode_conversations(tokenizer, [conversation, opened])
+    opening_ids = tokenizer("Ahoy!", add_special_tokens=False)["input_ids"]
+    assert opened_ids == plain_ids + opening_ids  # the generation prompt, then the opening, no end of turn
+    assert fast.chat([opened], GREEDY) == reference.chat([opened], GREEDY)
+    stream_replies: list[list[str]] = []
+    stream = fast.open_stream(GREEDY)
+    stream.submit(opened, stream_replies.append)
+    _drain(stream)
+    assert stream_replies == fast.chat([opened], GREEDY)[:1]
+    # Without the prefix flag an assistant message ending a conversation is history, not an opening.
+    assert encode_conversations(tokenizer, [[*conversation, {"role": "assistant", "content": "Ahoy!"}]])[0] != opened_ids

@@ -111,3 +111,15 @@ def test_servers_that_ignore_n_are_asked_again(stub: tuple[str, StubState]) -> N
 def test_a_base_url_is_required() -> None:
     with pytest.raises(ValueError, match="base_url"):
         OpenAIBackend("smol", base_url="")
+
+
+def test_a_forced_opening_asks_the_server_to_continue_it(stub: tuple[str, StubState]) -> None:
+    from characterflywheel.models.generation import with_opening
+
+    base_url, state = stub
+    backend = OpenAIBackend("smol", base_url=base_url)
+    backend.chat([with_opening(CONVERSATIONS[0], "Ahoy!"), CONVERSATIONS[1]], SamplingParams())
+    opened, plain = sorted(state.requests, key=lambda r: len(r["messages"]), reverse=True)
+    assert opened["messages"][-1] == {"role": "assistant", "content": "Ahoy!"}
+    assert (opened["continue_final_message"], opened["add_generation_prompt"]) == (True, False)
+    assert "continue_final_message" not in plain

@@ -24,7 +24,7 @@ def parse(reply_text: str, key: str) -> float:
 
 
 def last_user_line(prompt: Sequence[dict]) -> str:
-    return prompt[-1]["content"]
+    return next(m["content"] for m in reversed(prompt) if m["role"] == "user")  # past a forced opening
 
 
 class ScriptedBackend:

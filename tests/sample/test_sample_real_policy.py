@@ -88,3 +88,29 @@ def test_pre_herding_sampling_on_the_embedded_policy(tmp_path, embedder):
     assert len(hard) == 2 == metrics["sample.hard_prompts"]
     assert hard[0]["reward_var"] >= hard[1]["reward_var"]
     assert metrics["sample.hard.by_variance.mean_variance"] >= metrics["sample.hard.all.mean_variance"]
+
+
+@pytest.mark.slow
+def test_guided_candidates_from_the_embedded_policy_keep_a_card_s_opening_rules(tmp_path, embedder):
+    from characterflywheel.characters import load_characters
+
+    card = next(c for c in load_characters() if c.id == "captain-saltbeard")
+    record = prompt_record("p0", "What's your favourite food?", system=card.system_prompt())
+    record["character_id"] = card.id
+    prompts_path = tmp_path / "prompts.jsonl"
+    write_jsonl(prompts_path, [record])
+    policy_backend = make_backend("fast", EMBEDDED_POLICY, batch_size=8)
+    settings = SampleConfig(k=2, probe_n=1, max_new_tokens=10, tau_quantile=0.0, min_margin=0.0, guided=2)
+    out = tmp_path / "sample"
+    run_pre_herding_sampling(prompts_path, [EMBEDDED_POLICY], RelevanceJudge(embedder), None,
+                             lambda spec: policy_backend, out, settings)
+    rows = [json.loads(line) for line in (out / "candidates.jsonl").read_text().splitlines()]
+    guided = [row for row in rows if row["guided"]]
+    assert len(rows) == 4 and len(guided) == 2
+    for row in guided:  # the opening is forced, the rest is the model's own
+        assert row["reply"].startswith("Ahoy! Yo ho ho!") and len(row["reply"]) > len("Ahoy! Yo ho ho!")
+    report = json.loads((out / "report.json").read_text())
+    assert report["guided_candidates"] == 2 and report["prompts_guided"] == 1
+    if not all(row["breaks_rules"] for row in rows):  # a guided reply kept every rule: it is the one kept
+        sft = json.loads((out / "sft.jsonl").read_text().splitlines()[0])
+        assert sft["messages"][-1]["content"].startswith("Ahoy!")

@@ -199,3 +199,27 @@ def test_a_prompt_whose_candidates_all_break_the_rules_falls_back_to_scores():
     assert "p2" not in {pair["prompt_id"] for pair in result.prefs}  # margin 0.03 < 0.1: no rule pair
     assert result.report["pairs_against_rule_breakers"] == 0
     assert result.report["prompts_rules_out_of_reach"] == 1 and result.report["filtered_breaking_rules"] == 0
+
+
+def test_guided_candidates_open_as_the_rules_demand_and_can_be_the_only_rule_keepers():
+    opening = lambda record: "Ahoy!" if record["prompt_id"] in {"p0", "p1"} else None  # noqa: E731
+    keeps = lambda record, text: record["prompt_id"] not in {"p0", "p1"} or text.startswith("Ahoy!")  # noqa: E731
+    result, backend = run(rule_check=keeps, opening=opening, settings=settings(guided=2))
+    assert backend.calls == [(4, 4), (2, 2)]  # the guided ones: one call, for the two prompts with an opening
+    rows = [row for row in result.candidates if row["prompt_id"] == "p0"]
+    assert [row["guided"] for row in rows] == [False] * 4 + [True] * 2
+    assert all(row["reply"].startswith("Ahoy! ") and not row["breaks_rules"] for row in rows[4:])
+    sft = {record["prompt_id"]: record for record in result.sft}
+    assert sft["p0"]["guided"] and sft["p0"]["messages"][-1]["content"] == "Ahoy! b|s=0.5|c=0.2"
+    assert sft["p1"]["messages"][-1]["content"] == "Ahoy! f|s=0.62|c=0.1"
+    assert not sft["p2"]["guided"]
+    pairs = {pair["prompt_id"]: pair for pair in result.prefs}
+    assert pairs["p0"]["rule_pair"] and not pairs["p0"]["rejected"][0]["content"].startswith("Ahoy!")
+    report = result.report
+    assert (report["guided_candidates"], report["prompts_guided"], report["sft_guided"]) == (4, 2, 2)
+    assert report["candidates"] == 4 * 4 + 4 and report["guided_kept"] == 3  # "a" 0.1 is below tau
+
+
+def test_no_guided_candidates_without_the_setting():
+    result, backend = run(opening=lambda record: "Ahoy!")
+    assert backend.calls == [(4, 4)] and result.report["guided_candidates"] == 0

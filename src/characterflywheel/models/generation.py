@@ -103,15 +103,33 @@ def validate_conversation(conversation: Conversation) -> list[dict[str, str]]:
 def encode_conversations(
     tokenizer: PreTrainedTokenizerBase, conversations: Sequence[Conversation], generation_prompt: bool = True
 ) -> list[list[int]]:
-    """Prompt token ids: the chat template with the assistant generation prompt appended."""
+    """Prompt token ids: the chat template with the assistant generation prompt appended. A
+    conversation whose last message is an assistant *opening* (``"prefix": True``, Mistral's
+    API convention) is continued instead (the template's ``continue_final_message``): the reply
+    is forced to start with that text, which the backends leave out of the reply they return."""
     if not conversations:
         return []
-    prompts = [
-        tokenizer.apply_chat_template(validate_conversation(c), tokenize=False, add_generation_prompt=generation_prompt)
-        for c in conversations
-    ]
+    prompts = [_render(tokenizer, validate_conversation(c), generation_prompt,
+                       continued=generation_prompt and ends_with_opening(c)) for c in conversations]
     # The template already contains any BOS/ChatML markers: add no special tokens twice.
     return [list(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+
+
+def ends_with_opening(conversation: Conversation) -> bool:
+    """Whether ``conversation`` ends with an assistant opening (``"prefix": True``) to continue."""
+    return len(conversation) > 1 and conversation[-1].get("role") == "assistant" and bool(conversation[-1].get("prefix"))
+
+
+def with_opening(conversation: Conversation, opening: str) -> list[dict[str, Any]]:
+    """``conversation`` with an assistant opening the reply must continue."""
+    return [*conversation, {"role": "assistant", "content": opening, "prefix": True}]
+
+
+def _render(tokenizer: PreTrainedTokenizerBase, conversation: list[dict[str, str]], generation_prompt: bool,
+            continued: bool) -> str:
+    if continued:
+        return tokenizer.apply_chat_template(conversation, tokenize=False, continue_final_message=True)
+    return tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=generation_prompt)
 
 
 def stop_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:

@@ -4,7 +4,9 @@ Uses the official ``openai`` client, one ``chat.completions.create`` request per
 conversation with ``n`` passed through, ``concurrency`` requests in flight (thread pool:
 the client is thread-safe and the work is I/O-bound). Servers that return fewer than ``n``
 choices (some ignore ``n``) are asked again for the remainder. ``seed`` is forwarded; a
-server may or may not honour it. The chat template is the server's business.
+server may or may not honour it. The chat template is the server's business. A conversation
+ending with an assistant opening (``"prefix": True``) asks the server to continue it (vLLM's
+``continue_final_message``) and the reply leaves that opening out, as the local backends do.
 """
 
 from __future__ import annotations
@@ -13,7 +15,12 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from characterflywheel.models.generation import Conversation, SamplingParams, validate_conversation
+from characterflywheel.models.generation import (
+    Conversation,
+    SamplingParams,
+    ends_with_opening,
+    validate_conversation,
+)
 from characterflywheel.models.progress import progress_bar
 
 
@@ -43,18 +50,18 @@ class OpenAIBackend:
     def chat(
         self, conversations: Sequence[Conversation], params: SamplingParams, progress: bool = False
     ) -> list[list[str]]:
-        messages = [validate_conversation(c) for c in conversations]
+        messages = [(validate_conversation(c), ends_with_opening(c)) for c in conversations]
         with progress_bar(len(messages) * params.n, "openai generation", progress) as bar:
 
-            def one(conversation: list[dict[str, str]]) -> list[str]:
-                replies = self._complete(conversation, params)
+            def one(item: tuple[list[dict[str, str]], bool]) -> list[str]:
+                replies = self._complete(*item, params)
                 bar.update(len(replies))
                 return replies
 
             with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
                 return list(pool.map(one, messages))
 
-    def _complete(self, conversation: list[dict[str, str]], params: SamplingParams) -> list[str]:
+    def _complete(self, conversation: list[dict[str, str]], continued: bool, params: SamplingParams) -> list[str]:
         replies: list[str] = []
         while len(replies) < params.n:
             wanted = params.n - len(replies)
@@ -66,6 +73,8 @@ class OpenAIBackend:
                 top_p=params.top_p,
                 n=wanted,
                 **({"seed": params.seed + len(replies)} if params.seed is not None else {}),
+                **({"extra_body": {"continue_final_message": True, "add_generation_prompt": False}}
+                   if continued else {}),
             )
             if not response.choices:
                 raise RuntimeError(f"{self.model}: the server returned no choices")

@@ -20,6 +20,8 @@ ChatMessages = list[dict[str, str]]
 BackendFactory = Callable[[ModelSpec], GenerationBackend]
 # (prompt record, reply) -> whether the reply keeps its character's rules (True when none apply).
 RuleCheck = Callable[[Mapping[str, Any], str], bool]
+# Prompt record -> the opening its reply must start with (None: no constraint).
+Opening = Callable[[Mapping[str, Any]], str | None]
 
 
 @runtime_checkable

@@ -47,9 +47,11 @@ from characterflywheel.sample.protocols import (
     ChatMessages,
     Judge,
     ModelSpec,
+    Opening,
     RuleCheck,
     UserSignalPredictor,
 )
+from characterflywheel.sample.guided import add_guided_candidates
 from characterflywheel.sample.records import plain_messages, validate_prompt_records, write_json, write_jsonl
 from characterflywheel.sample.settings import SampleConfig
 
@@ -246,10 +248,12 @@ def select_for_prompt(
     p_continue: np.ndarray | None,
     settings: SampleConfig,
     breaks_rules: np.ndarray | None = None,
+    guided: int = 0,
 ) -> PromptOutcome:
     """Rank the kept candidates (re-ranked when ``p_continue`` is given), then build the SFT record
     from the top one and the pair top vs. lowest-scored candidate when the margin allows, or vs. the
-    lowest-scored rule breaker (``breaks_rules``) whatever the margin."""
+    lowest-scored rule breaker (``breaks_rules``) whatever the margin. The last ``guided`` replies
+    are guided candidates (``sample.guided``)."""
     breaks_rules = np.zeros(len(replies), dtype=bool) if breaks_rules is None else breaks_rules
     kept_positions = np.flatnonzero(kept)
     order = kept_positions[blend_order(scores[kept_positions], p_continue, settings.user_signal_weight)]
@@ -261,7 +265,7 @@ def select_for_prompt(
             "score": float(scores[position]), "kept": bool(kept[position]), "rank": rank_of.get(position),
             "p_continue": _lookup_p_continue(p_continue, kept_positions, position),
             "selected": bool(len(order)) and position == int(order[0]),
-            "breaks_rules": bool(breaks_rules[position]),
+            "breaks_rules": bool(breaks_rules[position]), "guided": position >= len(replies) - guided,
         }
         for position, reply in enumerate(replies)
     ]
@@ -272,7 +276,7 @@ def select_for_prompt(
     worst = int(breakers[np.argmin(scores[breakers])]) if len(breakers) else int(np.argmin(scores))
     sft = {
         "messages": [*conversation, {"role": "assistant", "content": replies[best]}],
-        "prompt_id": record["prompt_id"], "score": float(scores[best]),
+        "prompt_id": record["prompt_id"], "score": float(scores[best]), "guided": best >= len(replies) - guided,
     }
     margin = float(scores[best] - scores[worst])
     pair = None
@@ -299,9 +303,12 @@ def rejection_sample(
     progress: bool = False,
     out_dir: Path | str | None = None,
     rule_check: RuleCheck | None = None,
+    opening: Opening | None = None,
 ) -> RejectionResult:
     """Best-of-k rejection sampling over a model pool; writes the four files when ``out_dir`` is set.
-    ``rule_check`` (used when ``settings.follow_rules``): whether a reply keeps its prompt's rules."""
+    ``rule_check`` (used when ``settings.follow_rules``): whether a reply keeps its prompt's rules.
+    ``opening`` (used when ``settings.guided``): the opening a prompt's rules demand, for the
+    guided candidates appended to its group (``sample.guided``)."""
     settings = settings or SampleConfig()
     records = validate_prompt_records(list(prompts))
     pool = unique_pool(pool)
@@ -310,6 +317,8 @@ def rejection_sample(
 
     choice, probe_means = choose_models(conversations, pool, judge, backends, settings, progress)
     groups = generate_candidates(conversations, choice, pool, backends, settings, progress)
+    guided = (add_guided_candidates(records, conversations, groups, choice, pool, backends, opening, settings,
+                                    progress) if opening is not None else [0] * len(records))
     scores = checked_score_groups(judge, conversations, groups) if records else []
     tau, tau_source = effective_tau(scores, settings)
     breaking = rule_breakers(records, groups, rule_check if settings.follow_rules else None)
@@ -323,7 +332,7 @@ def rejection_sample(
     outcomes = [
         select_for_prompt(
             record, conversations[index], str(pool[int(choice[index])]), groups[index], scores[index],
-            kept_masks[index], p_continue[index], settings, breaking[index],
+            kept_masks[index], p_continue[index], settings, breaking[index], guided[index],
         )
         for index, record in enumerate(records)
     ]
@@ -335,7 +344,7 @@ def rejection_sample(
 
     report = _report(
         records, pool, choice, probe_means, scores, kept_masks, tau, tau_source, sft, prefs,
-        pairs_below_margin, decision, changed_top, settings, breaking,
+        pairs_below_margin, decision, changed_top, settings, breaking, guided,
     )
     result = RejectionResult(sft, prefs, candidate_rows, report, scores)
     if out_dir is not None:
@@ -401,6 +410,7 @@ def _report(
     changed_top: int,
     settings: SampleConfig,
     breaking: Sequence[np.ndarray],
+    guided: Sequence[int],
 ) -> dict[str, Any]:
     all_scores = np.concatenate(list(scores)) if scores else np.empty(0)
     breaks = np.concatenate(list(breaking)) if breaking else np.empty(0, dtype=bool)
@@ -419,6 +429,10 @@ def _report(
         "rule_breaking_candidates": int(breaks.sum()),
         "rule_breaking_share": float(breaks.mean()) if breaks.size else 0.0,
         "pairs_against_rule_breakers": sum(bool(pair["rule_pair"]) for pair in prefs),
+        "guided_candidates": int(sum(guided)),
+        "prompts_guided": sum(bool(count) for count in guided),
+        "guided_kept": int(sum(mask[len(mask) - count:].sum() for mask, count in zip(kept_masks, guided) if count)),
+        "sft_guided": sum(bool(record["guided"]) for record in sft),
         "acceptance_rate": float(kept_scores.size / all_scores.size) if all_scores.size else 0.0,
         "prompts_with_kept": prompts_with_kept,
         "prompts_without_kept": len(records) - prompts_with_kept,
@@ -449,7 +463,8 @@ def _report(
 def _check_reconciled(report: dict[str, Any], settings: SampleConfig) -> None:
     """Counts must add up; a mismatch is a bug here, not bad input."""
     identities = {
-        "candidates == prompts * k": report["candidates"] == report["prompts"] * settings.k,
+        "candidates == prompts * k + guided":
+            report["candidates"] == report["prompts"] * settings.k + report["guided_candidates"],
         "kept + filtered == candidates":
             report["kept"] + report["filtered_below_tau"] + report["filtered_breaking_rules"] == report["candidates"],
         "prompts with + without kept == prompts":

@@ -33,6 +33,13 @@ class SampleConfig(Section):
         "the rules, and is then the rejected reply of the prompt's preference pair; steerability then "
         "rises with each generation instead of drifting.",
     )
+    guided: int = Field(
+        0, ge=0,
+        description="Extra candidates per prompt whose character card demands an opening (a phrase to start "
+        "with, a catchphrase, a word, an emoji): sampled with that opening forced, then judged and rule-checked "
+        "like the others (sample/guided.py). Where the model never writes such openings itself, they are the "
+        "only rule-keeping candidates rejection sampling can find.",
+    )
     min_margin: float = Field(
         0.1, ge=0.0, description="Smallest judge-score margin chosen - rejected for a preference pair."
     )
@@ -69,5 +76,5 @@ class SampleConfig(Section):
 # Merged into config.PRESETS["tiny"] / ["demo"] under the "sample" key.
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {"k": 2, "probe_n": 1, "max_new_tokens": 12, "min_margin": 0.0, "hard_share": 0.5},
-    "demo": {"k": 3, "probe_n": 1, "max_new_tokens": 40, "min_margin": 0.05},
+    "demo": {"k": 3, "probe_n": 1, "max_new_tokens": 40, "min_margin": 0.05, "guided": 1},
 }

@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from characterflywheel.models import make_backend
+from characterflywheel.sample.guided import card_openings
 from characterflywheel.sample.hard_prompts import select_hard_prompts, select_hard_prompts_from_scores
 from characterflywheel.sample.protocols import (
     BackendFactory,
     CachedBackends,
     Judge,
     ModelSpec,
+    Opening,
     RuleCheck,
     UserSignalPredictor,
 )
@@ -67,18 +69,22 @@ def run_pre_herding_sampling(
     parent_win_rate: float | None = None,
     progress: bool = False,
     rule_check: RuleCheck | None = None,
+    opening: Opening | None = None,
 ) -> dict[str, float]:
     """Rejection sampling + hard prompts on a curated prompt file; returns flat metrics.
-    ``rule_check``: default the shipped character cards' rules (when ``settings.follow_rules``)."""
+    ``rule_check``: default the shipped character cards' rules (when ``settings.follow_rules``);
+    ``opening``: default the openings those cards demand (when ``settings.guided``)."""
     settings = settings or SampleConfig()
     if settings.follow_rules and rule_check is None:
         rule_check = card_rule_check()
+    if settings.guided and opening is None:
+        opening = card_openings()
     out = Path(out_dir)
     prompts = read_prompt_records(curated_prompts_path)
     backends = CachedBackends(backend_factory)
     result = rejection_sample(
         prompts, pool, judge, backends, settings, user_signal=user_signal,
-        parent_win_rate=parent_win_rate, progress=progress, out_dir=out, rule_check=rule_check,
+        parent_win_rate=parent_win_rate, progress=progress, out_dir=out, rule_check=rule_check, opening=opening,
     )
     if settings.hard_source == "candidates":
         hard = select_hard_prompts_from_scores(
@@ -104,7 +110,7 @@ def pre_herding_metrics(rejection: dict[str, Any], hard: dict[str, Any]) -> dict
         f"sample.{key}": number(rejection[key])
         for key in ("prompts", "candidates", "kept", "acceptance_rate", "sft_records", "preference_pairs",
                     "tau", "mean_score_all", "mean_score_kept", "mean_score_sft", "rule_breaking_share",
-                    "pairs_against_rule_breakers")
+                    "pairs_against_rule_breakers", "guided_candidates", "sft_guided")
     }
     metrics["sample.user_signal_active"] = float(rejection["user_signal"]["active"])
     metrics["sample.user_signal_changed_top_pick"] = float(rejection["user_signal"]["changed_top_pick"])
