@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/training.py --quick
 	$(PY) benchmarks/curation.py
 	$(PY) benchmarks/flywheel.py --scales 1 4
+	$(PY) benchmarks/gateway.py --users 60
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -90,6 +90,9 @@ class ServeConfig(Section):
     port: int = Field(8000, ge=0, le=65535, description="Gateway port; 0 picks a free one.")
     batch_size: int = Field(32, ge=1, description="Concurrent requests decoded together.")
     max_wait_ms: float = Field(20.0, ge=0, description="How long a request waits for others to batch with.")
+    continuous_batching: bool = Field(
+        True, description="Requests join an open batch as slots free up (backends that stream: `fast`); "
+        "false: one `chat` call per micro-batch, as for the other backends.")
     arms: list[ArmConfig] = Field(
         default_factory=lambda: [ArmConfig(name="control")],
         description="A/B arms; users are split by a sticky hash of their id.",

@@ -265,7 +265,14 @@ def test_streaming_backends_are_continuously_batched_and_a_failing_step_fails_on
             assert list(pool.map(maybe_poison, range(4))) == ["500", *[f"[only] fine {i}" for i in range(1, 4)]]
         stats = httpx.get(f"{base_url}/stats").json()
         assert stats["served_total"] == 8 + 3 and stats["largest_batch"] > 1
-    assert gateway.batcher._streams == {} or not any(s.busy for s in gateway.batcher._streams.values())
+    assert not any(stream.busy for stream in gateway.batcher._streams.values())
+
+
+def test_continuous_batching_can_be_turned_off(make_gateway, serve) -> None:
+    backend = FakeStreamingBackend("only", steps=2)
+    with serve(make_gateway([Arm("only", "gen-0", backend)], continuous_batching=False)) as base_url:
+        assert ask(client(base_url), "hi").choices[0].message.content == "[only] hi"
+    assert backend.live_per_step == [] and backend.batch_sizes == [1]  # one chat call, no stream
 
 def test_feedback_is_logged_and_unknown_ids_are_404(make_gateway, serve, tmp_path: Path) -> None:
     with serve(make_gateway(two_arms())) as base_url:

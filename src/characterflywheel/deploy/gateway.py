@@ -221,10 +221,11 @@ class MicroBatcher:
     """Collects concurrent jobs and decodes them on one worker thread: continuously batched
     where the backend can stream, else in micro-batches (see the module docstring)."""
 
-    def __init__(self, batch_size: int = 32, max_wait_ms: float = 20.0) -> None:
+    def __init__(self, batch_size: int = 32, max_wait_ms: float = 20.0, continuous: bool = True) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
+        self.continuous = continuous
         self.max_wait = max(0.0, max_wait_ms) / 1000
         self.batches = 0
         self.batched_requests = 0
@@ -317,7 +318,7 @@ class MicroBatcher:
     # -- continuous batching ---------------------------------------------------------------
     def _join_stream(self, job: _Job) -> bool:
         """Queue ``job`` on its group's open stream; False if its backend has no streams."""
-        open_stream = getattr(job.arm.backend, "open_stream", None)
+        open_stream = getattr(job.arm.backend, "open_stream", None) if self.continuous else None
         if open_stream is None:
             return False
         key = (id(job.arm.backend), job.params)
@@ -424,7 +425,7 @@ class Gateway:
 
     def __init__(self, arms: Sequence[Arm], log_dir: Path, system_prompts: Mapping[str, str] | None = None,
                  batch_size: int = 32, max_wait_ms: float = 20.0, public_model: str = PUBLIC_MODEL,
-                 salt: str = "ab") -> None:
+                 salt: str = "ab", continuous_batching: bool = True) -> None:
         if not arms:
             raise ValueError("the gateway needs at least one arm")
         names = [a.name for a in arms]
@@ -444,7 +445,7 @@ class Gateway:
         # Feedback may come for replies served before a restart: those ids are in the log already.
         self.response_ids: set[str] = known_response_ids(self.events_path)
         self.log = EventLog(self.events_path)
-        self.batcher = MicroBatcher(batch_size, max_wait_ms)
+        self.batcher = MicroBatcher(batch_size, max_wait_ms, continuous_batching)
         self.served: Counter[str] = Counter()
         self.fold_report: FoldReport | None = None
         self._lock = threading.Lock()

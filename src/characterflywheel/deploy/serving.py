@@ -46,7 +46,7 @@ def build_arms(config: Config) -> list[Arm]:
 def build_gateway(config: Config, log_dir: Path) -> Gateway:
     prompts = {character.id: character.system_prompt() for character in load_characters()}
     return Gateway(build_arms(config), log_dir, prompts, batch_size=config.serve.batch_size,
-                   max_wait_ms=config.serve.max_wait_ms)
+                   max_wait_ms=config.serve.max_wait_ms, continuous_batching=config.serve.continuous_batching)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
