@@ -215,6 +215,11 @@ def _usage(backend: GenerationBackend, jobs: Sequence[_Job], replies: Sequence[S
 
 
 MAX_IDLE_STREAMS = 8
+# uvicorn closes an idle keep-alive connection after 5 s by default; a client reusing it at that
+# moment gets "Server disconnected without sending a response". Replies can take longer than that
+# to decode under load, so idle connections are kept longer than clients wait between requests (the
+# usual rule: server keep-alive above the clients' and load balancers' idle timeouts).
+KEEP_ALIVE_S = 75
 
 
 class MicroBatcher:
@@ -623,4 +628,5 @@ def serve(gateway: Gateway, host: str = "127.0.0.1", port: int = 8000, log_level
     """Run the app with uvicorn until interrupted; the log is folded on shutdown."""
     import uvicorn
 
-    uvicorn.run(create_app(gateway), host=host, port=port, log_level=log_level, access_log=False)
+    uvicorn.run(create_app(gateway), host=host, port=port, log_level=log_level, access_log=False,
+                timeout_keep_alive=KEEP_ALIVE_S)

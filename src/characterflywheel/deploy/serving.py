@@ -19,7 +19,7 @@ import uvicorn
 
 from characterflywheel.characters import load_characters
 from characterflywheel.config import Config
-from characterflywheel.deploy.gateway import Arm, Gateway, create_app
+from characterflywheel.deploy.gateway import KEEP_ALIVE_S, Arm, Gateway, create_app
 from characterflywheel.models import GenerationBackend, SamplingParams, make_backend
 
 
@@ -67,7 +67,7 @@ def running_gateway(gateway: Gateway, host: str = "127.0.0.1", port: int = 0,
     """Serve ``gateway`` in a background thread until the block ends."""
     port = port or free_port(host)
     server = uvicorn.Server(uvicorn.Config(create_app(gateway), host=host, port=port, log_level="warning",
-                                           lifespan="on"))
+                                           lifespan="on", timeout_keep_alive=KEEP_ALIVE_S))
     thread = threading.Thread(target=server.run, name="gateway-server", daemon=True)
     thread.start()
     deadline = time.monotonic() + startup_timeout
@@ -84,4 +84,5 @@ def running_gateway(gateway: Gateway, host: str = "127.0.0.1", port: int = 0,
 
 def serve_forever(config: Config, log_dir: Path) -> None:
     gateway = build_gateway(config, log_dir)
-    uvicorn.run(create_app(gateway), host=config.serve.host, port=config.serve.port or 8000, log_level="info")
+    uvicorn.run(create_app(gateway), host=config.serve.host, port=config.serve.port or 8000, log_level="info",
+                timeout_keep_alive=KEEP_ALIVE_S)

@@ -63,8 +63,13 @@ class SessionDriver:
     def __init__(self, base_url: str, landscape: Landscape, personas: Mapping[str, str], seed: int = 0,
                  model: str = "characterflywheel", max_turns: int = 6, start: dt.datetime | None = None,
                  timeout: float = 600.0, tag: str = "") -> None:
-        self.client = openai.OpenAI(base_url=base_url, api_key="simulated", timeout=timeout, max_retries=0)
-        self.http = httpx.Client(base_url=base_url, timeout=timeout)
+        # No keep-alive: a pooled connection the server closed while idle fails the next request on
+        # it ("Server disconnected without sending a response"), and neither a chat turn nor a
+        # signal may be sent twice. A fresh loopback connection per request costs next to nothing.
+        fresh = httpx.Limits(max_keepalive_connections=0)
+        self.client = openai.OpenAI(base_url=base_url, api_key="simulated", timeout=timeout, max_retries=0,
+                                    http_client=httpx.Client(timeout=timeout, limits=fresh))
+        self.http = httpx.Client(base_url=base_url, timeout=timeout, limits=fresh)
         self.landscape = landscape
         self.personas = personas
         self.seed = seed
