@@ -116,6 +116,21 @@ def ask(api: openai.OpenAI, text: str, user: str = "u-1", model: str = PUBLIC_MO
                                        metadata=metadata)
 
 
+def poisoned_together(api: openai.OpenAI, count: int) -> list[str]:
+    """``count`` requests at once, the first poisonous: each reply, or "500" for a server error."""
+    barrier = threading.Barrier(count, timeout=10)
+
+    def one(i: int) -> str:
+        barrier.wait()
+        try:
+            return ask(api, POISON if i == 0 else f"fine {i}", user=f"u-{i}").choices[0].message.content
+        except openai.InternalServerError as error:
+            assert error.body["type"] == "server_error" and "choked" in error.body["message"]
+            return "500"
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(one, range(count)))
+
 def within_binomial(count: int, n: int, p: float, sigmas: float = 4.0) -> bool:
     return abs(count - n * p) <= sigmas * math.sqrt(n * p * (1 - p))
 
@@ -217,18 +232,7 @@ def test_concurrent_requests_are_batched_and_a_failing_request_fails_alone(make_
             assert list(pool.map(one, range(16))) == [f"[only] line {i}" for i in range(16)]
         assert sum(backend.batch_sizes) == 16 and max(backend.batch_sizes) > 1
 
-        barrier = threading.Barrier(6, timeout=10)
-
-        def maybe_poison(i: int) -> str:
-            barrier.wait()
-            try:
-                return ask(api, POISON if i == 0 else f"fine {i}", user=f"u-{i}").choices[0].message.content
-            except openai.InternalServerError as error:
-                assert error.body["type"] == "server_error" and "choked" in error.body["message"]
-                return "500"
-
-        with ThreadPoolExecutor(6) as pool:
-            assert list(pool.map(maybe_poison, range(6))) == ["500", *[f"[only] fine {i}" for i in range(1, 6)]]
+        assert poisoned_together(api, 6) == ["500", *[f"[only] fine {i}" for i in range(1, 6)]]
         assert ask(api, "still there?").choices[0].message.content == "[only] still there?"
         assert httpx.get(f"{base_url}/stats").json()["served_total"] == 16 + 5 + 1
 
@@ -251,18 +255,7 @@ def test_streaming_backends_are_continuously_batched_and_a_failing_step_fails_on
             assert list(pool.map(one, range(8))) == [f"[only] line {i}" for i in range(8)]
         assert max(backend.live_per_step) > 1  # they shared steps
         assert len(backend.live_per_step) < 8 * 5  # fewer steps than one request at a time
-        barrier = threading.Barrier(4, timeout=10)
-
-        def maybe_poison(i: int) -> str:
-            barrier.wait()
-            try:
-                return ask(api, POISON if i == 0 else f"fine {i}", user=f"u-{i}").choices[0].message.content
-            except openai.InternalServerError as error:
-                assert "choked" in error.body["message"]
-                return "500"
-
-        with ThreadPoolExecutor(4) as pool:
-            assert list(pool.map(maybe_poison, range(4))) == ["500", *[f"[only] fine {i}" for i in range(1, 4)]]
+        assert poisoned_together(api, 4) == ["500", *[f"[only] fine {i}" for i in range(1, 4)]]
         stats = httpx.get(f"{base_url}/stats").json()
         assert stats["served_total"] == 8 + 3 and stats["largest_batch"] > 1
     assert not any(stream.busy for stream in gateway.batcher._streams.values())
