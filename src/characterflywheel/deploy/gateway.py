@@ -33,7 +33,7 @@ leaves as soon as its reply is done, the worker stepping the open groups in turn
 are *micro-batched*: the worker takes whatever is queued (up to ``batch_size``, waiting at most
 ``max_wait_ms`` for company) and decodes it as one ``chat`` call per group. Continuous batching
 matters because a chat user's next turn arrives while other users' turns decode: micro-batches
-then fragment (mean 5 requests at 96 simulated users, 3 arms) and each pays a whole reply's decode
+then fragment (mean 5 requests with 60 simulated users on 3 arms) and each pays a whole reply's decode
 steps. If a batch or a step fails, its requests are retried one by one, so one poisonous request
 fails alone (500) and the server keeps serving. Waiting requests hold no thread: each awaits a
 future the worker resolves.

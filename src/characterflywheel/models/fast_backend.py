@@ -446,7 +446,7 @@ class DecodeStream:
     ``chat`` decodes a fixed list to the end, so a gateway calling it per micro-batch makes
     every request that arrives meanwhile wait for the whole batch, and batches fragment: with
     simulated users whose next turns arrive while other users' turns decode, the gateway's
-    batches averaged 5 requests at 96 concurrent users, each paying a full reply's worth of
+    batches averaged 5 requests with 60 simulated users on 3 arms, each paying a full reply's worth of
     decode steps. A stream keeps one batch open: ``submit`` queues a conversation and it joins
     the live sequences as slots free up (first come, first served), ``step`` admits and decodes
     one token, and ``on_finished`` receives a conversation's ``params.n`` replies as soon as
