@@ -224,3 +224,30 @@ def test_a_forced_opening_is_continued_and_left_out_of_the_reply(tiny_policy, fa
     assert stream_replies == fast.chat([opened], GREEDY)[:1]
     # Without the prefix flag an assistant message ending a conversation is history, not an opening.
     assert encode_conversations(tokenizer, [[*conversation, {"role": "assistant", "content": "Ahoy!"}]])[0] != opened_ids
+
+
+def test_a_stream_continues_a_conversation_from_its_stored_turns(tiny_policy, reference: TransformersBackend) -> None:
+    """The next turn of a conversation restores the states its previous turn left (prefilling only
+    the new messages) and still gets the reply a fresh prefill gives; the stored turn is replaced."""
+    model, tokenizer = tiny_policy
+    card = "You are Robin, a warm and curious friend who loves long runs and bad puns."
+    first = [{"role": "system", "content": card}, {"role": "user", "content": "how was your day?"}]
+    backend = FastBackend(model, tokenizer, batch_size=4)
+    stream = backend.open_stream(GREEDY)
+    got: list[list[str]] = []
+    stream.submit(first, got.append)
+    _drain(stream)
+    assert got == reference.chat([first], GREEDY) and len(backend.histories) == 1
+    second = [*first, {"role": "assistant", "content": got[0][0]}, {"role": "user", "content": "tell me more!"}]
+    third_party = [{"role": "system", "content": card}, {"role": "user", "content": "pizza or tacos?"}]
+    stream.submit(second, got.append)
+    stream.submit(third_party, got.append)
+    _drain(stream)
+    assert got[1:] == reference.chat([second, third_party], GREEDY)
+    assert backend.histories.hits == 1  # the second turn; the other conversation is new
+    assert len(backend.histories) == 2  # the first turn's entry gave way to the second's
+    cramped = FastBackend(model, tokenizer, batch_size=4, history_cache_bytes=1)
+    stream = cramped.open_stream(GREEDY)
+    stream.submit(first, got.append)
+    _drain(stream)
+    assert len(cramped.histories) == 0  # over budget: nothing kept, nothing breaks

@@ -13,6 +13,9 @@ backend keeps the CPU's matmul units busy instead
 * a prefix cache keeps the key/value states of recent system turns across ``chat`` calls
   (``prefix_cache_entries``), so a gateway that repeats a few character cards on every turn
   prefills only what follows them (simulated demo traffic: prefill time -44 %, wall -18 %);
+* a stream (a server's open batch, :class:`DecodeStream`) also keeps each finished
+  conversation's states after the system turn (``history_cache_bytes``), so the user's next
+  turn prefills only its new messages (:class:`HistoryCache`);
 * continuous batching: finished slots are refilled with waiting prompts once
   ``refill_fraction`` of the slots are free; when no prompts wait, live slots are
   compacted to the front so idle ones cost nothing;
@@ -61,6 +64,7 @@ if TYPE_CHECKING:
 
 DEFAULT_BATCH_SIZE = 128
 DEFAULT_KV_CACHE_BYTES = 4 * 1024**3
+DEFAULT_HISTORY_CACHE_BYTES = 1024**3
 CAPACITY_GROWTH = 1.25
 
 
@@ -73,6 +77,7 @@ class _Request:
     prompt: list[int]
     prefix: int = 0  # leading tokens worth keeping in the prefix cache: the system turn
     generated: list[int] = field(default_factory=list)
+    history_key: tuple[int, ...] | None = None  # the stored conversation this prompt continues
 
     def sort_key(self) -> tuple[int, int, int]:
         return len(self.prompt), self.conversation, self.candidate
@@ -94,6 +99,7 @@ class FastBackend:
         min_shared_prefix: int = 8,
         num_threads: int | None = None,
         prefix_cache_entries: int = 64,
+        history_cache_bytes: int = DEFAULT_HISTORY_CACHE_BYTES,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -113,7 +119,9 @@ class FastBackend:
         self.lean = LeanLlama(model).eval()
         self.generated_tokens = 0  # running total, stop tokens included (for throughput figures)
         self.prefixes = PrefixCache(prefix_cache_entries)
+        self.histories = HistoryCache(history_cache_bytes)
         self._system_turns: dict[str, list[int]] = {}
+        self._header: list[int] | None = None
 
     @classmethod
     def from_spec(cls, model: str | Path, dtype: torch.dtype = torch.float32, **options: object) -> FastBackend:
@@ -154,6 +162,19 @@ class FastBackend:
 
     def _reply(self, request: _Request) -> str:
         return decode_reply(self.tokenizer, request.generated, self.stop_ids)
+
+    def turn_starts(self, prompt: Sequence[int]) -> list[int]:
+        """Positions in ``prompt`` right after each assistant header but the last (where an
+        earlier turn's prompt ended), latest first: where a stored history may end."""
+        if self._header is None:
+            probe = [{"role": "user", "content": "hi"}]
+            opened = encode_conversations(self.tokenizer, [probe])[0]
+            closed = encode_conversations(self.tokenizer, [probe], generation_prompt=False)[0]
+            self._header = opened[len(closed):] if opened[: len(closed)] == closed else []
+        header, size = self._header, len(self._header)
+        if not size:
+            return []
+        return [end for end in range(len(prompt) - 1, size - 1, -1) if list(prompt[end - size : end]) == header]
 
     def _system_turn_length(self, conversation: Conversation, prompt: list[int]) -> int:
         """Tokens of ``prompt`` that render its system message (0 if none, or if the template
@@ -202,6 +223,67 @@ class PrefixCache:
         self._stored[tuple(tokens)] = states
         while len(self._stored) > self.entries:
             self._stored.popitem(last=False)
+
+
+@dataclass
+class _History:
+    """A finished conversation: its tokens (prompt, then the reply as generated) and their
+    key/value states from ``start`` (the end of the system turn) to the end of ``tokens``."""
+
+    tokens: list[int]
+    start: int
+    states: list[torch.Tensor]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(state.nbytes for state in self.states)
+
+
+class HistoryCache:
+    """The states of recently finished conversations, keyed by the prompt that produced the reply,
+    so that the same user's next turn prefills only what is new (vLLM's automatic prefix caching,
+    at the granularity of a turn). A next turn's prompt starts with the previous prompt (chat
+    templates render earlier turns unchanged), then the reply as the template re-tokenizes it
+    (usually the tokens generated), then the new user turn: the stored states cover the longest
+    common prefix. States before ``start`` are the system turn, kept once in the ``PrefixCache``.
+    Least recently used entries go first once ``max_bytes`` is exceeded."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.hits = self.misses = 0
+        self._stored: OrderedDict[tuple[int, ...], _History] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._stored)
+
+    def find(self, prompt: Sequence[int], turn_starts: Sequence[int]) -> tuple[tuple[int, ...], _History] | None:
+        """The stored conversation whose prompt is the longest prefix of ``prompt`` ending at one
+        of ``turn_starts``."""
+        for end in turn_starts:
+            key = tuple(prompt[:end])
+            found = self._stored.get(key)
+            if found is not None:
+                self.hits += 1
+                self._stored.move_to_end(key)
+                return key, found
+        self.misses += 1
+        return None
+
+    def put(self, key: tuple[int, ...], history: _History) -> None:
+        if history.nbytes > self.max_bytes:
+            return
+        self.drop(key)
+        self._stored[key] = history
+        self.bytes += history.nbytes
+        while self.bytes > self.max_bytes:
+            _, evicted = self._stored.popitem(last=False)
+            self.bytes -= evicted.nbytes
+
+    def drop(self, key: tuple[int, ...]) -> None:
+        gone = self._stored.pop(key, None)
+        if gone is not None:
+            self.bytes -= gone.nbytes
 
 
 class _LiveSlots:
@@ -254,11 +336,14 @@ class _Run:
 
     def __init__(
         self, backend: FastBackend, requests: list[_Request], params: SamplingParams,
-        on_done: Callable[[_Request], None], slots: int | None = None,
+        on_done: Callable[[_Request], None], slots: int | None = None, keep_histories: bool = False,
     ) -> None:
         """``slots``: how many sequences may decode together (default: as many as ``requests``,
-        at most the backend's ``batch_size``); a stream sizes it for the requests still to come."""
+        at most the backend's ``batch_size``); a stream sizes it for the requests still to come.
+        ``keep_histories``: store finished conversations in the backend's ``HistoryCache`` and
+        restore prompts from it (a stream's next turns; a one-off batch has none to come)."""
         self.backend = backend
+        self.keep_histories = keep_histories
         self.lean: LeanLlama = backend.lean
         self.params = params
         self.on_done = on_done
@@ -343,7 +428,7 @@ class _Run:
         firsts = [group[i] for i in starts]
         prompts = [r.prompt for r in firsts]
         targets = torch.tensor([assigned[i] for i in starts])
-        cached = [self.backend.prefixes.get(r.prompt[: r.prefix]) if r.prefix else None for r in firsts]
+        cached = [self._cached_states(r) for r in firsts]
         # Two passes, so that no restored row is padded to the full length of a fresh one.
         restored = [row for row, found in enumerate(cached) if found is not None]
         fresh = [row for row, found in enumerate(cached) if found is None]
@@ -359,6 +444,37 @@ class _Run:
                 self.backend.prefixes.put(key, self.cache.read_prefix(slot, request.prefix))
         logit_rows = _share_with_candidates(group, starts, assigned, self.cache)
         self._record(assigned[0], self._sample(logits[logit_rows]))
+
+    def _cached_states(self, request: _Request) -> list[torch.Tensor] | None:
+        """Stored states of ``request``'s leading tokens: its system turn (``PrefixCache``), then,
+        in a stream, as much of the conversation as an earlier turn left (``HistoryCache``)."""
+        if not request.prefix:
+            return None
+        system = self.backend.prefixes.get(request.prompt[: request.prefix])
+        if system is None or not self.keep_histories:
+            return system
+        found = self.backend.histories.find(request.prompt, self.backend.turn_starts(request.prompt))
+        if found is None or found[1].start != request.prefix:
+            return system
+        key, history = found
+        shared = _common_length(history.tokens, request.prompt, limit=len(request.prompt) - 1)
+        if shared <= request.prefix:
+            return system
+        request.history_key = key
+        return [torch.cat((head, tail[:, : shared - request.prefix]), dim=1)
+                for head, tail in zip(system, history.states, strict=True)]
+
+    def _remember(self, slot: int, request: _Request) -> None:
+        """Store a finished conversation's states after its system turn, in place of the one it
+        continued (the tokens whose states are cached: the last one generated was never fed back)."""
+        if not request.prefix:
+            return
+        cached = len(request.prompt) + len(request.generated) - 1
+        history = _History([*request.prompt, *request.generated][:cached], request.prefix,
+                           self.cache.read_range(slot, request.prefix, cached))
+        if request.history_key is not None:
+            self.backend.histories.drop(request.history_key)
+        self.backend.histories.put(tuple(request.prompt), history)
 
     def _prefill_sharing_a_prefix(self, prompts: list[list[int]], targets: torch.Tensor) -> torch.Tensor:
         shared = self._shared_prefix(prompts)
@@ -408,6 +524,8 @@ class _Run:
             request.generated.append(token)
             if stop or len(request.generated) >= self.params.max_new_tokens:
                 finished.append(slot)
+                if self.keep_histories:
+                    self._remember(slot, request)
                 self.on_done(request)
         self.live.next_tokens[first_slot : first_slot + len(tokens)] = tokens
         self.live.remove(finished, self.cache)
@@ -477,7 +595,8 @@ class DecodeStream:
         self._next_id += 1
         if self._run is None:
             with torch.inference_mode():
-                self._run = _Run(self.backend, requests, self.params, self._retire, slots=self.slots)
+                self._run = _Run(self.backend, requests, self.params, self._retire, slots=self.slots,
+                                 keep_histories=True)
         else:
             self._run.add(requests)
 
@@ -502,6 +621,16 @@ class DecodeStream:
         del self._tickets[request.conversation]
         self.backend.generated_tokens += sum(len(r.generated) for r in ticket.requests)
         ticket.on_finished([self.backend._reply(r) for r in sorted(ticket.requests, key=lambda r: r.candidate)])
+
+
+def _common_length(first: Sequence[int], second: Sequence[int], limit: int) -> int:
+    """Length of the common prefix of two token lists, at most ``limit``."""
+    length = 0
+    for a, b in zip(first, second):
+        if length >= limit or a != b:
+            break
+        length += 1
+    return length
 
 
 def _first_of_each_prompt(group: list[_Request]) -> list[int]:

@@ -124,6 +124,10 @@ class SlotCache:
         """A copy of slot ``slot``'s first ``length`` positions: keys of every layer, then values."""
         return [cache[slot, :, :length].clone() for cache in (*self.keys, *self.values)]
 
+    def read_range(self, slot: int, start: int, end: int) -> list[torch.Tensor]:
+        """A copy of slot ``slot``'s positions ``start..end-1``, laid out as ``read_prefix``'s."""
+        return [cache[slot, :, start:end].clone() for cache in (*self.keys, *self.values)]
+
     def write_prefix(self, slot: int, stored: list[torch.Tensor]) -> None:
         """Put a ``read_prefix`` copy back at positions ``0..`` of slot ``slot``."""
         for cache, part in zip((*self.keys, *self.values), stored, strict=True):
