@@ -77,6 +77,8 @@ def simulate_traffic(config: Config, world: World, out_dir: Path, base_url: str 
     """Simulated users chat for ``world.days``; with no ``base_url`` a local gateway serves the arms
     and its traffic log lands in ``out_dir``. A flywheel ``generation`` gets its own days and ids."""
     import datetime as dt
+    import gc
+
     from characterflywheel.deploy.serving import build_gateway, running_gateway
     from characterflywheel.simulate.traffic import SessionDriver, simulate_days
 
@@ -99,6 +101,10 @@ def simulate_traffic(config: Config, world: World, out_dir: Path, base_url: str 
             summary = drive(served.base_url)
         summary |= {"gateway_served": sum(gateway.served.values()),
                     **{f"gateway_{kind}_events": n for kind, n in gateway.log.written.items()}}
+        del gateway, served
+        # The app and the server may keep the arms' models in reference cycles: free them before the
+        # next stage loads its own.
+        gc.collect()
     (out_dir / "simulation.json").write_text(json.dumps(summary, indent=2))
     return summary
 

@@ -265,6 +265,10 @@ class MicroBatcher:
                 break
             if job is not None and job.future.set_running_or_notify_cancel():
                 job.future.set_exception(RuntimeError("the gateway shut down before this request ran"))
+        if not self._thread.is_alive():  # the open batches' KV caches go now, not when GC finds them
+            for stream in self._streams.values():
+                stream.close()
+            self._streams.clear()
 
     def _gather(self, first: _Job) -> tuple[list[_Job], bool]:
         jobs, deadline, stop = [first], time.monotonic() + self.max_wait, False
@@ -507,6 +511,10 @@ class Gateway:
                 return self.fold_report
             self._closed = True
         self.batcher.close()
+        for backend in {id(arm.backend): arm.backend for arm in self.arms}.values():
+            release = getattr(backend, "release_caches", None)
+            if release is not None:  # a stopped server's caches only hold memory
+                release()
         self.log.close()
         self.fold_report = fold_events(self.events_path, self.traffic_path)
         return self.fold_report

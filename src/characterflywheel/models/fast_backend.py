@@ -141,6 +141,11 @@ class FastBackend:
             replies[request.conversation][request.candidate] = self._reply(request)
         return replies
 
+    def release_caches(self) -> None:
+        """Drop the cached system turns and conversations (a server that stopped serving)."""
+        self.prefixes.clear()
+        self.histories.clear()
+
     def open_stream(self, params: SamplingParams, slots: int | None = None) -> DecodeStream:
         """A continuous batch that stays open across calls (see :class:`DecodeStream`)."""
         return DecodeStream(self, params, slots or self.batch_size)
@@ -217,6 +222,9 @@ class PrefixCache:
     def __contains__(self, tokens: Sequence[int]) -> bool:
         return tuple(tokens) in self._stored
 
+    def clear(self) -> None:
+        self._stored.clear()
+
     def put(self, tokens: Sequence[int], states: list[torch.Tensor]) -> None:
         if self.entries <= 0:
             return
@@ -284,6 +292,10 @@ class HistoryCache:
         gone = self._stored.pop(key, None)
         if gone is not None:
             self.bytes -= gone.nbytes
+
+    def clear(self) -> None:
+        self._stored.clear()
+        self.bytes = 0
 
 
 class _LiveSlots:
