@@ -24,9 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from characterflywheel.models.generation import with_opening
+from characterflywheel.models.generation import SamplingParams, with_opening
 from characterflywheel.sample.protocols import BackendFactory, ChatMessages, ModelSpec, Opening
-from characterflywheel.sample.settings import SampleConfig
 
 EMOJI = ("😊", "✨", "🙂", "😄")
 _CLOSING = (".", "!", "?", ",", "…")
@@ -97,18 +96,13 @@ def add_guided_candidates(
     pool: Sequence[ModelSpec],
     backends: BackendFactory,
     opening: Opening,
-    settings: SampleConfig,
+    params: SamplingParams,
     progress: bool = False,
 ) -> list[int]:
-    """Append ``settings.guided`` guided candidates to the group of every prompt whose card asks
-    for an opening, from the prompt's chosen model; returns how many each group got."""
-    from characterflywheel.sample.rejection import sampling_params
-
+    """Append ``params.n`` guided candidates to the group of every prompt whose card asks for an
+    opening, from the prompt's chosen model; returns how many each group got."""
     added = [0] * len(records)
-    if not settings.guided:
-        return added
     openings = [opening(record) for record in records]
-    params = sampling_params(settings, settings.guided, settings.seed + 2000)
     for model_index, spec in enumerate(pool):
         positions = [i for i in np.flatnonzero(choice == model_index) if openings[i]]
         if not positions:

@@ -317,8 +317,10 @@ def rejection_sample(
 
     choice, probe_means = choose_models(conversations, pool, judge, backends, settings, progress)
     groups = generate_candidates(conversations, choice, pool, backends, settings, progress)
-    guided = (add_guided_candidates(records, conversations, groups, choice, pool, backends, opening, settings,
-                                    progress) if opening is not None else [0] * len(records))
+    guided = [0] * len(records)
+    if opening is not None and settings.guided:
+        guided = add_guided_candidates(records, conversations, groups, choice, pool, backends, opening,
+                                       sampling_params(settings, settings.guided, settings.seed + 2000), progress)
     scores = checked_score_groups(judge, conversations, groups) if records else []
     tau, tau_source = effective_tau(scores, settings)
     breaking = rule_breakers(records, groups, rule_check if settings.follow_rules else None)
