@@ -223,3 +223,27 @@ def test_guided_candidates_open_as_the_rules_demand_and_can_be_the_only_rule_kee
 def test_no_guided_candidates_without_the_setting():
     result, backend = run(opening=lambda record: "Ahoy!")
     assert backend.calls == [(4, 4)] and result.report["guided_candidates"] == 0
+
+
+def breaks_if_o_or_p(record, reply_text):
+    """On "low" (all below tau 0.4), the two best replies "o" 0.3 and "p" 0.35 break the rules."""
+    return reply_text.split("|")[0] not in {"o", "p"}
+
+
+def test_a_prompt_whose_rule_keepers_are_all_below_tau_keeps_the_best_of_them():
+    result, _ = run(rule_check=breaks_if_o_or_p)
+    rows = {row["reply"].split("|")[0]: row for row in result.candidates}
+    assert rows["n"]["kept"] and not rows["m"]["kept"] and not rows["p"]["kept"]
+    sft = {record["prompt_id"]: record for record in result.sft}
+    assert parse(sft["p3"]["messages"][-1]["content"], "s") == 0.2  # "n": the best rule keeper
+    pair = {pair["prompt_id"]: pair for pair in result.prefs}["p3"]
+    assert pair["rule_pair"] and pair["rejected"][0]["content"].startswith("o|")  # the lowest-scored breaker
+    report = result.report
+    assert report["kept_below_tau_keeping_rules"] == 1 and report["prompts_without_kept"] == 0
+    assert report["kept"] + report["filtered_below_tau"] + report["filtered_breaking_rules"] == report["candidates"]
+
+
+def test_without_keep_best_rule_keeper_such_a_prompt_yields_nothing():
+    result, _ = run(rule_check=breaks_if_o_or_p, settings=settings(keep_best_rule_keeper=False))
+    assert "p3" not in {record["prompt_id"] for record in result.sft}
+    assert result.report["kept_below_tau_keeping_rules"] == 0 and result.report["prompts_without_kept"] == 1

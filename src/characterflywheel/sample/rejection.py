@@ -12,7 +12,9 @@ For each prompt:
    and, with ``follow_rules``, it keeps every applicable rule of its character card (a verifiable
    check, so no reward model can trade it away: the steerability half of the paper's goal). A
    prompt none of whose candidates keeps its rules is judged on score alone: the model cannot reach
-   compliance there yet, and dropping the prompt would only lose its engagement signal.
+   compliance there yet, and dropping the prompt would only lose its engagement signal. A prompt
+   whose rule keepers all fall below tau keeps the best of them (``keep_best_rule_keeper``): often
+   the only rule keeper is a guided candidate, and dropping it would lose the prompt's rule signal.
 4. **Ranking.** Kept candidates are ordered by judge score. While the reward model's win rate of
    the current model over its parent is below ``user_signal_max_win_rate`` (65 % by default), the
    user-signal model re-ranks them by a blend of judge-score rank and predicted P(continue) rank.
@@ -324,8 +326,7 @@ def rejection_sample(
     scores = checked_score_groups(judge, conversations, groups) if records else []
     tau, tau_source = effective_tau(scores, settings)
     breaking = rule_breakers(records, groups, rule_check if settings.follow_rules else None)
-    # A rule binds a prompt only where some candidate kept it (else the prompt is out of reach).
-    kept_masks = [(group_scores >= tau) & ~(breaks & ~breaks.all())
+    kept_masks = [accepted(group_scores, breaks, tau, settings.keep_best_rule_keeper)
                   for group_scores, breaks in zip(scores, breaking, strict=True)]
 
     decision = decide_user_signal(user_signal, parent_win_rate, settings)
@@ -352,6 +353,21 @@ def rejection_sample(
     if out_dir is not None:
         result.write(out_dir)
     return result
+
+
+def accepted(scores: np.ndarray, breaks: np.ndarray, tau: float, keep_best_rule_keeper: bool) -> np.ndarray:
+    """Which candidates of one prompt are kept: score >= tau, and keeping the rules where they bind.
+
+    A rule binds a prompt only where some candidate keeps it (else the prompt is out of reach and is
+    judged on score alone). With ``keep_best_rule_keeper``, a prompt whose rules bind but whose rule
+    keepers all score below tau keeps its best rule keeper: there the check decides, not the judge,
+    as it does for the prompt's preference pair."""
+    binds = bool(breaks.any()) and not bool(breaks.all())
+    kept = (scores >= tau) & ~(breaks & binds)
+    if keep_best_rule_keeper and binds and not kept.any():
+        keepers = np.flatnonzero(~breaks)
+        kept[keepers[np.argmax(scores[keepers])]] = True
+    return kept
 
 
 def rule_breakers(records: Sequence[dict[str, Any]], groups: Sequence[Sequence[str]],
@@ -425,7 +441,8 @@ def _report(
         "prompts": len(records),
         "candidates": int(all_scores.size),
         "kept": int(kept_scores.size),
-        "filtered_below_tau": int((~above_tau).sum()),
+        "filtered_below_tau": int((~above_tau & ~kept_flat).sum()),
+        "kept_below_tau_keeping_rules": int((~above_tau & kept_flat).sum()),
         "filtered_breaking_rules": int((above_tau & ~kept_flat & breaks).sum()),
         "prompts_rules_out_of_reach": sum(bool(len(b)) and bool(b.all()) for b in breaking),
         "rule_breaking_candidates": int(breaks.sum()),

@@ -33,6 +33,12 @@ class SampleConfig(Section):
         "the rules, and is then the rejected reply of the prompt's preference pair; steerability then "
         "rises with each generation instead of drifting.",
     )
+    keep_best_rule_keeper: bool = Field(
+        True,
+        description="With follow_rules: a prompt where some candidate keeps its card's rules and some break "
+        "them, but every rule keeper scores below tau, keeps its best rule keeper (the SFT reply, chosen "
+        "against the lowest-scored rule breaker). Off: such a prompt yields nothing.",
+    )
     guided: int = Field(
         0, ge=0,
         description="Extra candidates per prompt whose character card demands an opening (a phrase to start "
