@@ -21,7 +21,7 @@ from characterflywheel.characters import Character, load_characters
 from characterflywheel.config import Config
 from characterflywheel.evaluate.engagement import analyze_traffic
 from characterflywheel.pipeline import StageNotice, StageRunner, run_foundation
-from characterflywheel.runs import StageContext, StageResult
+from characterflywheel.runs import StageContext, StageResult, release_freed_memory
 from characterflywheel.simulate.landscape import Landscape
 from characterflywheel.simulate.users import SimUser, make_users
 
@@ -77,7 +77,6 @@ def simulate_traffic(config: Config, world: World, out_dir: Path, base_url: str 
     """Simulated users chat for ``world.days``; with no ``base_url`` a local gateway serves the arms
     and its traffic log lands in ``out_dir``. A flywheel ``generation`` gets its own days and ids."""
     import datetime as dt
-    import gc
 
     from characterflywheel.deploy.serving import build_gateway, running_gateway
     from characterflywheel.simulate.traffic import SessionDriver, simulate_days
@@ -104,7 +103,7 @@ def simulate_traffic(config: Config, world: World, out_dir: Path, base_url: str 
         del gateway, served
         # The app and the server may keep the arms' models in reference cycles: free them before the
         # next stage loads its own.
-        gc.collect()
+        release_freed_memory()
     (out_dir / "simulation.json").write_text(json.dumps(summary, indent=2))
     return summary
 

