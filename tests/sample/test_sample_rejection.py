@@ -231,7 +231,7 @@ def breaks_if_o_or_p(record, reply_text):
 
 
 def test_a_prompt_whose_rule_keepers_are_all_below_tau_keeps_the_best_of_them():
-    result, _ = run(rule_check=breaks_if_o_or_p)
+    result, _ = run(rule_check=breaks_if_o_or_p, settings=settings(keep_best_rule_keeper=True))
     rows = {row["reply"].split("|")[0]: row for row in result.candidates}
     assert rows["n"]["kept"] and not rows["m"]["kept"] and not rows["p"]["kept"]
     sft = {record["prompt_id"]: record for record in result.sft}
@@ -243,7 +243,7 @@ def test_a_prompt_whose_rule_keepers_are_all_below_tau_keeps_the_best_of_them():
     assert report["kept"] + report["filtered_below_tau"] + report["filtered_breaking_rules"] == report["candidates"]
 
 
-def test_without_keep_best_rule_keeper_such_a_prompt_yields_nothing():
-    result, _ = run(rule_check=breaks_if_o_or_p, settings=settings(keep_best_rule_keeper=False))
+def test_by_default_such_a_prompt_yields_nothing():
+    result, _ = run(rule_check=breaks_if_o_or_p)
     assert "p3" not in {record["prompt_id"] for record in result.sft}
     assert result.report["kept_below_tau_keeping_rules"] == 0 and result.report["prompts_without_kept"] == 1

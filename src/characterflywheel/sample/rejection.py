@@ -13,8 +13,8 @@ For each prompt:
    check, so no reward model can trade it away: the steerability half of the paper's goal). A
    prompt none of whose candidates keeps its rules is judged on score alone: the model cannot reach
    compliance there yet, and dropping the prompt would only lose its engagement signal. A prompt
-   whose rule keepers all fall below tau keeps the best of them (``keep_best_rule_keeper``): often
-   the only rule keeper is a guided candidate, and dropping it would lose the prompt's rule signal.
+   whose rule keepers all fall below tau yields nothing, unless ``keep_best_rule_keeper`` keeps the
+   best of them (often a guided candidate): that buys steerability with engagement (see settings).
 4. **Ranking.** Kept candidates are ordered by judge score. While the reward model's win rate of
    the current model over its parent is below ``user_signal_max_win_rate`` (65 % by default), the
    user-signal model re-ranks them by a blend of judge-score rank and predicted P(continue) rank.

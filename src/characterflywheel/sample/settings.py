@@ -34,10 +34,13 @@ class SampleConfig(Section):
         "rises with each generation instead of drifting.",
     )
     keep_best_rule_keeper: bool = Field(
-        True,
+        False,
         description="With follow_rules: a prompt where some candidate keeps its card's rules and some break "
         "them, but every rule keeper scores below tau, keeps its best rule keeper (the SFT reply, chosen "
-        "against the lowest-scored rule breaker). Off: such a prompt yields nothing.",
+        "against the lowest-scored rule breaker). Off (default): such a prompt yields nothing. Off by "
+        "default because it trades engagement for steerability: in a 600-user run those kept replies "
+        "scored 0.37 true P(continue) against 0.48 for the candidates on average, and the child fell "
+        "0.049 below its parent without following the rules any better.",
     )
     guided: int = Field(
         0, ge=0,
