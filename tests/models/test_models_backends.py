@@ -251,3 +251,15 @@ def test_a_stream_continues_a_conversation_from_its_stored_turns(tiny_policy, re
     stream.submit(first, got.append)
     _drain(stream)
     assert len(cramped.histories) == 0  # over budget: nothing kept, nothing breaks
+
+
+def test_the_kv_budget_comes_from_the_environment(monkeypatch):
+    from characterflywheel.models.fast_backend import KV_CACHE_ENV, default_kv_cache_bytes
+
+    monkeypatch.delenv(KV_CACHE_ENV, raising=False)
+    assert default_kv_cache_bytes() == 4 * 1024**3
+    monkeypatch.setenv(KV_CACHE_ENV, "1.5")
+    assert default_kv_cache_bytes() == int(1.5 * 1024**3)
+    monkeypatch.setenv(KV_CACHE_ENV, "lots")
+    with pytest.raises(ValueError, match="CHARACTERFLYWHEEL_KV_CACHE_GIB.*'lots'"):
+        default_kv_cache_bytes()

@@ -39,6 +39,8 @@ grouped matmul in decode). So the backend runs fp32 and wins by batching.
 
 from __future__ import annotations
 
+import os
+
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -63,7 +65,25 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 DEFAULT_BATCH_SIZE = 128
-DEFAULT_KV_CACHE_BYTES = 4 * 1024**3
+KV_CACHE_ENV = "CHARACTERFLYWHEEL_KV_CACHE_GIB"
+
+
+def default_kv_cache_bytes() -> int:
+    """Each backend's KV budget: ``$CHARACTERFLYWHEEL_KV_CACHE_GIB`` GiB (as vLLM's CPU backend reads
+    ``VLLM_CPU_KVCACHE_SPACE``), else 4 GiB. A gateway holds one backend per arm, so 3 arms at 4 GiB
+    plus their history caches can outgrow a 24 GB machine; the variable sizes them without touching
+    the run's config (whose hash would re-run every deploy)."""
+    text = os.environ.get(KV_CACHE_ENV, "4")
+    try:
+        gib = float(text)
+    except ValueError:
+        gib = -1.0
+    if gib <= 0:
+        raise ValueError(f"${KV_CACHE_ENV}: expected a positive number of GiB, got {text!r}")
+    return int(gib * 1024**3)
+
+
+DEFAULT_KV_CACHE_BYTES = default_kv_cache_bytes()
 DEFAULT_HISTORY_CACHE_BYTES = 1024**3
 CAPACITY_GROWTH = 1.25
 
