@@ -40,7 +40,6 @@ grouped matmul in decode). So the backend runs fp32 and wins by batching.
 from __future__ import annotations
 
 import os
-
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -83,7 +82,6 @@ def default_kv_cache_bytes() -> int:
     return int(gib * 1024**3)
 
 
-DEFAULT_KV_CACHE_BYTES = default_kv_cache_bytes()
 DEFAULT_HISTORY_CACHE_BYTES = 1024**3
 CAPACITY_GROWTH = 1.25
 
@@ -115,7 +113,7 @@ class FastBackend:
         batch_size: int = DEFAULT_BATCH_SIZE,
         prefill_tokens: int = 2048,
         refill_fraction: float = 0.125,
-        kv_cache_bytes: int = DEFAULT_KV_CACHE_BYTES,
+        kv_cache_bytes: int | None = None,
         min_shared_prefix: int = 8,
         num_threads: int | None = None,
         prefix_cache_entries: int = 64,
@@ -131,7 +129,9 @@ class FastBackend:
         self.batch_size = batch_size
         self.prefill_tokens = prefill_tokens
         self.refill_fraction = refill_fraction
-        self.kv_cache_bytes = kv_cache_bytes
+        # read per backend, not at import: a bad value fails where a backend is built, and a set-up
+        # that exports the variable late still takes effect
+        self.kv_cache_bytes = kv_cache_bytes if kv_cache_bytes is not None else default_kv_cache_bytes()
         self.min_shared_prefix = min_shared_prefix
         self.stop_ids = stop_token_ids(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.stop_ids[0]
