@@ -67,3 +67,36 @@ def test_tiny_flywheel_killed_at_a_random_stage_resumes_to_the_same_artifacts(tm
     assert served["holdout"] == "gen-0" and "champion" in served  # generation 0 keeps serving its share
     report = (tmp_path / "tiny" / "report.html").read_text()
     assert "gen-1" in report or "Generation 1" in report
+
+
+@pytest.mark.slow
+def test_a_deliberately_broken_child_is_stopped_at_the_gate_and_the_parent_stays_champion(tmp_path: Path) -> None:
+    """Two SFT steps at a learning rate 2,500 times the default scramble the child's weights (it
+    repeats one word): the reward models see no win, its gates fail with reasons, it is registered
+    but never served, and generation 0 stays champion. The hidden landscape confirms it is worse."""
+    command = [sys.executable, "-m", "characterflywheel.cli", "run", "--preset", "tiny", "-n", "1",
+               "--set", f"runs_dir={tmp_path}", "--set", 'train.recipes=["sft"]',
+               "--set", "train.sft_learning_rate=0.05"]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=900,
+                              env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert finished.returncode == 0, f"{finished.stdout[-3000:]}{finished.stderr[-3000:]}"
+    gen1 = tmp_path / "tiny" / "gen-1"
+
+    gates = json.loads((gen1 / "gate" / "gates.json").read_text())
+    assert gates["passed"] is False
+    failed = {check["name"]: check["reason"] for check in gates["checks"] if not check["passed"]}
+    assert "no significant win" in failed["win_rate_vs_parent.reward_model"]
+
+    decision = json.loads((gen1 / "deploy" / "decision.json").read_text())
+    assert decision["challenger_model"] is None and not decision["promoted"]
+    assert decision["champion_version"] == "gen-0" and set(decision["arms"]) == {"champion"}
+
+    from characterflywheel.deploy.registry import Registry
+
+    registry = Registry(tmp_path / "tiny", model_name="tiny-policy")
+    assert registry.champion().model_version == "gen-0" and registry.challenger() is None
+    child_version = json.loads((gen1 / "gate" / "registry.json").read_text())["version"]
+    assert registry.record(child_version)["gates"]["passed"] is False  # registered with why it failed
+
+    truth = json.loads((gen1 / "evaluate" / "truth.json").read_text())["landscape_p_continue"]
+    assert truth["child"] < truth["parent"] - 0.05  # seen: 0.23 against 0.41 (the child repeats one word)
