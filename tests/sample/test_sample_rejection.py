@@ -5,7 +5,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from sample_fakes import EmbeddedScoreJudge, EmbeddedSignal, ScriptedBackend, parse, prompt_record, reply
+from sample_fakes import (
+    EmbeddedScoreJudge,
+    EmbeddedSignal,
+    ScriptedBackend,
+    last_user_line,
+    parse,
+    prompt_record,
+    reply,
+)
 
 from characterflywheel.sample.rejection import rejection_sample
 from characterflywheel.sample.settings import SampleConfig
@@ -123,8 +131,24 @@ def test_best_model_per_prompt_from_a_pool_and_backends_are_cached():
     assert result.report["probe_replies"] == 2 * 2 * 2
     models = {row["prompt_id"]: row["model"] for row in result.candidates}
     assert models == {"p0": "gen-0", "p1": "current"}
-    assert good.calls == [(2, 2), (1, 2)] and bad_at_jokes.calls == [(2, 2), (1, 2)]
+    assert good.calls == [(2, 2)] and bad_at_jokes.calls == [(2, 2)]  # k = probe_n: the probes are the candidates
     assert result.report["probe_mean_score"]["current"] == pytest.approx(0.75)
+
+
+def test_the_chosen_models_probes_are_candidates_and_only_the_rest_is_sampled():
+    good = ScriptedBackend("good", lambda line: [reply(f"good {line}", 0.8), reply(f"good2 {line}", 0.7)])
+    old = ScriptedBackend("old", lambda line: [reply(f"old {line}", 0.2 if line == "joke" else 0.95),
+                                               reply(f"old2 {line}", 0.9)])
+    result = rejection_sample(PROMPTS[:2], ["current", "gen-0"], EmbeddedScoreJudge(),
+                              {"current": good, "gen-0": old}.__getitem__, settings(k=3, probe_n=1, tau=0.0))
+    assert good.calls == [(2, 1), (1, 2)] and old.calls == [(2, 1), (1, 2)]  # probes, then k - probe_n each
+    by_prompt: dict[str, list[str]] = {}
+    for row in result.candidates:
+        by_prompt.setdefault(row["prompt_id"], []).append(row["reply"])
+    assert len(by_prompt["p0"]) == len(by_prompt["p1"]) == 3
+    for record, backend in zip(PROMPTS[:2], (old, good), strict=True):
+        first, second = backend.script(last_user_line(record["prompt"]))
+        assert by_prompt[record["prompt_id"]] == [first, first, second]  # the probe, then two new samples
 
 
 def test_counts_reconcile_and_files_load_with_datasets(tmp_path):

@@ -6,7 +6,9 @@ For each prompt:
    generations), each model writes ``probe_n`` probe replies; the judge scores them and the model
    with the best mean probe score writes this prompt's candidates (ties go to the earlier pool
    entry, i.e. the current model). With one model there is nothing to choose and no probing.
-2. **Candidates.** The chosen model samples ``k`` replies; the judge scores them.
+2. **Candidates.** The chosen model's ``k`` candidates are its probe replies (samples from it with
+   the same temperature and top-p) plus ``k - probe_n`` new ones, so choosing costs only the
+   probes of the models not chosen; the judge scores them.
 3. **Acceptance.** A candidate is kept when its judge score >= tau (an absolute ``tau``, or
    ``tau_quantile`` of all candidate scores of the run, which does not depend on the judge's scale)
    and, with ``follow_rules``, it keeps every applicable rule of its character card (a verifiable
@@ -152,6 +154,17 @@ def sampling_params(settings: SampleConfig, n: int, seed: int) -> SamplingParams
     )
 
 
+@dataclass
+class ModelChoice:
+    """Per prompt: the index into the pool of the model that writes its candidates, that model's
+    probe replies (they count as candidates), and the (prompts x pool) mean probe scores (None when
+    the pool has one model and nothing was probed)."""
+
+    choice: np.ndarray
+    probes: list[list[str]]
+    probe_means: np.ndarray | None
+
+
 def choose_models(
     conversations: Sequence[ChatMessages],
     pool: Sequence[ModelSpec],
@@ -159,42 +172,49 @@ def choose_models(
     backends: BackendFactory,
     settings: SampleConfig,
     progress: bool = False,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Index into ``pool`` of the model with the best mean probe score per prompt, and the
-    (prompts x pool) matrix of mean probe scores (None when the pool has one model)."""
+) -> ModelChoice:
+    """The model with the best mean probe score per prompt (ties go to the earlier pool entry, the
+    current model), and its probes."""
     if len(pool) == 1:
-        return np.zeros(len(conversations), dtype=int), None
+        return ModelChoice(np.zeros(len(conversations), dtype=int), [[] for _ in conversations], None)
     probe_means = np.empty((len(conversations), len(pool)))
+    probes_by_model = []
     for model_index, spec in enumerate(pool):
         params = sampling_params(settings, settings.probe_n, settings.seed + model_index + 1)
         probes = backends(spec).chat(conversations, params, progress=progress)
         scores = checked_score_groups(judge, conversations, probes)
         probe_means[:, model_index] = [group.mean() for group in scores]
-    # argmax returns the first maximum: ties go to the earlier pool entry (the current model).
-    return probe_means.argmax(axis=1), probe_means
+        probes_by_model.append(probes)
+    choice = probe_means.argmax(axis=1)  # the first maximum: the earlier pool entry wins a tie
+    chosen_probes = [list(probes_by_model[model][position]) for position, model in enumerate(choice)]
+    return ModelChoice(choice, chosen_probes, probe_means)
 
 
 def generate_candidates(
     conversations: Sequence[ChatMessages],
-    choice: np.ndarray,
+    chosen: ModelChoice,
     pool: Sequence[ModelSpec],
     backends: BackendFactory,
     settings: SampleConfig,
     progress: bool = False,
 ) -> list[list[str]]:
-    """``k`` replies per prompt from its chosen model; one batched call per model."""
-    candidates: list[list[str] | None] = [None] * len(conversations)
-    params = sampling_params(settings, settings.k, settings.seed)
+    """``k`` replies per prompt from its chosen model: its probes first, then new samples (one
+    batched call per model)."""
+    reused = min(settings.k, len(chosen.probes[0])) if conversations else 0
+    candidates = [list(probes[:reused]) for probes in chosen.probes]
+    if reused == settings.k:
+        return candidates
+    params = sampling_params(settings, settings.k - reused, settings.seed)
     for model_index, spec in enumerate(pool):
-        positions = np.flatnonzero(choice == model_index)
+        positions = np.flatnonzero(chosen.choice == model_index)
         if len(positions) == 0:
             continue
         replies = backends(spec).chat([conversations[i] for i in positions], params, progress=progress)
         for position, group in zip(positions, replies, strict=True):
-            if len(group) != settings.k:
-                raise ValueError(f"backend for {spec} returned {len(group)} replies, expected k={settings.k}")
-            candidates[position] = list(group)
-    return [group or [] for group in candidates]
+            if len(group) != settings.k - reused:
+                raise ValueError(f"backend for {spec} returned {len(group)} replies, expected {settings.k - reused}")
+            candidates[position].extend(group)
+    return candidates
 
 
 def effective_tau(scores: Sequence[np.ndarray], settings: SampleConfig) -> tuple[float, str]:
@@ -317,8 +337,9 @@ def rejection_sample(
     backends = backend_factory if isinstance(backend_factory, CachedBackends) else CachedBackends(backend_factory)
     conversations = [plain_messages(record["prompt"]) for record in records]
 
-    choice, probe_means = choose_models(conversations, pool, judge, backends, settings, progress)
-    groups = generate_candidates(conversations, choice, pool, backends, settings, progress)
+    chosen = choose_models(conversations, pool, judge, backends, settings, progress)
+    choice, probe_means = chosen.choice, chosen.probe_means
+    groups = generate_candidates(conversations, chosen, pool, backends, settings, progress)
     guided = [0] * len(records)
     if opening is not None and settings.guided:
         guided = add_guided_candidates(records, conversations, groups, choice, pool, backends, opening,

@@ -18,7 +18,11 @@ class SampleConfig(Section):
     max_new_tokens: int = Field(64, ge=1, description="Token budget per candidate reply.")
     seed: int = Field(0, description="Base seed; probes use seed + pool index + 1, candidates use seed.")
     # Model choice from the candidate pool (current model first, then earlier generations).
-    probe_n: int = Field(2, ge=1, description="Probe replies per prompt and pool model used to pick the best model.")
+    probe_n: int = Field(
+        2, ge=1,
+        description="Probe replies per prompt and pool model used to pick the best model; the chosen model's "
+        "probes are among its k candidates.",
+    )
     # Acceptance.
     tau: float = Field(0.0, description="Absolute judge-score threshold: a candidate is kept when score >= tau.")
     tau_quantile: float | None = Field(
