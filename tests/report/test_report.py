@@ -13,6 +13,7 @@ import pytest
 from characterflywheel.report import ReportInputError, key_table_markdown, render_html, screenshot, write_report
 from characterflywheel.report import data as rd
 from characterflywheel.report import plots
+from characterflywheel.report.html import find_chromium
 
 EVIL = '<script>alert("x")</script>'
 
@@ -184,6 +185,14 @@ def test_screenshot_without_chromium_returns_false(tmp_path: Path) -> None:
     page.write_text("<html><body>hi</body></html>")
     assert screenshot(page, tmp_path / "shot.png", chromium=str(tmp_path / "no-chromium")) is False
     assert not (tmp_path / "shot.png").exists()
+
+
+@pytest.mark.skipif(find_chromium() is None, reason="no Chromium installed (Debian package chromium)")
+def test_screenshot_of_a_report_with_headless_chromium(tmp_path: Path) -> None:
+    page = write_report(make_run(tmp_path, truth=True, experiments=False))
+    shot = tmp_path / "shot.png"
+    assert screenshot(page, shot, width=800, height=600)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
 
 
 def test_lifts_over_the_generation0_holdout_get_their_own_table(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ import datetime as dt
 import html
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -386,7 +387,12 @@ def screenshot(html_path: Path, png_path: Path, chromium: str | None = None, wid
         return False
     png_path = Path(png_path).resolve()
     png_path.parent.mkdir(parents=True, exist_ok=True)
-    command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-               f"--screenshot={png_path}", f"--window-size={width},{height}", Path(html_path).resolve().as_uri()]
-    result = subprocess.run(command, capture_output=True, timeout=timeout, check=False)
+    # The page is self-contained: with background networking off, an offline machine's refused
+    # connections (updates, sync, first-run) cannot stall the shot; a fresh profile each time.
+    with tempfile.TemporaryDirectory(prefix="characterflywheel-chromium-") as profile:
+        command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
+                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                   f"--user-data-dir={profile}", f"--screenshot={png_path}", f"--window-size={width},{height}",
+                   Path(html_path).resolve().as_uri()]
+        result = subprocess.run(command, capture_output=True, timeout=timeout, check=False)
     return result.returncode == 0 and png_path.is_file()
