@@ -3,7 +3,7 @@
 Fields are flat with a recipe prefix (``sft_learning_rate``, ``dpo_beta``, ...) rather than nested
 tables so that ``characterflywheel init`` renders every key with its description and
 ``--set train.dpo_beta=0.2`` works. Defaults suit a CPU: no gradient checkpointing, short
-sequences, no mixed precision unless a GPU with bf16 is present (``mixed_precision = "auto"``).
+sequences, bf16 autocast only where the GPU or CPU has native bf16 (``mixed_precision = "auto"``).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class TrainConfig(Section):
         False, description="Recompute activations in the backward pass (saves GPU memory, costs ~30% time; off on CPU)."
     )
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
-        "auto", description="auto: bf16 on a GPU that supports it, fp32 on CPU."
+        "auto", description="auto: bf16 (autocast) on a GPU or CPU that multiplies bf16 natively (AVX512-BF16, AMX), else fp32."
     )
     warmup_ratio: float = Field(0.0, ge=0, lt=1, description="Share of steps with a linear learning-rate warm-up.")
     lr_scheduler: Literal["linear", "cosine", "constant"] = Field("linear", description="Learning-rate schedule.")
