@@ -114,6 +114,10 @@ def backend_options(config: Config) -> dict[str, Any]:
         )
     else:
         options["batch_size"] = gen.batch_size
+    if gen.backend == "fast":
+        from characterflywheel.models.loading import local_generation_dtype
+
+        options["dtype"] = local_generation_dtype(gen.dtype)
     return options
 
 

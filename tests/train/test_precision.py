@@ -1,10 +1,12 @@
-"""Mixed precision: ``auto`` picks bf16 autocast only where bf16 is native; CPU bf16 needs use_cpu."""
+"""Precision: ``auto`` picks bf16 (training autocast, local generation) only where bf16 is native;
+CPU bf16 training needs use_cpu."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from characterflywheel.models import loading
 from characterflywheel.train import common
 from characterflywheel.train.settings import TrainConfig
 
@@ -29,15 +31,18 @@ def test_explicit_settings_win_over_the_cpu(cpu_only, monkeypatch):
 
 def test_native_bf16_is_read_from_the_cpu_flags(monkeypatch, tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
-    real_path = common.Path
+    real_path = loading.Path
 
     def fake_path(name):
         return cpuinfo if name == "/proc/cpuinfo" else real_path(name)
 
-    monkeypatch.setattr(common, "Path", fake_path)
+    monkeypatch.setattr(loading, "Path", fake_path)
     cpuinfo.write_text("flags\t\t: fpu sse2 avx2 avx512f avx512bw\n")
-    assert not common.cpu_has_native_bf16()
+    assert not loading.cpu_has_native_bf16()
+    assert loading.local_generation_dtype("auto") == torch.float32
     cpuinfo.write_text("flags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n")
-    assert common.cpu_has_native_bf16()
+    assert loading.cpu_has_native_bf16()
+    assert loading.local_generation_dtype("auto") == torch.bfloat16
+    assert loading.local_generation_dtype("float32") == torch.float32
     cpuinfo.unlink()
-    assert not common.cpu_has_native_bf16()
+    assert not loading.cpu_has_native_bf16()

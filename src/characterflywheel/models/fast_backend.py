@@ -34,7 +34,10 @@ quantisation of the Linear layers is ~1.5-2x faster per matmul but wrecks the mo
 (teacher-forced top-1 agreement with fp32 falls to 42 %, KL 1.4 nats; the LM head alone:
 89 %, KL 0.06); bf16/fp16 matmuls run at ~20 GFLOP/s against ~140 for fp32 without
 AVX-512; SDPA's CPU flash kernel is 6 ms per call for a single query row (replaced by a
-grouped matmul in decode). So the backend runs fp32 and wins by batching.
+grouped matmul in decode). So the backend wins by batching, in fp32 there. On a CPU with native
+bf16 (AVX512-BF16 or AMX) it runs bf16 (``generation.dtype = "auto"``; sampling still reads fp32
+logits): on a 2-core AMD EPYC, 32 greedy demo replies took 13.9 s against 24.3 s in fp32, 17 of
+them identical to fp32's and the rest parting after a shared opening, as rounding does.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ network timeout.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -80,6 +81,24 @@ def _resolve_embedded(name: str) -> Path:
         return locate()
     except embedded.ShippedModelMissing as error:
         raise ModelNotFoundError(name, str(error).replace("\n", " ")) from error
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this x86 CPU multiplies bf16 natively (AVX512-BF16 or AMX, read from /proc/cpuinfo).
+    There bf16 matmuls run 2-3x as fast as fp32 (measured on a 2-core AMD EPYC); without them bf16 is
+    emulated and slower than fp32 (~20 against ~140 GFLOP/s on a 2-core AVX2 machine)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return re.search(r"\b(avx512_bf16|amx_bf16)\b", flags) is not None
+
+
+def local_generation_dtype(setting: str) -> torch.dtype:
+    """``generation.dtype`` for the local CPU backend: ``auto`` is bf16 where the CPU has it natively."""
+    if setting == "auto":
+        return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[setting]
 
 
 def load_policy(
