@@ -1,6 +1,12 @@
-"""Cost growth of the flywheel: wall time and peak RSS per stage and per generation at 1x, 4x, 16x traffic.
+"""Cost growth of the flywheel: wall time, peak RSS and disk written per stage and per generation at 1x,
+4x, 16x traffic.
 
 Usage: ``python benchmarks/flywheel.py [--preset tiny] [--generations 1] [--scales 1 4 16] [--out /tmp/fwbench]``
+(the demo preset's own figures: ``--preset demo --generations 2 --scales 1``)
+
+Disk written per generation is the size of its ``gen-N/`` folder when the run ends (models, checkpoints
+that were kept, data); the run's shared folders (MLflow store, embedding and truth caches) are listed
+apart.
 
 Each scale multiplies the simulated users (``world.users``), so the traffic a generation curates,
 annotates, scores and trains on grows with it. Every scale runs in a fresh run directory, as its own
@@ -30,6 +36,20 @@ def stage_rows(run_dir: Path) -> list[tuple[int, str, float, float]]:
     return sorted(rows)
 
 
+def folder_bytes(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file() and not path.is_symlink())
+
+
+def generation_rows(run_dir: Path, rows: list[tuple[int, str, float, float]]) -> list[tuple[int, float, float, int]]:
+    """(generation, seconds, peak RSS MiB, bytes on disk) per generation."""
+    out = []
+    for generation in sorted({row[0] for row in rows}):
+        mine = [row for row in rows if row[0] == generation]
+        out.append((generation, sum(r[2] for r in mine), max(r[3] for r in mine),
+                    folder_bytes(run_dir / f"gen-{generation}")))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="tiny")
@@ -54,10 +74,13 @@ def main() -> None:
         print(f"{'gen':>3} {'stage':<10} {'seconds':>8} {'peak RSS MiB':>13}")
         for generation, stage, seconds, rss in rows:
             print(f"{generation:>3} {stage:<10} {seconds:>8.1f} {rss:>13.0f}")
-        per_generation: dict[int, float] = {}
-        for generation, _, seconds, _ in rows:
-            per_generation[generation] = per_generation.get(generation, 0.0) + seconds
-        print("per generation: " + ", ".join(f"gen {g}: {s:.0f} s" for g, s in sorted(per_generation.items())))
+        run_dir = next(runs_dir.iterdir())
+        print(f"{'gen':>3} {'wall s':>8} {'peak RSS GiB':>13} {'disk MB':>9}")
+        for generation, seconds, rss, size in generation_rows(run_dir, rows):
+            print(f"{generation:>3} {seconds:>8.0f} {rss / 1024:>13.2f} {size / 1e6:>9.0f}")
+        shared = {path.name: folder_bytes(path) for path in run_dir.iterdir() if path.is_dir()
+                  and not path.name.startswith("gen-")}
+        print("shared folders: " + ", ".join(f"{name} {size / 1e6:.0f} MB" for name, size in sorted(shared.items())))
 
 
 if __name__ == "__main__":

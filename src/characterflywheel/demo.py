@@ -26,11 +26,30 @@ from characterflywheel.simulate.landscape import Landscape
 from characterflywheel.simulate.users import SimUser, make_users
 
 
+# Conversations kept out of every traffic window: their first lines are the fixed truth set on which
+# the report scores every generation's model against the hidden landscape (never a training prompt).
+TRUTH_SCRIPTS = 256
+
+
 @dataclass
 class World:
     landscape: Landscape
     users: list[SimUser]
     characters: dict[str, Character]
+
+
+def truth_set(world: World, count: int) -> list[dict[str, Any]]:
+    """``count`` single-turn prompts from conversations no window serves, each spoken by a simulated
+    user (round robin) to that user's character: the same prompts for every model of a run."""
+    scripts = seed_scripts()[-TRUTH_SCRIPTS:]
+    prompts = []
+    for index in range(min(count, len(scripts))):
+        user = world.users[index % len(world.users)]
+        character = world.characters[user.character_id]
+        prompts.append({"prompt_id": f"truth-{index}", "user_id": user.user_id, "character_id": character.id,
+                        "prompt": [{"role": "system", "content": character.system_prompt()},
+                                   {"role": "user", "content": scripts[index][0]}]})
+    return prompts
 
 
 def seed_scripts(limit: int | None = None) -> list[list[str]]:
@@ -50,9 +69,14 @@ def build_world(config: Config, users: int | None = None) -> World:
 
     characters = {character.id: character for character in load_characters()}
     count = users or config.world.users
+    # The pool users are drawn from (it fixes their tastes and first scripts, as before), then the rest
+    # of the dataset (about 3,460 scripts in all) for later sessions: 48 users have about 72 sessions
+    # each, 36 windows of 2 days, before any conversation is replayed (see ``make_users``).
     scripts = seed_scripts(limit=max(400, count * 8))
+    later = seed_scripts()[len(scripts):-TRUTH_SCRIPTS]  # the last ones are the truth set's, never served
     landscape = Landscape(load_embedder(config.model.embedder), seed=config.seed)
-    return World(landscape, make_users(scripts, count, sorted(characters), seed=config.seed), characters)
+    population = make_users(scripts, count, sorted(characters), seed=config.seed, later_scripts=later)
+    return World(landscape, population, characters)
 
 
 def headroom_stage(config: Config, world: Callable[[], World]) -> Callable[[StageContext], None]:
@@ -75,7 +99,8 @@ def headroom_stage(config: Config, world: Callable[[], World]) -> Callable[[Stag
 def simulate_traffic(config: Config, world: World, out_dir: Path, base_url: str | None = None,
                      generation: int | None = None) -> dict[str, float]:
     """Simulated users chat for ``world.days``; with no ``base_url`` a local gateway serves the arms
-    and its traffic log lands in ``out_dir``. A flywheel ``generation`` gets its own days and ids."""
+    and its traffic log lands in ``out_dir``. A flywheel ``generation`` gets its own days and ids, and
+    its users' sessions take scripts after those of earlier generations' windows (no replays)."""
     import datetime as dt
 
     from characterflywheel.deploy.serving import build_gateway, running_gateway
@@ -84,12 +109,13 @@ def simulate_traffic(config: Config, world: World, out_dir: Path, base_url: str 
     personas = {cid: c.persona for cid, c in world.characters.items()}
 
     def drive(url: str) -> dict[str, float]:
-        start, tag = None, ""
+        start, tag, offset = None, "", 0
         if generation is not None:
             start = dt.datetime(2026, 11, 2, tzinfo=dt.timezone.utc) + dt.timedelta(days=generation * config.world.days)
             tag = f"g{generation}-"
+            offset = generation * config.world.days  # at most one session a user a day
         driver = SessionDriver(url, world.landscape, personas, seed=config.seed, max_turns=config.world.max_turns,
-                               start=start, tag=tag)
+                               start=start, tag=tag, session_offset=offset)
         return simulate_days(driver, world.users, config.world.days, config.world.concurrency).summary()
 
     if base_url is not None:
@@ -180,6 +206,10 @@ class SimulatedEnvironment:
     def collect_traffic(self, config: Config, arms: list[Any], out_dir: Path, generation: int) -> dict[str, float]:
         served = config.model_copy(update={"serve": config.serve.model_copy(update={"arms": arms})})
         return simulate_traffic(served, self.world, out_dir, generation=generation)
+
+    def truth_prompts(self, count: int) -> list[dict[str, Any]]:
+        """The fixed truth set (``truth_set``): prompts no traffic window ever served."""
+        return truth_set(self.world, count)
 
     def truth(self, prompts: list[dict[str, Any]], replies: list[str]) -> list[float]:
         users = {user.user_id: user for user in self.world.users}

@@ -125,7 +125,8 @@ def lineage_before(config: Config, runner: StageRunner, generation: int) -> Line
 def registry_for(config: Config) -> Any:
     from characterflywheel.deploy.registry import Registry
 
-    return Registry(config.run_dir(), model_name=f"{config.name}-policy")
+    return Registry(config.run_dir(), model_name=f"{config.name}-policy",
+                    copy_models=config.tracking.registry_copies_models)
 
 
 # --------------------------------------------------------------------------- generation 0
@@ -280,7 +281,9 @@ def annotate_stage(config: Config, env: Environment, parent: str) -> Callable[[S
         settings = config.curate
         records = list(read_prompt_records(context.inputs["curated"]))[: settings.annotation_prompts]
         candidates = generate_candidates(records, backend_for(config, parent),
-                                         sampling(config, n=max(1, settings.policy_candidates), temperature=1.0),
+                                         sampling(config, n=max(1, settings.policy_candidates),
+                                                  temperature=config.sample.temperature, top_p=config.sample.top_p,
+                                                  max_new_tokens=config.sample.max_new_tokens),
                                          progress=True)
         report = run_annotate(context.inputs["curated"], context.out_dir / "new", settings, candidates=candidates,
                               filler=env.fill_annotations, seed=config.seed)
@@ -296,11 +299,21 @@ def annotate_stage(config: Config, env: Environment, parent: str) -> Callable[[S
     return run
 
 
+SIGNAL_TURNS = "signal_turns.jsonl"
+
+
 def reward_stage(config: Config) -> Callable[[StageContext], None]:
+    """Pointwise and pairwise models on all annotations so far; the user-signal model on every turn
+    logged so far (inputs ``prompts*``: each window's clean turns, with what the user did next)."""
+
     def run(context: StageContext) -> None:
         from characterflywheel.reward import train_reward_models
 
-        metrics = train_reward_models(context.inputs["annotations"], context.inputs["prompts"], context.out_dir,
+        turns = context.out_dir / SIGNAL_TURNS
+        with turns.open("w", encoding="utf-8") as out:
+            for name in sorted(key for key in context.inputs if key.startswith("prompts")):
+                out.write(context.inputs[name].read_text(encoding="utf-8"))
+        metrics = train_reward_models(context.inputs["annotations"], turns, context.out_dir,
                                       config.reward, work_dir=context.work_dir, progress=True)
         context.log_metrics(flat_numbers(metrics))
 
@@ -313,7 +326,11 @@ def judge_from(config: Config, reward_dir: Path) -> Any:
     return load_judge(reward_dir, config.reward.pairwise_weight)
 
 
-def sample_stage(config: Config, lineage: Lineage, parent_win_rate: float | None) -> Callable[[StageContext], None]:
+def sample_stage(config: Config, lineage: Lineage, parent_win_rate: float | None,
+                 earlier: Sequence[tuple[int, Path]] = ()) -> Callable[[StageContext], None]:
+    """Rejection sampling on the curated prompts, plus (``sample.replay``) the rows earlier
+    generations accepted, re-scored by this generation's reward models."""
+
     def run(context: StageContext) -> None:
         from characterflywheel.reward import load_user_signal
         from characterflywheel.sample.stage import run_pre_herding_sampling
@@ -323,7 +340,8 @@ def sample_stage(config: Config, lineage: Lineage, parent_win_rate: float | None
         metrics = run_pre_herding_sampling(
             context.inputs["curated"], pool[: config.flywheel.pool_size], judge_from(config, reward_dir),
             load_user_signal(reward_dir / "user_signal"), lambda model: backend_for(config, model),
-            context.out_dir, config.sample, parent_win_rate=parent_win_rate, progress=True)
+            context.out_dir, config.sample, parent_win_rate=parent_win_rate, progress=True,
+            replay=list(earlier) if config.sample.replay else [])
         context.log_metrics(flat_numbers(metrics))
 
     return run
@@ -370,7 +388,10 @@ def evaluate_stage(config: Config, env: Environment, parent: str, reference: str
 
         reward_dir = context.inputs["reward"]
         judge = judge_from(config, reward_dir)
-        backends = {str(context.inputs["child"]): None, parent: None, reference: None}
+        from characterflywheel.models import resolve_model
+
+        generation0 = str(resolve_model(config.model.policy))
+        backends = {str(context.inputs["child"]): None, parent: None, reference: None, generation0: None}
         for model in backends:
             backends[model] = backend_for(config, model)
         report = run_offline_evaluation(
@@ -378,7 +399,7 @@ def evaluate_stage(config: Config, env: Environment, parent: str, reference: str
             judge, config.evaluate, reference_backend=backends[reference], annotator_filler=env.fill_annotations,
             characters=load_characters(), user_signal=load_user_signal(reward_dir / "user_signal"), progress=True,
             sampling=sampling(config, max_new_tokens=config.evaluate.max_new_tokens or config.generation.max_new_tokens,
-                              temperature=config.evaluate.temperature, seed=config.evaluate.seed))
+                              temperature=evaluation_temperature(config), seed=config.evaluate.seed))
         offline = report.to_dict()
         (context.out_dir / "offline.json").write_text(json.dumps(offline, indent=2))
         context.log_metrics(report.metrics())
@@ -392,9 +413,58 @@ def evaluate_stage(config: Config, env: Environment, parent: str, reference: str
             hidden = env.truth(prompts, replies)
             if hidden is not None:
                 truth.setdefault("landscape_p_continue", {})[name] = mean(hidden)
+        if hasattr(env, "truth_prompts"):
+            models = {"child": str(context.inputs["child"]), "parent": parent, "generation0": generation0}
+            truth |= truth_set_figures(config, env, models, backends)
         (context.out_dir / "truth.json").write_text(json.dumps(truth, indent=2))
 
     return run
+
+
+def evaluation_temperature(config: Config) -> float:
+    """Evaluate what users are served: ``evaluate.temperature``, else ``generation.temperature``."""
+    temperature = config.evaluate.temperature
+    return config.generation.temperature if temperature is None else temperature
+
+
+def truth_set_figures(config: Config, env: Any, models: dict[str, str], backends: dict[str, Any]) -> dict[str, Any]:
+    """For the report only: every model's mean hidden P(continue) on the environment's fixed truth set
+    (prompts never served, never trained on), ``evaluate.truth_samples`` replies per prompt at the
+    serving temperature and budget with the same seeds for every model, and the paired differences
+    child - parent and child - generation 0 with 95 % CIs (prompts are the clusters: each prompt's
+    replies are averaged first). A model's scores are cached by its folder for later generations."""
+    import hashlib
+
+    import numpy as np
+
+    prompts = env.truth_prompts(config.evaluate.truth_prompts)
+    params = sampling(config, n=config.evaluate.truth_samples, temperature=config.generation.temperature,
+                      seed=config.evaluate.seed)
+    cache = config.run_dir() / "truth-cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    per_prompt: dict[str, np.ndarray] = {}
+    for name, model in models.items():
+        key = hashlib.sha256(f"{Path(model).resolve()}|{params}|{len(prompts)}".encode()).hexdigest()[:16]
+        cached = cache / f"{key}.json"
+        if not cached.is_file():
+            replies = backends[model].chat([p["prompt"] for p in prompts], params, progress=True)
+            flat_prompts = [p for p, group in zip(prompts, replies) for _ in group]
+            scores = env.truth(flat_prompts, [reply for group in replies for reply in group])
+            cached.write_text(json.dumps({"model": model, "scores": scores,
+                                          "replies": [reply for group in replies for reply in group]}))
+        scores = np.asarray(json.loads(cached.read_text())["scores"], dtype=float)
+        per_prompt[name] = scores.reshape(len(prompts), -1).mean(axis=1)
+
+    def paired(a: str, b: str) -> dict[str, float]:
+        diff = per_prompt[a] - per_prompt[b]
+        half = 1.96 * float(diff.std(ddof=1)) / np.sqrt(len(diff))
+        return {"diff": float(diff.mean()), "lo": float(diff.mean()) - half, "hi": float(diff.mean()) + half,
+                "n_prompts": len(diff), "samples": config.evaluate.truth_samples}
+
+    return {"truth_set": {"mean": {name: float(values.mean()) for name, values in per_prompt.items()},
+                          "child_vs_parent": paired("child", "parent"),
+                          "child_vs_generation0": paired("child", "generation0"),
+                          "parent_vs_generation0": paired("parent", "generation0")}}
 
 
 def gate_stage(config: Config, generation: int, lineage: Lineage) -> Callable[[StageContext], None]:
@@ -487,12 +557,16 @@ def run_generation(config: Config, env: Environment, generation: int, stage: Sta
                       config_hash=hash_of("curate", "generation", "seed"))
     rewarded = stage("reward", reward_stage(config),
                      inputs={"annotations": annotated.out_dir / "annotations.jsonl",
-                             "prompts": curated.out_dir / CLEAN},
+                             "prompts": curated.out_dir / CLEAN}
+                     | {f"prompts_window{g - 1}": stage.run.stage_dir(g, "curate") / CLEAN for g in range(1, generation)
+                        if (stage.run.stage_dir(g, "curate") / CLEAN).is_file()},
                      config_hash=hash_of("reward", "seed"))
     parent_win_rate = previous_win_rate(stage, generation)
-    sampled = stage("sample", sample_stage(config, lineage, parent_win_rate),
+    earlier = [(g, stage.run.stage_dir(g, "sample")) for g in range(1, generation)]
+    sampled = stage("sample", sample_stage(config, lineage, parent_win_rate, earlier),
                     inputs={"curated": curated.out_dir / CURATED, "reward": rewarded.out_dir,
-                            "parent": Path(parent)},
+                            "parent": Path(parent)}
+                    | {f"replay_{g}": folder / "sft.jsonl" for g, folder in earlier if (folder / "sft.jsonl").is_file()},
                     config_hash=hash_of("sample", "generation", "flywheel", "seed"),
                     params={"parent_win_rate": parent_win_rate})
     herded = stage("herd", herd_stage(config, parent),

@@ -61,7 +61,7 @@ def test_pre_herding_sampling_on_the_embedded_policy(tmp_path, embedder):
         made.append(str(spec))
         return policy_backend if spec == EMBEDDED_POLICY else OffTopicBackend()
 
-    settings = SampleConfig(k=2, probe_n=1, max_new_tokens=8, tau_quantile=0.5, min_margin=0.0, hard_share=0.5)
+    settings = SampleConfig(k=2, probe_n=1, max_new_tokens=64, tau_quantile=0.5, min_margin=0.0, hard_share=0.5)
     out = tmp_path / "sample"
     metrics = run_pre_herding_sampling(
         prompts_path, [EMBEDDED_POLICY, "gen-0-off-topic"], RelevanceJudge(embedder), None, factory, out,
@@ -73,17 +73,20 @@ def test_pre_herding_sampling_on_the_embedded_policy(tmp_path, embedder):
     assert report["model_choice_counts"][EMBEDDED_POLICY] >= 2
     assert report["probe_mean_score"][EMBEDDED_POLICY] > report["probe_mean_score"]["gen-0-off-topic"]
     assert report["candidates"] == 6 and metrics["sample.candidates"] == 6.0
-    assert report["kept"] >= 3  # the median of 6 scores and everything above it
-    assert report["mean_score_sft"] >= report["mean_score_kept"] >= report["mean_score_all"]
+    # The median of 6 scores and everything above it, less the replies the token budget cut off.
+    assert report["kept"] + report["filtered_cut_off"] >= 3
+    assert report["cut_off_candidates"] >= report["filtered_cut_off"]
     assert report["user_signal"]["active"] is False  # no user-signal model given
     candidates = [json.loads(line) for line in (out / "candidates.jsonl").read_text().splitlines()]
     assert all(row["reply"] for row in candidates)
+    assert not any(row["kept"] and row["cut_off"] for row in candidates)  # a cut-off reply is never kept
     sft = load_dataset("json", data_files=str(out / "sft.jsonl"), split="train")
     assert len(sft) == report["sft_records"] == report["prompts_with_kept"]
     assert all(row["messages"][-1]["role"] == "assistant" for row in sft)
     if report["preference_pairs"]:
         prefs = load_dataset("json", data_files=str(out / "prefs.jsonl"), split="train")
-        assert all(row["score_chosen"] > row["score_rejected"] for row in prefs)
+        assert all(row["score_chosen"] > row["score_rejected"] for row in prefs
+                   if row["rejected_reason"] == "lower score")
     hard = [json.loads(line) for line in (out / "hard_prompts.jsonl").read_text().splitlines()]
     assert len(hard) == 2 == metrics["sample.hard_prompts"]
     assert hard[0]["reward_var"] >= hard[1]["reward_var"]
@@ -100,7 +103,7 @@ def test_guided_candidates_from_the_embedded_policy_keep_a_card_s_opening_rules(
     prompts_path = tmp_path / "prompts.jsonl"
     write_jsonl(prompts_path, [record])
     policy_backend = make_backend("fast", EMBEDDED_POLICY, batch_size=8)
-    settings = SampleConfig(k=2, probe_n=1, max_new_tokens=10, tau_quantile=0.0, min_margin=0.0, guided=2)
+    settings = SampleConfig(k=2, probe_n=1, max_new_tokens=64, tau_quantile=0.0, min_margin=0.0, guided=2)
     out = tmp_path / "sample"
     run_pre_herding_sampling(prompts_path, [EMBEDDED_POLICY], RelevanceJudge(embedder), None,
                              lambda spec: policy_backend, out, settings)
@@ -111,6 +114,6 @@ def test_guided_candidates_from_the_embedded_policy_keep_a_card_s_opening_rules(
         assert row["reply"].startswith("Ahoy! Yo ho ho!") and len(row["reply"]) > len("Ahoy! Yo ho ho!")
     report = json.loads((out / "report.json").read_text())
     assert report["guided_candidates"] == 2 and report["prompts_guided"] == 1
-    if not all(row["breaks_rules"] for row in rows):  # a guided reply kept every rule: it is the one kept
+    if any(not row["breaks_rules"] and not row["cut_off"] for row in rows):  # a finished rule keeper is kept
         sft = json.loads((out / "sft.jsonl").read_text().splitlines()[0])
         assert sft["messages"][-1]["content"].startswith("Ahoy!")

@@ -99,8 +99,7 @@ def test_user_signal_reranks_kept_candidates_below_the_limit(win_rate):
 
 @pytest.mark.parametrize(
     ("win_rate", "signal", "reason"),
-    [(0.65, EmbeddedSignal(), ">="), (0.9, EmbeddedSignal(), ">="), (None, EmbeddedSignal(), "unknown"),
-     (0.3, None, "no user-signal")],
+    [(0.65, EmbeddedSignal(), ">="), (0.9, EmbeddedSignal(), ">="), (0.3, None, "no user-signal")],
 )
 def test_user_signal_is_off_at_or_above_the_limit(win_rate, signal, reason):
     baseline, _ = run()
@@ -109,6 +108,16 @@ def test_user_signal_is_off_at_or_above_the_limit(win_rate, signal, reason):
     assert reason in result.report["user_signal"]["reason"]
     assert signal is None or signal.seen == []
     assert result.sft == baseline.sft
+
+
+def test_user_signal_ranks_from_generation_1_on():
+    """Generation 1 has no win rate over a parent yet: the guard has nothing to stop, so the model
+    trained on what users did ranks the candidates."""
+    signal = EmbeddedSignal()
+    result, _ = run(user_signal=signal, parent_win_rate=None, settings=settings(user_signal_weight=0.9))
+    assert result.report["user_signal"]["active"]
+    assert "nothing to stop" in result.report["user_signal"]["reason"]
+    assert signal.seen
 
 
 def test_best_model_per_prompt_from_a_pool_and_backends_are_cached():

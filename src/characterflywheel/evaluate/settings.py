@@ -48,7 +48,13 @@ class EvaluateConfig(Section):
     max_new_tokens: int | None = Field(
         None, ge=1, description="Reply length for evaluation generations (None: generation.max_new_tokens)."
     )
-    temperature: float = Field(0.7, ge=0.0, description="Sampling temperature of the evaluated replies.")
+    temperature: float | None = Field(
+        None, ge=0.0, description="Sampling temperature of the evaluated replies (None: generation.temperature, "
+        "what users are served).")
+    truth_prompts: int = Field(
+        64, ge=1, description="Simulated runs only: prompts of the fixed truth set (never served, never trained "
+        "on) on which every generation's model is scored against the hidden landscape, paired by prompt and seed.")
+    truth_samples: int = Field(8, ge=1, description="Simulated runs only: replies per truth-set prompt and model.")
     confidence: float = Field(0.95, gt=0.0, lt=1.0, description="Confidence level of every interval.")
     bootstrap: int = Field(1000, ge=100, description="Bootstrap resamples per interval.")
     seed: int = Field(0, description="Seed of the bootstraps and of the order of responses in annotation tasks.")
@@ -145,8 +151,8 @@ class EvaluateConfig(Section):
 
 # Merged into config.PRESETS["tiny"] / ["demo"] under the "evaluate" key.
 PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": {"heldout_prompts": 8, "bootstrap": 200, "style_min_replies": 6},
+    "tiny": {"heldout_prompts": 8, "bootstrap": 200, "style_min_replies": 6, "truth_prompts": 8, "truth_samples": 2},
     # 32 held-out prompts cannot make one generation's step significant: the demo gates on the point
     # estimate of the win rate (the default, require_ci = true, is for production-sized evaluations).
-    "demo": {"heldout_prompts": 32, "bootstrap": 1000, "require_ci": False},
+    "demo": {"heldout_prompts": 32, "bootstrap": 1000, "require_ci": False, "truth_samples": 8},
 }

@@ -154,3 +154,30 @@ def decode_reply(tokenizer: PreTrainedTokenizerBase, token_ids: Sequence[int], s
             break
         kept.append(int(token))
     return tokenizer.decode(kept, skip_special_tokens=True).strip()
+
+
+# A reply that stops on one of these stopped on its own at a sentence's end (emoji included); one
+# that does not, and used (nearly) its whole token budget, was cut off by the budget.
+_CLEAN_ENDINGS = (".", "!", "?", "…", ")", '"', "'", "”", "’", "*", "~")
+
+
+def ends_cleanly(reply: str) -> bool:
+    """Whether ``reply`` ends at a sentence boundary (punctuation, a closing quote or an emoji)."""
+    text = reply.rstrip()
+    if not text:
+        return False
+    return text.endswith(_CLEAN_ENDINGS) or ord(text[-1]) >= 0x2600  # pictographs and emoji
+
+
+def reply_cut_off(backend: Any, replies: Sequence[str], max_new_tokens: int) -> list[bool]:
+    """Per reply: was it cut off by the token budget (OpenAI's ``finish_reason == "length"``)?
+
+    The backends return text only, so the finish reason is read back: a reply that re-tokenizes to
+    (nearly) ``max_new_tokens`` tokens and does not end at a sentence boundary was cut. Without a
+    tokenizer (a remote server) the length is estimated from words (~1.3 tokens a word)."""
+    tokenizer = getattr(backend, "tokenizer", None)
+    if tokenizer is not None and replies:
+        lengths = [len(ids) for ids in tokenizer(list(replies), add_special_tokens=False)["input_ids"]]
+    else:
+        lengths = [int(1.3 * len(reply.split())) for reply in replies]
+    return [length >= max_new_tokens - 2 and not ends_cleanly(reply) for reply, length in zip(replies, lengths)]

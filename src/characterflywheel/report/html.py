@@ -173,6 +173,33 @@ def _generation0_table(summaries: Sequence[Summary]) -> str:
             + _table(["window (gen)", "arm", "model", "breadth lift", "depth lift", "depth MDE"], rows))
 
 
+def _paired(figure: Any) -> str:
+    if not isinstance(figure, dict) or figure.get("diff") is None:
+        return "–"
+    return (f"{figure['diff']:+.3f} [{figure['lo']:+.3f}, {figure['hi']:+.3f}]"
+            f" n={figure.get('n_prompts')}x{figure.get('samples')}")
+
+
+def _truth_set_table(summaries: Sequence[Summary]) -> str:
+    """Every generation's child on the fixed truth set, paired against its parent and generation 0."""
+    rows = []
+    for s in summaries:
+        found = (s.get("truth") or {}).get("truth_set")
+        if not found:
+            continue
+        means = found.get("mean", {})
+        rows.append([s["generation"], format_number(means.get("parent")), format_number(means.get("child")),
+                     _paired(found.get("child_vs_parent")), _paired(found.get("child_vs_generation0")),
+                     "yes" if s.get("deployed") else "no"])
+    if not rows:
+        return ""
+    return ("<h3>Hidden truth on the fixed truth set</h3>"
+            '<p class="note">Mean hidden P(continue) on prompts no window served and no generation trained '
+            "on, the same prompts and seeds for every model, at the serving temperature; differences are paired "
+            "by prompt with 95 % CIs.</p>"
+            + _table(["gen", "parent", "child", "child - parent", "child - gen 0", "deployed"], rows))
+
+
 def _reward_hacking_section(summaries: Sequence[Summary]) -> str:
     uri = plots.reward_hacking(summaries)
     if uri is None:
@@ -191,7 +218,8 @@ def _reward_hacking_section(summaries: Sequence[Summary]) -> str:
                      format_number(delta[1], signed=True)])
     table = _table(["gen", "RM parent", "RM child", "RM change", "truth parent", "truth child", "truth change"],
                    rows)
-    return _section("reward-hacking", "Reward-model score vs hidden truth", _image(uri, "reward hacking") + table,
+    return _section("reward-hacking", "Reward-model score vs hidden truth",
+                    _truth_set_table(summaries) + _image(uri, "reward hacking") + table,
                     "The proxy (reward-model score) against the simulated world's hidden P(continue). Where the "
                     "proxy rises and the truth does not, the policy is exploiting the reward model.")
 

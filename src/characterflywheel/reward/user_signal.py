@@ -32,6 +32,7 @@ from characterflywheel.reward.backbones import (
     save_folder,
 )
 from characterflywheel.reward.examples import SignalExample, heldout_groups, load_signal_examples, split
+from characterflywheel.reward.habits import HabitModel
 from characterflywheel.reward.inputs import ChatMessages
 from characterflywheel.reward.pointwise import input_format, sigmoid, train_plan, training_settings
 from characterflywheel.reward.settings import RewardConfig
@@ -42,19 +43,28 @@ HEADS = ("continue", "thumbs_up")
 
 
 class UserSignalModel:
-    """``predict`` -> (n, 2): [P(continue), P(thumbs up)] per (history, reply)."""
+    """``predict`` -> (n, 2): [P(continue), P(thumbs up)] per (history, reply). With ``habits``
+    (``reward.habits``), P(continue) is read off the reply's habits, fitted on the same rows."""
 
-    def __init__(self, model: SequenceModel, reward_config: dict[str, Any]) -> None:
+    def __init__(self, model: SequenceModel, reward_config: dict[str, Any], habits: HabitModel | None = None) -> None:
         self.model = model
         self.config = reward_config
+        self.habits = habits
+
+    def head_logits(self, prompts: Sequence[ChatMessages], replies: Sequence[str], progress: bool = False) -> np.ndarray:
+        return self.model.logits(prompts, [(r,) for r in replies], progress, "user signals")
 
     def predict(self, prompts: Sequence[ChatMessages], replies: Sequence[str], progress: bool = False) -> np.ndarray:
-        return sigmoid(self.model.logits(prompts, [(r,) for r in replies], progress, "user signals"))
+        logits = self.head_logits(prompts, replies, progress)
+        probabilities = sigmoid(logits)
+        if self.habits is not None and len(replies):
+            probabilities[:, 0] = self.habits.predict(replies)
+        return probabilities
 
 
 def load_user_signal(path: Path | str, device: str = "auto", batch_size: int = 64) -> UserSignalModel:
     model, config = load_folder(path, KIND, device, batch_size)
-    return UserSignalModel(model, config)
+    return UserSignalModel(model, config, HabitModel.load(Path(path)))
 
 
 def label_matrix(examples: Sequence[SignalExample]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,6 +91,14 @@ def evaluate_user_signal(model: UserSignalModel, examples: Sequence[SignalExampl
         labels = np.array([float((examples[i].continued, examples[i].thumbs_up)[head]) for i in rows])
         report[name] = metrics.binary_report(predictions[rows, head] if rows else np.zeros(0), labels)
     return report
+
+
+def fit_habits(train: Sequence[SignalExample]) -> HabitModel | None:
+    """The habits layer on the training rows with a continue label."""
+    rows = [e for e in train if e.continued is not None]
+    if not rows:
+        return None
+    return HabitModel.fit([e.reply for e in rows], np.array([bool(e.continued) for e in rows]))
 
 
 def train_user_signal(prompts_path: Path | str, out_dir: Path | str, settings: RewardConfig,
@@ -115,9 +133,15 @@ def train_user_signal(prompts_path: Path | str, out_dir: Path | str, settings: R
     config = {"kind": KIND, "style": settings.encoder_input, "input": fmt.to_dict(), "backbone": backbone, "heads": list(HEADS)}
     save_folder(out, model, tokenizer, config)
     predictor = UserSignalModel(sequence, config)
+    head_only = evaluate_user_signal(predictor, held)
+    predictor.habits = fit_habits(train)
+    if predictor.habits is not None:
+        predictor.habits.save(out)
     report = {"kind": KIND, "backbone": backbone, "epoch_losses": losses,
               "train": {"rows": len(train), **{h: int(known[:, i].sum()) for i, h in enumerate(HEADS)}},
               "heldout_conversations": len(heldout), "heldout": evaluate_user_signal(predictor, held),
+              "heldout_head_only": head_only,
+              "habits": None if predictor.habits is None else json.loads((out / "habits.json").read_text()),
               "seconds": time.perf_counter() - began}
     (out / "metrics.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     return report

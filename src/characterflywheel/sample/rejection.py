@@ -9,7 +9,10 @@ For each prompt:
 2. **Candidates.** The chosen model's ``k`` candidates are its probe replies (samples from it with
    the same temperature and top-p) plus ``k - probe_n`` new ones, so choosing costs only the
    probes of the models not chosen; the judge scores them.
-3. **Acceptance.** A candidate is kept when its judge score >= tau (an absolute ``tau``, or
+3. **Acceptance.** A candidate the token budget cut off mid-sentence is never kept (its finish
+   reason is ``length``; SFT would teach the policy to stop mid-sentence), nor is a loop, a generic
+   closer or a reply of one or two words (``sample.failures``). Otherwise
+   a candidate is kept when its judge score >= tau (an absolute ``tau``, or
    ``tau_quantile`` of all candidate scores of the run, which does not depend on the judge's scale)
    and, with ``follow_rules``, it keeps every applicable rule of its character card (a verifiable
    check, so no reward model can trade it away: the steerability half of the paper's goal). A
@@ -17,16 +20,18 @@ For each prompt:
    compliance there yet, and dropping the prompt would only lose its engagement signal. A prompt
    whose rule keepers all fall below tau yields nothing, unless ``keep_best_rule_keeper`` keeps the
    best of them (often a guided candidate): that buys steerability with engagement (see settings).
-4. **Ranking.** Kept candidates are ordered by judge score. While the reward model's win rate of
-   the current model over its parent is below ``user_signal_max_win_rate`` (65 % by default), the
-   user-signal model re-ranks them by a blend of judge-score rank and predicted P(continue) rank.
-   The user signal never sees candidates that failed tau, so it can only reorder, never admit.
-   An unknown win rate (no parent yet) keeps it off: the guard cannot be checked.
+4. **Ranking.** Kept candidates are ordered by judge score. Unless the reward model's win rate of
+   the current model over its parent is ``user_signal_max_win_rate`` (65 % by default) or more, the
+   user-signal model (trained on what users did: continue or leave) re-ranks them by a blend of
+   judge-score rank and predicted P(continue) rank. The user signal never sees candidates that
+   failed tau, so it can only reorder, never admit. Generation 1 has no measured win rate yet: the
+   guard has nothing to stop, so the user signal ranks from generation 1 on.
 5. **Outputs.** SFT record = the top kept candidate (``messages`` = prompt + assistant reply);
    preference pair = that candidate vs. the lowest-scored candidate of the prompt, when their judge
    margin is >= ``min_margin`` and positive (TRL's conversational ``prompt``/``chosen``/``rejected``).
-   When the chosen reply keeps the rules and some candidate broke one, the rejected reply is the
-   lowest-scored rule breaker and the pair needs no margin: the check, not the judge, decided it.
+   When some candidate shows one of the policy's failure modes (a broken card rule, a cut-off, a
+   loop, a generic closer), the rejected reply is the lowest-scored of those and the pair needs no
+   margin: the check, not the judge, decided it (``rejected_reason`` says which).
 
 Written by hand because no library implements best-of-n selection over a model pool with this
 guard; generation goes through the project's backends and scoring through the reward judge.
@@ -45,6 +50,7 @@ from typing import Any
 import numpy as np
 
 from characterflywheel.models import SamplingParams
+from characterflywheel.models.generation import reply_cut_off
 from characterflywheel.sample.protocols import (
     BackendFactory,
     CachedBackends,
@@ -55,6 +61,7 @@ from characterflywheel.sample.protocols import (
     RuleCheck,
     UserSignalPredictor,
 )
+from characterflywheel.sample.failures import BREAKS_RULES, Failures, find_failures
 from characterflywheel.sample.guided import add_guided_candidates
 from characterflywheel.sample.records import plain_messages, validate_prompt_records, write_json, write_jsonl
 from characterflywheel.sample.settings import SampleConfig
@@ -108,12 +115,12 @@ def decide_user_signal(
 
     if user_signal is None:
         return decision(False, "no user-signal model")
-    if parent_win_rate is None:
-        return decision(False, "parent win rate unknown (no parent measured)")
-    if not 0.0 <= parent_win_rate <= 1.0:
-        raise ValueError(f"parent_win_rate must be in [0, 1], got {parent_win_rate}")
     if settings.user_signal_weight == 0.0:
         return decision(False, "user_signal_weight is 0")
+    if parent_win_rate is None:  # generation 1: nothing measured yet, so nothing for the guard to stop
+        return decision(True, "no win rate over a parent measured yet: the guard has nothing to stop")
+    if not 0.0 <= parent_win_rate <= 1.0:
+        raise ValueError(f"parent_win_rate must be in [0, 1], got {parent_win_rate}")
     if parent_win_rate >= limit:
         return decision(False, f"parent win rate {parent_win_rate:.3f} >= {limit:.3f}: reward hacking risk")
     return decision(True, f"parent win rate {parent_win_rate:.3f} < {limit:.3f}")
@@ -217,10 +224,17 @@ def generate_candidates(
     return candidates
 
 
-def effective_tau(scores: Sequence[np.ndarray], settings: SampleConfig) -> tuple[float, str]:
+def effective_tau(scores: Sequence[np.ndarray], settings: SampleConfig,
+                  eligible: Sequence[np.ndarray] | None = None) -> tuple[float, str]:
+    """The acceptance threshold: ``tau``, or ``tau_quantile`` of the scores of the ``eligible``
+    candidates (the finished ones: a cut-off reply is never kept, so it must not set the bar)."""
     if settings.tau_quantile is None:
         return float(settings.tau), "absolute"
-    pooled = np.concatenate(list(scores)) if scores else np.array([settings.tau])
+    if eligible is not None:
+        scores = [group[mask] for group, mask in zip(scores, eligible, strict=True)]
+    pooled = np.concatenate(list(scores)) if scores else np.array([])
+    if pooled.size == 0:
+        pooled = np.array([settings.tau])
     return float(np.quantile(pooled, settings.tau_quantile)), f"quantile {settings.tau_quantile:g}"
 
 
@@ -269,14 +283,17 @@ def select_for_prompt(
     kept: np.ndarray,
     p_continue: np.ndarray | None,
     settings: SampleConfig,
-    breaks_rules: np.ndarray | None = None,
+    failures: Failures | None = None,
     guided: int = 0,
 ) -> PromptOutcome:
     """Rank the kept candidates (re-ranked when ``p_continue`` is given), then build the SFT record
     from the top one and the pair top vs. lowest-scored candidate when the margin allows, or vs. the
-    lowest-scored rule breaker (``breaks_rules``) whatever the margin. The last ``guided`` replies
-    are guided candidates (``sample.guided``)."""
-    breaks_rules = np.zeros(len(replies), dtype=bool) if breaks_rules is None else breaks_rules
+    lowest-scored failing candidate (``failures``: a broken rule first, then a cut-off, loop or
+    generic closer) whatever the margin. The last ``guided`` replies are guided candidates."""
+    if failures is None:
+        none = np.zeros(len(replies), dtype=bool)
+        failures = Failures(none, none, none)
+    breaks_rules = failures.breaks_rules
     kept_positions = np.flatnonzero(kept)
     order = kept_positions[blend_order(scores[kept_positions], p_continue, settings.user_signal_weight)]
     judge_top = kept_positions[np.argmax(scores[kept_positions])] if len(kept_positions) else None
@@ -287,7 +304,8 @@ def select_for_prompt(
             "score": float(scores[position]), "kept": bool(kept[position]), "rank": rank_of.get(position),
             "p_continue": _lookup_p_continue(p_continue, kept_positions, position),
             "selected": bool(len(order)) and position == int(order[0]),
-            "breaks_rules": bool(breaks_rules[position]), "guided": position >= len(replies) - guided,
+            "breaks_rules": bool(breaks_rules[position]), "cut_off": bool(failures.cut_off[position]),
+            "degenerate": bool(failures.degenerate[position]), "guided": position >= len(replies) - guided,
         }
         for position, reply in enumerate(replies)
     ]
@@ -295,6 +313,8 @@ def select_for_prompt(
         return PromptOutcome(rows, None, None, False)
     best = int(order[0])
     breakers = np.flatnonzero(breaks_rules) if not breaks_rules[best] else np.empty(0, dtype=int)
+    if not len(breakers) and not failures.any[best]:
+        breakers = np.flatnonzero(failures.any)  # the policy's own failure modes make the rejected side
     worst = int(breakers[np.argmin(scores[breakers])]) if len(breakers) else int(np.argmin(scores))
     sft = {
         "messages": [*conversation, {"role": "assistant", "content": replies[best]}],
@@ -309,7 +329,9 @@ def select_for_prompt(
             "rejected": [{"role": "assistant", "content": replies[worst]}],
             "prompt_id": record["prompt_id"],
             "score_chosen": float(scores[best]), "score_rejected": float(scores[worst]),
-            "rule_pair": bool(len(breakers)),  # the check, not the judge's margin, decided this pair
+            "rule_pair": bool(breaks_rules[worst]) and not breaks_rules[best],
+            # the check, not the judge's margin, decided this pair
+            "rejected_reason": failures.reason(worst, replies) if len(breakers) else "lower score",
         }
     return PromptOutcome(rows, sft, pair, best != judge_top)
 
@@ -345,10 +367,13 @@ def rejection_sample(
         guided = add_guided_candidates(records, conversations, groups, choice, pool, backends, opening,
                                        sampling_params(settings, settings.guided, settings.seed + 2000), progress)
     scores = checked_score_groups(judge, conversations, groups) if records else []
-    tau, tau_source = effective_tau(scores, settings)
     breaking = rule_breakers(records, groups, rule_check if settings.follow_rules else None)
-    kept_masks = [accepted(group_scores, breaks, tau, settings.keep_best_rule_keeper)
-                  for group_scores, breaks in zip(scores, breaking, strict=True)]
+    cut = [reply_cut_off(backends(pool[int(choice[index])]), group, settings.max_new_tokens)
+           for index, group in enumerate(groups)]
+    tau, tau_source = effective_tau(scores, settings, [~np.asarray(flags, dtype=bool) for flags in cut])
+    failures = [find_failures(group, cut_flags, breaks) for group, cut_flags, breaks in zip(groups, cut, breaking)]
+    kept_masks = [accepted(group_scores, failed, tau, settings.keep_best_rule_keeper)
+                  for group_scores, failed in zip(scores, failures, strict=True)]
 
     decision = decide_user_signal(user_signal, parent_win_rate, settings)
     p_continue = _kept_p_continue(user_signal, decision, conversations, groups, kept_masks)
@@ -356,7 +381,7 @@ def rejection_sample(
     outcomes = [
         select_for_prompt(
             record, conversations[index], str(pool[int(choice[index])]), groups[index], scores[index],
-            kept_masks[index], p_continue[index], settings, breaking[index], guided[index],
+            kept_masks[index], p_continue[index], settings, failures[index], guided[index],
         )
         for index, record in enumerate(records)
     ]
@@ -368,7 +393,7 @@ def rejection_sample(
 
     report = _report(
         records, pool, choice, probe_means, scores, kept_masks, tau, tau_source, sft, prefs,
-        pairs_below_margin, decision, changed_top, settings, breaking, guided,
+        pairs_below_margin, decision, changed_top, settings, breaking, guided, failures,
     )
     result = RejectionResult(sft, prefs, candidate_rows, report, scores)
     if out_dir is not None:
@@ -376,18 +401,23 @@ def rejection_sample(
     return result
 
 
-def accepted(scores: np.ndarray, breaks: np.ndarray, tau: float, keep_best_rule_keeper: bool) -> np.ndarray:
-    """Which candidates of one prompt are kept: score >= tau, and keeping the rules where they bind.
+def accepted(scores: np.ndarray, failures: Failures | np.ndarray, tau: float,
+             keep_best_rule_keeper: bool) -> np.ndarray:
+    """Which candidates of one prompt are kept: finished (never cut off) and not degenerate (no loop,
+    generic closer or one- or two-word reply), score >= tau, and keeping the rules where they bind.
 
     A rule binds a prompt only where some candidate keeps it (else the prompt is out of reach and is
     judged on score alone). With ``keep_best_rule_keeper``, a prompt whose rules bind but whose rule
-    keepers all score below tau keeps its best rule keeper: there the check decides, not the judge,
-    as it does for the prompt's preference pair."""
-    binds = bool(breaks.any()) and not bool(breaks.all())
-    kept = (scores >= tau) & ~(breaks & binds)
-    if keep_best_rule_keeper and binds and not kept.any():
-        keepers = np.flatnonzero(~breaks)
-        kept[keepers[np.argmax(scores[keepers])]] = True
+    keepers all score below tau keeps its best finished rule keeper: there the check decides, not the
+    judge, as it does for the prompt's preference pair. ``failures`` may be a plain rule-breaker mask."""
+    if not isinstance(failures, Failures):
+        failures = find_failures([""] * len(scores), np.zeros(len(scores), dtype=bool), failures)
+    finished = ~failures.cut_off & ~failures.degenerate
+    kept = (scores >= tau) & finished & ~failures.binding_rules
+    if keep_best_rule_keeper and failures.binding_rules.any() and not kept.any():
+        keepers = np.flatnonzero(~failures.breaks_rules & finished)
+        if len(keepers):
+            kept[keepers[np.argmax(scores[keepers])]] = True
     return kept
 
 
@@ -450,11 +480,15 @@ def _report(
     settings: SampleConfig,
     breaking: Sequence[np.ndarray],
     guided: Sequence[int],
+    failures: Sequence[Failures] = (),
 ) -> dict[str, Any]:
     all_scores = np.concatenate(list(scores)) if scores else np.empty(0)
     breaks = np.concatenate(list(breaking)) if breaking else np.empty(0, dtype=bool)
     above_tau = all_scores >= tau
     kept_flat = np.concatenate(list(kept_masks)) if kept_masks else np.empty(0, dtype=bool)
+    cut = np.concatenate([f.cut_off for f in failures]) if failures else np.zeros(all_scores.size, dtype=bool)
+    degenerate = np.concatenate([f.degenerate for f in failures]) if failures else np.zeros(all_scores.size, dtype=bool)
+    dropped = above_tau & ~kept_flat
     kept_scores = np.concatenate([s[m] for s, m in zip(scores, kept_masks, strict=True)]) if scores else np.empty(0)
     prompts_with_kept = sum(bool(mask.any()) for mask in kept_masks)
     counts = Counter(str(pool[int(i)]) for i in choice)
@@ -464,7 +498,14 @@ def _report(
         "kept": int(kept_scores.size),
         "filtered_below_tau": int((~above_tau & ~kept_flat).sum()),
         "kept_below_tau_keeping_rules": int((~above_tau & kept_flat).sum()),
-        "filtered_breaking_rules": int((above_tau & ~kept_flat & breaks).sum()),
+        "filtered_breaking_rules": int((dropped & breaks).sum()),
+        "filtered_cut_off": int((dropped & ~breaks & cut).sum()),
+        "filtered_degenerate": int((dropped & ~breaks & ~cut & degenerate).sum()),
+        "cut_off_candidates": int(cut.sum()),
+        "cut_off_share": float(cut.mean()) if cut.size else 0.0,
+        "degenerate_candidates": int(degenerate.sum()),
+        "pairs_against_failures": sum(pair["rejected_reason"] != "lower score" for pair in prefs),
+        "rejected_reasons": dict(Counter(pair["rejected_reason"] for pair in prefs)),
         "prompts_rules_out_of_reach": sum(bool(len(b)) and bool(b.all()) for b in breaking),
         "rule_breaking_candidates": int(breaks.sum()),
         "rule_breaking_share": float(breaks.mean()) if breaks.size else 0.0,
@@ -506,7 +547,8 @@ def _check_reconciled(report: dict[str, Any], settings: SampleConfig) -> None:
         "candidates == prompts * k + guided":
             report["candidates"] == report["prompts"] * settings.k + report["guided_candidates"],
         "kept + filtered == candidates":
-            report["kept"] + report["filtered_below_tau"] + report["filtered_breaking_rules"] == report["candidates"],
+            report["kept"] + report["filtered_below_tau"] + report["filtered_breaking_rules"]
+            + report["filtered_cut_off"] + report["filtered_degenerate"] == report["candidates"],
         "prompts with + without kept == prompts":
             report["prompts_with_kept"] + report["prompts_without_kept"] == report["prompts"],
         "sft records == prompts with kept": report["sft_records"] == report["prompts_with_kept"],

@@ -13,7 +13,10 @@ from characterflywheel.section import Section
 class SampleConfig(Section):
     # Candidate generation.
     k: int = Field(4, ge=1, description="Candidate replies generated per prompt from the chosen model.")
-    temperature: float = Field(0.8, ge=0.0, description="Sampling temperature for candidates and probes.")
+    temperature: float = Field(
+        0.8, ge=0.0, description="Sampling temperature of the policy's candidates: the replies annotators label for "
+        "the reward models, the probes and the rejection-sampling candidates (one temperature, so the reward "
+        "models learn on the replies they later rank). Serving and evaluation use generation.temperature.")
     top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus (top-p) mass for candidates and probes.")
     max_new_tokens: int = Field(64, ge=1, description="Token budget per candidate reply.")
     seed: int = Field(0, description="Base seed; probes use seed + pool index + 1, candidates use seed.")
@@ -27,7 +30,7 @@ class SampleConfig(Section):
     tau: float = Field(0.0, description="Absolute judge-score threshold: a candidate is kept when score >= tau.")
     tau_quantile: float | None = Field(
         0.5, ge=0.0, le=1.0,
-        description="If set, tau is this quantile of all candidate scores of the run (overrides `tau`; "
+        description="If set, tau is this quantile of the scores of the run's finished candidates (overrides `tau`; "
         "scale-free, hence the default). Set to null to use the absolute `tau`.",
     )
     follow_rules: bool = Field(
@@ -56,6 +59,10 @@ class SampleConfig(Section):
     min_margin: float = Field(
         0.1, ge=0.0, description="Smallest judge-score margin chosen - rejected for a preference pair."
     )
+    replay: bool = Field(
+        True, description="Append the rows earlier generations accepted (SFT rows still >= tau, preference pairs "
+        "against a failure mode or still preferred), re-scored by this generation's reward models: what one "
+        "generation learned, steerability above all, accumulates instead of being diluted.")
     # User-signal re-ranking (paper 7.4).
     user_signal_max_win_rate: float = Field(
         0.65, ge=0.0, le=1.0,
@@ -88,6 +95,10 @@ class SampleConfig(Section):
 
 # Merged into config.PRESETS["tiny"] / ["demo"] under the "sample" key.
 PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": {"k": 2, "probe_n": 1, "max_new_tokens": 12, "min_margin": 0.0, "hard_share": 0.5},
-    "demo": {"k": 3, "probe_n": 1, "max_new_tokens": 40, "min_margin": 0.05, "guided": 1},
+    # 32 tokens: at 12 nearly every candidate was cut off mid-sentence, and a cut-off reply is never kept.
+    "tiny": {"k": 2, "probe_n": 1, "max_new_tokens": 32, "min_margin": 0.0, "hard_share": 0.5},
+    # k 5: even at the 64-token budget many of the base model's replies are cut off, and never kept.
+    # tau at the 0.3 quantile of the finished candidates: a prompt often has only one or two finished ones,
+    # and the user signal can only re-rank where two are kept.
+    "demo": {"k": 5, "probe_n": 1, "max_new_tokens": 64, "min_margin": 0.05, "guided": 1, "tau_quantile": 0.3},
 }

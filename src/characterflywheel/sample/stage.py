@@ -29,8 +29,9 @@ from characterflywheel.sample.protocols import (
     RuleCheck,
     UserSignalPredictor,
 )
-from characterflywheel.sample.records import read_prompt_records
-from characterflywheel.sample.rejection import rejection_sample, sampling_params
+from characterflywheel.sample.records import read_prompt_records, write_json, write_jsonl
+from characterflywheel.sample.rejection import PREFS_FILE, SFT_FILE, rejection_sample, sampling_params
+from characterflywheel.sample.replay import replay_rows
 from characterflywheel.sample.settings import SampleConfig
 
 
@@ -70,10 +71,13 @@ def run_pre_herding_sampling(
     progress: bool = False,
     rule_check: RuleCheck | None = None,
     opening: Opening | None = None,
+    replay: Sequence[tuple[int, Path]] = (),
 ) -> dict[str, float]:
     """Rejection sampling + hard prompts on a curated prompt file; returns flat metrics.
     ``rule_check``: default the shipped character cards' rules (when ``settings.follow_rules``);
-    ``opening``: default the openings those cards demand (when ``settings.guided``)."""
+    ``opening``: default the openings those cards demand (when ``settings.guided``);
+    ``replay``: [(generation, sample dir)] of earlier generations, whose accepted rows are re-scored
+    and appended (``sample.replay``)."""
     settings = settings or SampleConfig()
     if settings.follow_rules and rule_check is None:
         rule_check = card_rule_check()
@@ -97,7 +101,14 @@ def run_pre_herding_sampling(
         )
     hard.report["source"] = settings.hard_source
     hard.write(out)
-    return pre_herding_metrics(result.report, hard.report)
+    metrics = pre_herding_metrics(result.report, hard.report)
+    if replay:
+        sft, prefs, counts = replay_rows(replay, judge, result.report["tau"], {str(r["prompt_id"]) for r in prompts})
+        write_jsonl(out / SFT_FILE, [*result.sft, *sft])
+        write_jsonl(out / PREFS_FILE, [*result.prefs, *prefs])
+        write_json(out / "replay.json", counts)
+        metrics |= {f"sample.{key}": float(value) for key, value in counts.items()}
+    return metrics
 
 
 def pre_herding_metrics(rejection: dict[str, Any], hard: dict[str, Any]) -> dict[str, float]:
@@ -110,7 +121,8 @@ def pre_herding_metrics(rejection: dict[str, Any], hard: dict[str, Any]) -> dict
         f"sample.{key}": number(rejection[key])
         for key in ("prompts", "candidates", "kept", "acceptance_rate", "sft_records", "preference_pairs",
                     "tau", "mean_score_all", "mean_score_kept", "mean_score_sft", "rule_breaking_share",
-                    "pairs_against_rule_breakers", "guided_candidates", "sft_guided")
+                    "pairs_against_rule_breakers", "guided_candidates", "sft_guided", "cut_off_share",
+                    "pairs_against_failures")
     }
     metrics["sample.user_signal_active"] = float(rejection["user_signal"]["active"])
     metrics["sample.user_signal_changed_top_pick"] = float(rejection["user_signal"]["changed_top_pick"])

@@ -7,6 +7,11 @@ thumbs up or down, which is posted to ``/v1/feedback``. After the session the la
 whether the user returns on a later day, which is what engagement breadth measures.
 
 Sessions run concurrently on a thread pool so the gateway can batch their turns.
+
+A run of several traffic windows (one per flywheel generation) gives each window a
+``session_offset``: the number of sessions a user may have had in the earlier windows (their days),
+so a window's sessions take the user's scripts after those, and no window replays a conversation an
+earlier one used (real users do not replay conversations; see ``SimUser.script_for``).
 """
 
 from __future__ import annotations
@@ -62,7 +67,7 @@ class SessionDriver:
 
     def __init__(self, base_url: str, landscape: Landscape, personas: Mapping[str, str], seed: int = 0,
                  model: str = "characterflywheel", max_turns: int = 6, start: dt.datetime | None = None,
-                 timeout: float = 600.0, tag: str = "") -> None:
+                 timeout: float = 600.0, tag: str = "", session_offset: int = 0) -> None:
         # No keep-alive: a pooled connection the server closed while idle fails the next request on
         # it ("Server disconnected without sending a response"), and neither a chat turn nor a
         # signal may be sent twice. A fresh loopback connection per request costs next to nothing.
@@ -77,10 +82,16 @@ class SessionDriver:
         self.max_turns = max_turns
         self.start = start or dt.datetime(2026, 11, 2, tzinfo=dt.timezone.utc)
         self.tag = tag  # keeps conversation ids unique across flywheel generations
+        # Sessions a user may have had in earlier windows: this window's scripts come after theirs.
+        self.session_offset = session_offset
+
+    def script(self, user: SimUser, session_index: int) -> tuple[str, ...]:
+        """What ``user`` says in their ``session_index``-th session of this window."""
+        return user.script_for(self.session_offset + session_index)[: self.max_turns]
 
     def run(self, user: SimUser, day: int, session_index: int) -> SessionOutcome:
         rng = stable_rng(self.seed, "session", user.user_id, day, *([self.tag] if self.tag else []))
-        script = user.script_for(session_index)[: self.max_turns]
+        script = self.script(user, session_index)
         started = self.start + dt.timedelta(days=day, seconds=int(rng.integers(8 * 3600, 22 * 3600)))
         conversation_id = f"{self.tag}{user.user_id}-d{day}"
         history: list[dict[str, str]] = []
@@ -113,7 +124,10 @@ class SessionDriver:
 
 def simulate_days(driver: SessionDriver, users: Sequence[SimUser], days: int, concurrency: int = 32,
                   on_session: Callable[[SessionOutcome], None] | None = None) -> SimulationReport:
-    """Day 0: every user; later days: the users whose last session made them come back."""
+    """Day 0: every user; later days: the users whose last session made them come back.
+
+    A user has at most one session a day, so a window of ``days`` uses session indices below
+    ``days`` (shifted by the driver's ``session_offset``)."""
     report = SimulationReport()
     active = list(users)
     sessions_so_far = {user.user_id: 0 for user in users}

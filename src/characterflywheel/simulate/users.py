@@ -5,6 +5,12 @@ first line of one of their conversations and, while they choose to continue, say
 the same conversation. What is simulated is only their *taste*, hidden in ``UserTaste``: a user type
 (so that strata of users differ, as in production) with a preferred reply length scaled by how much
 this person actually wrote.
+
+A user's first ``scripts_per_user`` conversations define them (their taste is drawn from those
+lines); later sessions get further, distinct conversations that no other user and no earlier session
+had, so that successive traffic windows (flywheel generations) never replay a conversation, as real
+users do not. This is a realism fix (issue 18, "stale traffic": 11 of 48 generation-2 prompts were
+verbatim generation-1 prompts), not tuning: users, their tastes and first scripts are unchanged.
 """
 
 from __future__ import annotations
@@ -34,6 +40,9 @@ class SimUser:
     scripts: tuple[tuple[str, ...], ...]
 
     def script_for(self, session_index: int) -> tuple[str, ...]:
+        """The user lines of the user's ``session_index``-th session (counted from 0 over the whole
+        run, across traffic windows): a conversation of its own while the user's scripts last. Only a
+        run with more sessions than the user has scripts wraps around and replays from the first."""
         return self.scripts[session_index % len(self.scripts)]
 
 
@@ -59,9 +68,19 @@ def draw_taste(user_id: str, own_lines: Sequence[str], seed: int) -> UserTaste:
 
 def make_users(
     scripts: Iterable[Sequence[str]], n_users: int, character_ids: Sequence[str], seed: int = 0,
-    scripts_per_user: int = 3,
+    scripts_per_user: int = 3, later_scripts: Iterable[Sequence[str]] = (),
 ) -> list[SimUser]:
-    """``n_users`` users, each given ``scripts_per_user`` real conversations (user lines only)."""
+    """``n_users`` users, each given ``scripts_per_user`` real conversations (user lines only), then
+    further conversations for later sessions.
+
+    The first ``scripts_per_user`` scripts of each user are drawn from ``scripts`` in a seeded
+    permutation; they alone define the user (id, taste, character) and depend on ``scripts`` only,
+    never on ``later_scripts``. Later sessions' scripts are the conversations no user was given: the
+    rest of ``scripts`` in the same permutation order, then ``later_scripts`` in a seeded order of
+    their own (a text already given out is skipped), dealt one per user per round, so that every
+    session of the run (see ``SimUser.script_for``) has a conversation nobody used before it. Users
+    get as many rounds as there are conversations for all of them; past those they wrap around.
+    """
     usable = [tuple(s) for s in scripts if s]
     needed = n_users * scripts_per_user
     if len(usable) < n_users:
@@ -69,11 +88,21 @@ def make_users(
     rng = stable_rng(seed, "assign")
     order = rng.permutation(len(usable))
     picked = [usable[i] for i in np.resize(order, needed)]
+    later = [tuple(s) for s in later_scripts if s]
+    later_order = stable_rng(seed, "assign-later").permutation(len(later))
+    given = set(picked)
+    spare = []
+    for script in [usable[i] for i in order[needed:]] + [later[i] for i in later_order]:
+        if script not in given:
+            given.add(script)
+            spare.append(script)
+    rounds = len(spare) // n_users
     users = []
     for index in range(n_users):
         own = tuple(picked[index * scripts_per_user:(index + 1) * scripts_per_user])
         user_id = f"sim-{seed}-{index}"
         taste = draw_taste(user_id, [line for script in own for line in script], seed)
         character = character_ids[int(stable_rng(seed, "character", user_id).integers(len(character_ids)))]
-        users.append(SimUser(user_id, taste, character, own))
+        extra = tuple(spare[r * n_users + index] for r in range(rounds))
+        users.append(SimUser(user_id, taste, character, own + extra))
     return users

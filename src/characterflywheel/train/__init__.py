@@ -18,7 +18,8 @@ user-signal model is refused as an RL reward (``common.check_reward_fn``).
 
 ``run_herding`` chains the plan (``settings.recipes``, default ``["sft", "dpo"]``): each child is the
 next recipe's parent; intermediates go to ``out_dir/<recipe>/``, the final child is copied to
-``out_dir/model/``. A recipe whose ``out_dir/<recipe>/metrics.json`` exists is skipped on a re-run,
+``out_dir/model/`` and the intermediates' weights are then deleted (their metrics stay). A step whose
+data file has no rows is skipped (``skipped_no_data``): its parent passes on unchanged. A recipe whose ``out_dir/<recipe>/metrics.json`` exists is skipped on a re-run,
 so a killed chain continues with the recipe it was in (which resumes from its checkpoint).
 
 Scale-out (GPU cluster; on this CPU everything runs single-process)::
@@ -41,6 +42,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from characterflywheel.models import resolve_model
 from characterflywheel.train.settings import RECIPES, TrainConfig
 
 if TYPE_CHECKING:
@@ -122,18 +124,41 @@ def run_herding(
         done = child / METRICS_FILE
         if done.is_file():
             step_metrics = json.loads(done.read_text())
+        elif not _has_rows(Path(inputs[key])):  # e.g. every candidate was cut off: nothing to learn here
+            child.mkdir(parents=True, exist_ok=True)
+            step_metrics = {"skipped_no_data": 1.0}
+            done.write_text(json.dumps(step_metrics, indent=2))
         else:
             step_metrics = run_recipe(
                 recipe, current, Path(inputs[key]), child, settings, work_dir / name, reward_fn, progress
             )
             done.write_text(json.dumps(step_metrics, indent=2))
         metrics.update({f"{name}/{metric}": value for metric, value in step_metrics.items()})
-        current = child
+        if not step_metrics.get("skipped_no_data"):
+            current = child
     final = out_dir / FINAL_MODEL_DIR
-    if final.exists():
-        shutil.rmtree(final)
-    shutil.copytree(current, final, ignore=shutil.ignore_patterns(METRICS_FILE))
+    source = Path(current) if current != parent else resolve_model(parent)  # every step skipped: the parent
+    if (source / "config.json").is_file():  # else a re-run after the copy: the weights are in final
+        if final.exists():
+            shutil.rmtree(final)
+        shutil.copytree(source, final, ignore=shutil.ignore_patterns(METRICS_FILE))
+    for name in _step_names(plan):  # intermediate children are only the next step's parents
+        drop_weights(out_dir / name)
     return metrics
+
+
+def _has_rows(path: Path) -> bool:
+    with path.open(encoding="utf-8") as handle:
+        return any(line.strip() for line in handle)
+
+
+def drop_weights(step_dir: Path) -> None:
+    """Keep a finished step's ``metrics.json`` (a re-run skips it) and drop its model files: the chain's
+    children are full model copies, and only the final one (``model/``) is used after the chain."""
+    for path in step_dir.iterdir() if step_dir.is_dir() else ():
+        if path.name == METRICS_FILE:
+            continue
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 __all__ = ["INPUT_KEYS", "run_herding", "run_recipe"]

@@ -1,0 +1,105 @@
+"""The policy's own failure modes, read off a candidate reply: what must never be an SFT target
+or a ``chosen`` reply, and what makes the best ``rejected`` one.
+
+* **cut off**: the token budget ended the reply mid-sentence (``finish_reason == "length"``).
+  Training on it with an end token appended teaches the policy to stop mid-sentence.
+* **loop**: the reply repeats itself ("I love classical. I love classical. ..."): a sentence said
+  twice, one word sequence said three times, or one character (an emoji) five times in a row.
+* **too short**: fewer than three words ("Minions."): finished, so it survives the cut-off check,
+  and a policy trained on such replies turns terse.
+* **generic closer**: a stock phrase that could follow any message ("How can I help you today?",
+  "Is there anything else ...", "Let me know if ..."), the assistant habit a character chat model
+  drifts to when it collapses onto what is safe for every prompt.
+
+A preference pair whose rejected side is one of these (or a broken card rule) teaches DPO exactly
+the habits to unlearn, whatever the reward models' margin; a pair of two fine replies teaches only
+the reward models' taste, which is noisier.
+
+Why our own code: these are string checks on one reply; no library names a chat policy's
+degenerate outputs. The generic-closer list is a product team's own style guide, kept short.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+GENERIC_CLOSERS = re.compile(
+    r"\b(how (?:can|may) i (?:help|assist)(?: you)?(?: today)?|is there anything else|anything else i can"
+    r"|let me know if (?:you|there)|feel free to (?:ask|reach out)|i'?m here to help|as an ai)\b",
+    re.IGNORECASE,
+)
+_SENTENCE = re.compile(r"[^.!?…]+[.!?…]*")
+_WORD = re.compile(r"[\w']+")
+_CHARACTER_RUN = re.compile(r"([^\s\w.])(?:\s*\1){4,}")
+MIN_WORDS = 3
+CUT_OFF, LOOP, GENERIC, TOO_SHORT, BREAKS_RULES = "cut_off", "loop", "generic_closer", "too_short", "breaks_rules"
+
+
+def loops(reply: str, ngram: int = 4, repeats: int = 3) -> bool:
+    """A sentence said twice (of at least three words), an ``ngram``-word run said ``repeats`` times, or
+    one non-space character five times in a row (emoji spam)."""
+    if _CHARACTER_RUN.search(reply):
+        return True
+    sentences = [" ".join(_WORD.findall(s.lower())) for s in _SENTENCE.findall(reply)]
+    sentences = [s for s in sentences if len(s.split()) >= 3]
+    if len(sentences) != len(set(sentences)):
+        return True
+    words = _WORD.findall(reply.lower())
+    runs = Counter(tuple(words[i:i + ngram]) for i in range(len(words) - ngram + 1))
+    return bool(runs) and max(runs.values()) >= repeats
+
+
+def generic_closer(reply: str) -> bool:
+    return GENERIC_CLOSERS.search(reply) is not None
+
+
+def too_short(reply: str) -> bool:
+    return len(_WORD.findall(reply)) < MIN_WORDS
+
+
+def degenerate_reply(reply: str) -> bool:
+    return loops(reply) or generic_closer(reply) or too_short(reply)
+
+
+@dataclass(frozen=True)
+class Failures:
+    """One prompt's candidates: which are cut off, degenerate (loop or generic closer) or break a
+    card rule, as boolean arrays over the candidates."""
+
+    cut_off: np.ndarray
+    degenerate: np.ndarray
+    breaks_rules: np.ndarray
+
+    @property
+    def binding_rules(self) -> np.ndarray:
+        """Rule breakers where the rules bind: only where some candidate keeps them (else the prompt
+        is out of the model's reach and no candidate is faulted for it)."""
+        binds = bool(self.breaks_rules.any()) and not bool(self.breaks_rules.all())
+        return self.breaks_rules & binds
+
+    @property
+    def any(self) -> np.ndarray:
+        return self.cut_off | self.degenerate | self.binding_rules
+
+    def reason(self, position: int, replies: Sequence[str]) -> str | None:
+        """The first failure of candidate ``position`` (None: it has none)."""
+        if self.binding_rules[position]:
+            return BREAKS_RULES
+        if self.cut_off[position]:
+            return CUT_OFF
+        if self.degenerate[position]:
+            reply = replies[position]
+            return LOOP if loops(reply) else GENERIC if generic_closer(reply) else TOO_SHORT
+        return None
+
+
+def find_failures(replies: Sequence[str], cut_off: Sequence[bool], breaks_rules: Sequence[bool]) -> Failures:
+    """The failure flags of one prompt's candidates."""
+    degenerate = np.array([degenerate_reply(reply) for reply in replies], dtype=bool).reshape(-1)
+    return Failures(np.asarray(cut_off, dtype=bool).reshape(-1), degenerate,
+                    np.asarray(breaks_rules, dtype=bool).reshape(-1))

@@ -1,0 +1,64 @@
+"""The policy's failure modes: a cut-off reply is never an SFT target or a chosen reply, but it
+and loops and generic closers make the rejected side of preference pairs whatever the margin."""
+
+from __future__ import annotations
+
+import numpy as np
+from sample_fakes import EmbeddedScoreJudge, ScriptedBackend, parse, prompt_record, reply
+
+from characterflywheel.models.generation import ends_cleanly, reply_cut_off
+from characterflywheel.sample.failures import find_failures, generic_closer, loops, too_short
+from characterflywheel.sample.rejection import accepted, rejection_sample
+from characterflywheel.sample.settings import SampleConfig
+
+LONG = "so the thing about old jazz records is that i really like how they sound when"
+
+
+def test_loops_and_generic_closers_are_recognised():
+    assert loops("I love classical. I love classical. I love classical.")
+    assert loops("yes yes yes i do i do i do i do i do")
+    assert not loops("I love classical music. Do you play an instrument?")
+    assert loops("😊 😇😃😃😃😇😊😊😊😊😊😊😊😊") and not loops("Great!!! 😊😊")
+    assert too_short("Minions.") and not too_short("Minions are great.")
+    assert generic_closer("Sure! How can I help you today?")
+    assert generic_closer("Let me know if you need anything.")
+    assert not generic_closer("Ahoy! What be yer favourite sea shanty?")
+
+
+def test_a_reply_is_cut_off_when_it_fills_the_budget_mid_sentence():
+    assert ends_cleanly("That sounds fun!") and ends_cleanly("Sure 😊") and not ends_cleanly("I think that the")
+    cut = reply_cut_off(None, [LONG, "Short and done.", LONG + "."], max_new_tokens=10)
+    assert cut == [True, False, False]  # a full budget that ends a sentence is a finished reply
+
+
+def test_a_cut_off_candidate_is_never_kept_even_with_the_best_score():
+    replies = ["That sounds lovely.", "And then we went down to the", "Sure, why not then."]
+    failures = find_failures(replies, [False, True, False], np.zeros(3, dtype=bool))
+    kept = accepted(np.array([0.5, 0.9, 0.2]), failures, tau=0.4, keep_best_rule_keeper=False)
+    assert kept.tolist() == [True, False, False]
+    # a loop is never kept either
+    looping = find_failures(["Oh. Oh. Oh, nice one.", "Fine, thanks a lot."], [False, False], np.zeros(2, dtype=bool))
+    assert looping.degenerate.tolist() == [False, False]  # one-word sentences are not a loop
+    looping = find_failures(["I love it so. I love it so.", "fine, thanks a lot."], [False, False],
+                            np.zeros(2, dtype=bool))
+    assert accepted(np.array([0.9, 0.5]), looping, 0.4, False).tolist() == [False, True]
+
+
+def test_rejection_sampling_trains_on_finished_replies_and_rejects_the_failure_modes():
+    script = {
+        "hi": [reply(LONG, 0.9), reply("a", 0.6), reply("b", 0.55), reply("How can I help you today?", 0.5)],
+        "yo": [reply(LONG, 0.8), reply(LONG + " and", 0.7), reply(LONG + " or", 0.6), reply(LONG + " so", 0.5)],
+    }
+    backend = ScriptedBackend("scripted", lambda line: script[line])
+    settings = SampleConfig(k=4, tau=0.4, tau_quantile=None, min_margin=0.5, max_new_tokens=10)
+    prompts = [prompt_record("p0", "hi"), prompt_record("p1", "yo")]
+    result = rejection_sample(prompts, ["current"], EmbeddedScoreJudge(), lambda spec: backend, settings)
+    assert [row["prompt_id"] for row in result.sft] == ["p0"]  # every reply of p1 was cut off: no SFT row
+    assert parse(result.sft[0]["messages"][-1]["content"], "s") == 0.6  # the best finished, not the cut 0.9
+    (pair,) = result.prefs
+    assert pair["rejected_reason"] == "generic_closer"  # a failure mode, below the 0.5 margin all the same
+    assert pair["rejected"][0]["content"].startswith("How can I help")
+    report = result.report
+    assert report["cut_off_candidates"] == 5 and report["filtered_cut_off"] == 5
+    assert report["pairs_against_failures"] == 1 and report["rejected_reasons"] == {"generic_closer": 1}
+    assert not any(row["kept"] for row in result.candidates if row["cut_off"])
