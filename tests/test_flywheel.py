@@ -76,7 +76,9 @@ def test_a_deliberately_broken_child_is_stopped_at_the_gate_and_the_parent_stays
     but never served, and generation 0 stays champion. The hidden landscape confirms it is worse."""
     command = [sys.executable, "-m", "characterflywheel.cli", "run", "--preset", "tiny", "-n", "1",
                "--set", f"runs_dir={tmp_path}", "--set", 'train.recipes=["sft"]',
-               "--set", "train.sft_learning_rate=0.05"]
+               "--set", "train.sft_learning_rate=0.05",
+               # the tiny preset's 32-token candidates are mostly cut off (never SFT targets): 64 gives rows to break on
+               "--set", "sample.max_new_tokens=64"]
     finished = subprocess.run(command, capture_output=True, text=True, timeout=900,
                               env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert finished.returncode == 0, f"{finished.stdout[-3000:]}{finished.stderr[-3000:]}"

@@ -370,8 +370,9 @@ def herd_stage(config: Config, parent: str) -> Callable[[StageContext], None]:
         sampled = context.inputs["sample"]
         data = {"sft": sampled / "sft.jsonl", "preferences": sampled / "prefs.jsonl",
                 "prompts": sampled / "hard_prompts.jsonl"}
-        metrics = run_herding(parent, list(config.train.recipes), data, context.out_dir, config.train,
-                              context.work_dir, reward_fn=rl_reward(config, context.inputs["reward"]), progress=True)
+        online = {"online_dpo", "grpo"} & set(config.train.recipes)  # only online RL needs the reward models loaded
+        metrics = run_herding(parent, list(config.train.recipes), data, context.out_dir, config.train, context.work_dir,
+                              reward_fn=rl_reward(config, context.inputs["reward"]) if online else None, progress=True)
         context.log_metrics(flat_numbers(metrics))
 
     return run

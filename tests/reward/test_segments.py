@@ -87,3 +87,20 @@ def test_the_joint_pair_input_still_scores() -> None:
     assert model.context_segments == 1 and model.head.in_features == 384 * 5 + 2
     scores = SequenceModel(model, tokenizer, FMT, "pair").logits([PROMPT] * 2, [("Yes!", "No."), ("No.", "Yes!")])
     assert scores.shape == (2, 1) and np.isfinite(scores).all() and scores[0, 0] != scores[1, 0]
+
+
+def test_a_frozen_encoder_is_saved_as_its_head_and_the_backbone_s_name(tmp_path) -> None:
+    from characterflywheel.reward.backbones import freeze_lower_layers, load_folder, save_folder
+
+    model, tokenizer = load_backbone("embedded:all-minilm-l6-v2", num_labels=1, seed=0, style="segments")
+    freeze_lower_layers(model, 0)
+    torch.nn.init.normal_(model.head.weight)  # a "trained" head
+    config = {"kind": "pointwise", "style": "segments", "input": FMT.to_dict(), "backbone": "embedded:all-minilm-l6-v2"}
+    save_folder(tmp_path / "rm", model, tokenizer, config)
+    saved = sum(path.stat().st_size for path in (tmp_path / "rm").glob("*.safetensors"))
+    assert saved < 1e6  # the head alone: the encoder is ~90 MB
+    loaded, _ = load_folder(tmp_path / "rm", "pointwise")
+    batch = encode_segments(tokenizer, [PROMPT], [("I love pasta.",)], FMT)
+    model.eval()
+    with torch.no_grad():
+        assert torch.allclose(model(**batch).logits, loaded.model(**batch).logits, atol=1e-5)

@@ -87,3 +87,29 @@ def test_dpo_raises_chosen_over_rejected_margin(parent, prefs_path: Path, tmp_pa
     assert metrics["reward_end"] > 0  # TRL's implicit reward margin, chosen minus rejected
     before, after = _dpo_margin(*parent), _dpo_margin(*_load_child(tmp_path / "child"))
     assert after > before + 1.0, (before, after)
+
+
+def test_sft_lora_adapter_children_chain_as_megabytes(parent, sft_path: Path, tmp_path: Path) -> None:
+    """``lora_save = "adapter"``: each child is its adapter on its parent's folder (MBs, not a model copy);
+    the project's loader merges the chain, and a child of a child trains on top of it."""
+    from characterflywheel.models import is_adapter_folder
+    from characterflywheel.train.sft import run_sft
+
+    settings = TrainConfig(sft_max_steps=2, sft_batch_size=4, sft_max_length=128, sft_learning_rate=2e-3, lora=True,
+                           lora_r=8, save_steps=50, lora_save="adapter")
+    run_sft(EMBEDDED_POLICY, sft_path, tmp_path / "gen1", settings, tmp_path / "work1")
+    run_sft(str(tmp_path / "gen1"), sft_path, tmp_path / "gen2", settings, tmp_path / "work2")
+    for child in ("gen1", "gen2"):
+        folder = tmp_path / child
+        assert is_adapter_folder(folder)
+        weights = sum(path.stat().st_size for path in folder.glob("*.safetensors"))
+        assert weights < 20e6  # the base model's weights are ~540 MB in fp32
+    # gen1 is gen2's sibling: named relatively, so the folder holding both can be renamed (a stage's .partial)
+    assert json.loads((tmp_path / "gen2" / "adapter_config.json").read_text())["base_model_name_or_path"] == "../gen1"
+    tmp_path.rename(tmp_path.with_name(tmp_path.name + "-moved"))
+    tmp_path = tmp_path.with_name(tmp_path.name + "-moved")
+    first, first_tokenizer = load_policy(str(tmp_path / "gen1"))
+    second, second_tokenizer = load_policy(str(tmp_path / "gen2"))
+    assert not any("lora" in name for name, _ in second.named_parameters())
+    assert _sft_loglik(first, first_tokenizer) > _sft_loglik(*parent)
+    assert _sft_loglik(second, second_tokenizer) > _sft_loglik(first, first_tokenizer)

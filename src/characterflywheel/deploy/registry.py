@@ -20,7 +20,9 @@ artifacts (``MlflowClient.log_artifacts``) so a version stays loadable when the 
 removed or rewritten. With a local artifact store, ``local_path`` returns that copy in place; with a
 remote one, it downloads once into ``<run_root>/registry-cache/<model>/v<version>``.
 ``copy_models=False`` registers the folder where it is instead (no copy: saves a model's size of disk
-per generation, but the version breaks if the folder is deleted or rewritten). Registering the same
+per generation, but the version breaks if the folder is deleted or rewritten). A LoRA child kept as an
+adapter (``train.lora_save = "adapter"``) is always registered where it is: it loads only on top of its
+parents' folders in the run. Registering the same
 folder content again for the same generation returns the existing version (a resumed stage does not
 register twice). Registry version numbers are returned as strings.
 """
@@ -37,6 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
+from characterflywheel.models.loading import is_adapter_folder
 from characterflywheel.runs import content_hash
 from characterflywheel.tracking import mlflow_key
 from characterflywheel.tracking import tracking_uri as run_tracking_uri
@@ -184,8 +187,8 @@ class Registry:
         updates that version's tags, metrics and record instead of adding a version.
         """
         model_dir = Path(model_dir)
-        if not (model_dir / "config.json").is_file():
-            raise RegistryError(f"{model_dir}: not an HF model folder (config.json missing)")
+        if not (model_dir / "config.json").is_file() and not is_adapter_folder(model_dir):
+            raise RegistryError(f"{model_dir}: not an HF model folder (config.json missing) nor a PEFT adapter")
         lineage, metrics, gates = dict(lineage or {}), dict(metrics or {}), dict(gates or {})
         name = model_version or f"gen-{generation}"
         model_hash = content_hash(model_dir)
@@ -211,8 +214,10 @@ class Registry:
         if existing is not None:
             self._update(existing, tags, metrics, record, description)
             return existing
-        run_id = self._log_run(model_dir if self.copy_models else None, name, tags, metrics, record)
-        source = f"runs:/{run_id}/{MODEL_ARTIFACT_PATH}" if self.copy_models else model_dir.resolve().as_uri()
+        # An adapter child stands on its parents' folders in the run: a copy of it alone would not load.
+        copy = self.copy_models and not is_adapter_folder(model_dir)
+        run_id = self._log_run(model_dir if copy else None, name, tags, metrics, record)
+        source = f"runs:/{run_id}/{MODEL_ARTIFACT_PATH}" if copy else model_dir.resolve().as_uri()
         created = self.client.create_model_version(self.model_name, source, run_id=run_id, tags=tags,
                                                    description=description)
         return str(created.version)
@@ -317,7 +322,7 @@ class Registry:
 
             cache = self._cache(mv)
             return Path(mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=str(cache)))
-        if not (path / "config.json").is_file():
+        if not (path / "config.json").is_file() and not is_adapter_folder(path):
             raise RegistryError(f"registry {self.model_name} v{version}: model files missing at {path}")
         return path
 

@@ -67,9 +67,44 @@ def resolve_model(spec: str | Path) -> Path:
         raise ModelNotFoundError(path if text else "''", "no such directory")
     if not path.is_dir():
         raise ModelNotFoundError(path, "not a directory")
-    if not (path / "config.json").is_file():
-        raise ModelNotFoundError(path, "no config.json")
+    if not (path / "config.json").is_file() and not is_adapter_folder(path):
+        raise ModelNotFoundError(path, "no config.json")  # nor a PEFT adapter_config.json
     return path.resolve()
+
+
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def is_adapter_folder(path: Path) -> bool:
+    """A PEFT adapter saved on its own: ``adapter_config.json`` naming its base model's folder."""
+    return (Path(path) / ADAPTER_CONFIG).is_file() and not (Path(path) / "config.json").is_file()
+
+
+def adapter_base(path: Path) -> Path:
+    """The folder an adapter folder was trained on (itself possibly an adapter folder)."""
+    import json
+
+    base = json.loads((Path(path) / ADAPTER_CONFIG).read_text(encoding="utf-8")).get("base_model_name_or_path")
+    if not base:
+        raise ModelNotFoundError(path, f"{ADAPTER_CONFIG} names no base_model_name_or_path")
+    if base.startswith("../"):  # a sibling step of its herding chain (see train.common.save_child)
+        return resolve_model(Path(path).resolve().parent / base[3:])
+    return resolve_model(base)
+
+
+def load_causal_lm(spec: str | Path, dtype: torch.dtype = torch.float32) -> PreTrainedModel:
+    """The causal LM of ``spec``. An adapter folder (a LoRA child kept as MBs instead of a full copy)
+    is loaded onto its base, recursively (a chain of generations), merged in fp32, then cast."""
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_model(spec)
+    if not is_adapter_folder(path):
+        return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True)
+    from peft import PeftModel
+
+    base = load_causal_lm(adapter_base(path), torch.float32)
+    merged = PeftModel.from_pretrained(base, str(path), local_files_only=True).merge_and_unload()
+    return merged.to(dtype)
 
 
 def _resolve_embedded(name: str) -> Path:
@@ -105,10 +140,10 @@ def load_policy(
     spec: str | Path, dtype: torch.dtype = torch.float32
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Causal LM (eval mode) and its tokenizer, left-padded with a pad token set."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     path = resolve_model(spec)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True)
+    model = load_causal_lm(path, dtype)
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     tokenizer.padding_side = "left"

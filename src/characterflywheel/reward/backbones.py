@@ -106,7 +106,7 @@ class SegmentPooledClassifier(torch.nn.Module):
     similarities MiniLM was trained for (relevance to the last line, fit to the persona). This is
     why it replaces ``AutoModelForSequenceClassification`` for encoders: it learns from a few
     hundred examples in a few CPU epochs. Saved as the encoder's HF folder plus
-    ``reward_head.safetensors``.
+    ``reward_head.safetensors``; a frozen encoder is not saved, the config names the backbone.
     """
 
     def __init__(self, encoder: PreTrainedModel, num_labels: int, segments: int, sep_token_id: int,
@@ -298,12 +298,17 @@ def save_folder(folder: Path, model: torch.nn.Module, tokenizer: PreTrainedToken
                 reward_config: dict[str, Any]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     if isinstance(model, SegmentPooledClassifier):
-        model.encoder.save_pretrained(folder)
+        # A frozen encoder is the backbone unchanged: the folder keeps only the head and names the
+        # backbone (KBs instead of a ~90 MB encoder copy per model and generation).
+        shared = model.encoder_frozen() and bool(reward_config.get("backbone"))
+        if not shared:
+            model.encoder.save_pretrained(folder)
         save_file({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()},
                   str(folder / HEAD_NAME))
         reward_config = reward_config | {"head": {"type": "segment_pooled", "num_labels": model.num_labels,
                                                   "segments": model.segments,
-                                                  "context_segments": model.context_segments}}
+                                                  "context_segments": model.context_segments}
+                                         | ({"encoder": str(reward_config["backbone"])} if shared else {})}
     else:
         model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -327,7 +332,8 @@ def load_folder(path: Path | str, kind: str, device: str = "auto",
         if head is None:
             model = AutoModelForSequenceClassification.from_pretrained(folder, dtype=torch.float32)
         else:
-            encoder = AutoModel.from_pretrained(folder, dtype=torch.float32, add_pooling_layer=False)
+            source = resolve_model(head["encoder"]) if head.get("encoder") else folder
+            encoder = AutoModel.from_pretrained(source, dtype=torch.float32, add_pooling_layer=False)
             model = SegmentPooledClassifier(encoder, int(head["num_labels"]), int(head["segments"]),
                                             tokenizer.sep_token_id, int(head.get("context_segments", 1)))
             model.head.load_state_dict(load_file(str(folder / HEAD_NAME)))

@@ -42,7 +42,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from characterflywheel.models import resolve_model
+from characterflywheel.models import is_adapter_folder, resolve_model
 from characterflywheel.train.settings import RECIPES, TrainConfig
 
 if TYPE_CHECKING:
@@ -138,13 +138,18 @@ def run_herding(
             current = child
     final = out_dir / FINAL_MODEL_DIR
     source = Path(current) if current != parent else resolve_model(parent)  # every step skipped: the parent
-    if (source / "config.json").is_file():  # else a re-run after the copy: the weights are in final
+    if _holds_model(source):  # else a re-run after the copy: the weights are in final
         if final.exists():
             shutil.rmtree(final)
         shutil.copytree(source, final, ignore=shutil.ignore_patterns(METRICS_FILE))
-    for name in _step_names(plan):  # intermediate children are only the next step's parents
-        drop_weights(out_dir / name)
+    if not is_adapter_folder(final):  # an adapter child stands on the intermediate ones: they stay (MBs)
+        for name in _step_names(plan):  # full copies: only the next step's parents
+            drop_weights(out_dir / name)
     return metrics
+
+
+def _holds_model(folder: Path) -> bool:
+    return (folder / "config.json").is_file() or is_adapter_folder(folder)
 
 
 def _has_rows(path: Path) -> bool:

@@ -18,7 +18,6 @@ from typing import Any
 
 import torch
 from transformers import (
-    AutoModelForCausalLM,
     AutoTokenizer,
     GenerationConfig,
     PreTrainedModel,
@@ -26,7 +25,7 @@ from transformers import (
     TrainerCallback,
 )
 
-from characterflywheel.models import resolve_model
+from characterflywheel.models import load_causal_lm, resolve_model
 from characterflywheel.models.loading import cpu_has_native_bf16
 from characterflywheel.train.settings import TrainConfig
 
@@ -52,7 +51,7 @@ def load_parent(spec: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerB
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, local_files_only=True)
+    model = load_causal_lm(folder, torch.float32)
     return model, tokenizer, folder
 
 
@@ -71,19 +70,34 @@ def lora_config(settings: TrainConfig) -> Any | None:
     )
 
 
-def save_child(trainer: Any, tokenizer: PreTrainedTokenizerBase, parent_folder: Path, out_dir: Path) -> Path:
-    """Write the trained model as a plain HF folder: weights (a LoRA adapter merged in), tokenizer
-    with its chat template, and the parent's generation config. Only the main process writes
-    (ZeRO-2 keeps full weights on every rank, so no gather is needed)."""
+def adapter_base_reference(parent_folder: Path, out_dir: Path) -> str:
+    """How an adapter child names its parent: relative (``../sft``) when the parent is a sibling step of
+    the same herding chain, whose folder is renamed as a whole when its stage completes; else absolute."""
+    parent, child = parent_folder.resolve(), out_dir.resolve()
+    return f"../{parent.name}" if parent.parent == child.parent else str(parent)
+
+
+def save_child(trainer: Any, tokenizer: PreTrainedTokenizerBase, parent_folder: Path, out_dir: Path,
+               keep_adapter: bool = False) -> Path:
+    """Write the trained model: a plain HF folder (a LoRA adapter merged into the weights), or with
+    ``keep_adapter`` the adapter alone (MBs, its ``base_model_name_or_path`` the parent's folder, which
+    ``models.load_causal_lm`` loads and merges), plus the tokenizer with its chat template and the
+    parent's generation config. Only the main process writes (ZeRO-2 keeps full weights on every
+    rank, so no gather is needed)."""
     trainer.accelerator.wait_for_everyone()
     if not trainer.is_world_process_zero():
         return out_dir
     model = trainer.accelerator.unwrap_model(trainer.model)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if hasattr(model, "merge_and_unload"):  # a PeftModel: fold the adapter into the base weights
-        model = model.merge_and_unload()
-    model.config.use_cache = True
-    model.save_pretrained(out_dir, safe_serialization=True)
+    if hasattr(model, "merge_and_unload") and keep_adapter:
+        for adapter in model.peft_config.values():
+            adapter.base_model_name_or_path = adapter_base_reference(Path(parent_folder), out_dir)
+        model.save_pretrained(out_dir, safe_serialization=True)
+    else:
+        if hasattr(model, "merge_and_unload"):  # a PeftModel: fold the adapter into the base weights
+            model = model.merge_and_unload()
+        model.config.use_cache = True
+        model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     try:
         generation = GenerationConfig.from_pretrained(parent_folder, local_files_only=True)
@@ -315,7 +329,7 @@ def train_and_save(
     save the child, drop the checkpoints unless kept, and return the metrics."""
     checkpoint = resumable_checkpoint(Path(work_dir))
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    save_child(trainer, tokenizer, parent_folder, Path(out_dir))
+    save_child(trainer, tokenizer, parent_folder, Path(out_dir), keep_adapter=settings.lora and settings.lora_save == "adapter")
     if not settings.keep_checkpoints:
         remove_checkpoints(Path(work_dir))
     return collect_metrics(trainer, clock, checkpoint, dropped, examples, reward_key)

@@ -47,6 +47,10 @@ class TrainConfig(Section):
     lora_r: int = Field(16, ge=1, description="LoRA rank.")
     lora_alpha: int = Field(32, ge=1, description="LoRA scaling alpha.")
     lora_dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout.")
+    lora_save: Literal["merged", "adapter"] = Field(
+        "merged", description="A LoRA child as a plain HF folder with the adapter merged in (merged: any tool loads "
+        "it), or the adapter alone on its parent's folder (adapter: MBs per generation instead of a model copy; "
+        "this project's backends and recipes load it, merging on load).")
     lora_target_modules: list[str] = Field(
         default_factory=lambda: list(DEFAULT_LORA_TARGETS), description="Module names LoRA adapts."
     )
@@ -134,7 +138,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         # with linear decay barely moved it, and 4 DPO steps at 2e-5 not at all (loss 0.693 -> 0.728).
         # 16 SFT steps of 4 rows: ~3 epochs of one generation's ~20 rows, ~1.5 once replay has added earlier
         # generations' rows (the herd stage's time stays flat). DPO at 5e-5 moved its loss by 0.02 in 5 steps.
-        "lora": True, "lora_r": 16, "lora_alpha": 32, "lr_scheduler": "constant",
+        "lora": True, "lora_r": 16, "lora_alpha": 32, "lr_scheduler": "constant", "lora_save": "adapter",
         "sft_max_steps": 16, "sft_batch_size": 4, "sft_max_length": 320, "sft_learning_rate": 3e-4,
         "dpo_max_steps": 8, "dpo_batch_size": 4, "dpo_max_length": 320, "dpo_learning_rate": 1e-4,
         "online_dpo_max_steps": 4, "grpo_max_steps": 4,
