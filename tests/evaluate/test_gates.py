@@ -138,8 +138,14 @@ def test_missing_figures_and_user_signal_inputs() -> None:
     good = _good_child(seed=1)
     assert apply_gates(good, user_signal_win_rate=0.6).passed
     figure = Figure(0.66, 0.6, 0.72, 60).to_dict()
-    assert not _by_name(apply_gates(good, user_signal_win_rate=figure))["user_signal_win_rate"].passed
-    assert not _by_name(apply_gates(dict(good, user_signal_win_rate_vs_parent=figure)))["user_signal_win_rate"].passed
+    absolute = EvaluateConfig(user_signal_gate="absolute")
+    assert not _by_name(apply_gates(good, settings=absolute, user_signal_win_rate=figure))["user_signal_win_rate"].passed
+    assert not _by_name(apply_gates(dict(good, user_signal_win_rate_vs_parent=figure), settings=absolute))[
+        "user_signal_win_rate"].passed
+    # divergence (default): a child the reward models prefer too is no sign of hacking the user signal
+    agreeing = _by_name(apply_gates(good, user_signal_win_rate=figure))["user_signal_win_rate"]
+    assert good["win_rate_vs_parent"]["reward_model"]["value"] > 0.5
+    assert agreeing.passed and "no divergence" in agreeing.reason
     # annotators gated only when asked for; absent annotations are skipped, not failed
     both = EvaluateConfig(gated_win_rate_judges=["reward_model", "annotators"])
     annotators = _by_name(apply_gates(good, settings=both))["win_rate_vs_parent.annotators"]

@@ -20,7 +20,9 @@ Gates (thresholds in ``EvaluateConfig``, the ``[evaluate]`` section):
   ``max_following_decrease``.
 * ``no_style_artifact`` -- the style monitor flagged no feature (``forbid_style_artifacts``).
 * ``user_signal_win_rate`` -- below ``max_user_signal_win_rate`` (paper 7.4: past 65 % the child is
-  hacking the user-signal proxy); skipped when no user-signal figure was measured.
+  hacking the user-signal proxy), unless (``user_signal_gate = "divergence"``, the default) the reward
+  models also prefer the child: the paper's sign of hacking is the two diverging; skipped when no
+  user-signal figure was measured.
 
 A skipped check is recorded with ``passed: True`` and ``skipped: True`` and the reason why.
 """
@@ -186,14 +188,27 @@ def _style_check(style: Mapping[str, Any] | None, gates: EvaluateConfig) -> Gate
                      f"the reward leans on style: {details} above the threshold share {threshold}")
 
 
-def _user_signal_check(figure: Mapping[str, float | None] | None, threshold: float) -> GateCheck:
+def _user_signal_check(figure: Mapping[str, float | None] | None, threshold: float,
+                       internal: Mapping[str, float | None] | None = None, mode: str = "divergence") -> GateCheck:
+    """``absolute``: fail at a user-signal win rate >= threshold. ``divergence`` (paper 7.4's sign of
+    hacking, its version 12: user win rate 70.7 % while the internal win rate fell to 43.7 %): fail only
+    when the reward models, trained on annotations, do not also prefer the child (win rate <= 0.5)."""
     name = "user_signal_win_rate"
     if figure is None or figure.get("value") is None:
         return _skipped(name, threshold, "not measured: no user-signal model win rate")
     value = float(figure["value"])
-    passed = value < threshold
-    verdict = (f"below {threshold:.2f}" if passed
-               else f"at or above {threshold:.2f}: the child is likely hacking the user-signal proxy (paper 7.4)")
+    internal_value = None if internal is None or internal.get("value") is None else float(internal["value"])
+    agrees = mode == "divergence" and internal_value is not None and internal_value > 0.5
+    passed = value < threshold or agrees
+    if value < threshold:
+        verdict = f"below {threshold:.2f}"
+    elif agrees:
+        verdict = (f"at or above {threshold:.2f}, but the reward models also prefer the child (win rate "
+                   f"{internal_value:.3f}): no divergence, no sign of hacking")
+    else:
+        verdict = f"at or above {threshold:.2f}: the child is likely hacking the user-signal proxy (paper 7.4)"
+        if internal_value is not None:
+            verdict += f"; the reward models' win rate is {internal_value:.3f}"
     return GateCheck(name, value, threshold, passed, f"user-signal win rate {value:.3f}{_interval(figure)} {verdict}")
 
 
@@ -232,5 +247,6 @@ def apply_gates(
     checks.append(_style_check(style, gates))
     signal = (_figure(report, "user_signal_win_rate_vs_parent") if user_signal_win_rate is None
               else _figure({"given": user_signal_win_rate}, "given"))
-    checks.append(_user_signal_check(signal, gates.max_user_signal_win_rate))
+    checks.append(_user_signal_check(signal, gates.max_user_signal_win_rate,
+                                     _figure(report, "win_rate_vs_parent.reward_model"), gates.user_signal_gate))
     return GateDecision(passed=all(check.passed for check in checks), checks=checks)

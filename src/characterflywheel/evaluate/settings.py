@@ -147,6 +147,10 @@ class EvaluateConfig(Section):
         description="Gate: the user-signal model's win rate of child over parent must stay below this (paper 7.4: "
         "past it the proxy is being hacked).",
     )
+    user_signal_gate: Literal["divergence", "absolute"] = Field(
+        "divergence", description="divergence: the user-signal gate fails only when the reward models' win rate over "
+        "the parent is not above 0.5 as well (the paper's sign of hacking: user win rate 70.7 % while the internal "
+        "one fell to 43.7 %); a child both prefer passes. absolute: any user-signal win rate at the threshold fails.")
 
 
 # Merged into config.PRESETS["tiny"] / ["demo"] under the "evaluate" key.
