@@ -63,7 +63,10 @@ class Environment(Protocol):
         ...
 
     def truth(self, prompts: Records, replies: list[str]) -> list[float] | None:
-        """Hidden-world P(continue) of each reply, for the report only; None outside a simulation."""
+        """Hidden-world P(continue) of each reply, for the report only; None outside a simulation.
+        An environment with a hidden world may also offer ``truth_prompts(count) -> Records``: a fixed
+        set of prompts no window serves, on which the evaluate stage scores every model (the report's
+        truth line)."""
         ...
 
 
@@ -392,7 +395,8 @@ def evaluate_stage(config: Config, env: Environment, parent: str, reference: str
         from characterflywheel.models import resolve_model
 
         generation0 = str(resolve_model(config.model.policy))
-        backends = {str(context.inputs["child"]): None, parent: None, reference: None, generation0: None}
+        scored = [generation0] if hasattr(env, "truth_prompts") else []  # the truth set scores generation 0 too
+        backends = dict.fromkeys([str(context.inputs["child"]), parent, reference, *scored])
         for model in backends:
             backends[model] = backend_for(config, model)
         report = run_offline_evaluation(
