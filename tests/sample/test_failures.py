@@ -62,3 +62,8 @@ def test_rejection_sampling_trains_on_finished_replies_and_rejects_the_failure_m
     assert report["cut_off_candidates"] == 5 and report["filtered_cut_off"] == 5
     assert report["pairs_against_failures"] == 1 and report["rejected_reasons"] == {"generic_closer": 1}
     assert not any(row["kept"] for row in result.candidates if row["cut_off"])
+
+
+def test_a_plain_rule_breaker_mask_keeps_the_rule_keepers_above_tau():
+    kept = accepted(np.array([0.9, 0.5, 0.1]), np.array([True, False, False]), tau=0.4, keep_best_rule_keeper=False)
+    assert kept.tolist() == [False, True, False]

@@ -61,7 +61,7 @@ from characterflywheel.sample.protocols import (
     RuleCheck,
     UserSignalPredictor,
 )
-from characterflywheel.sample.failures import BREAKS_RULES, Failures, find_failures
+from characterflywheel.sample.failures import Failures, find_failures
 from characterflywheel.sample.guided import add_guided_candidates
 from characterflywheel.sample.records import plain_messages, validate_prompt_records, write_json, write_jsonl
 from characterflywheel.sample.settings import SampleConfig
@@ -410,12 +410,13 @@ def accepted(scores: np.ndarray, failures: Failures | np.ndarray, tau: float,
     judged on score alone). With ``keep_best_rule_keeper``, a prompt whose rules bind but whose rule
     keepers all score below tau keeps its best finished rule keeper: there the check decides, not the
     judge, as it does for the prompt's preference pair. ``failures`` may be a plain rule-breaker mask."""
-    if not isinstance(failures, Failures):
-        failures = find_failures([""] * len(scores), np.zeros(len(scores), dtype=bool), failures)
-    finished = ~failures.cut_off & ~failures.degenerate
-    kept = (scores >= tau) & finished & ~failures.binding_rules
+    if not isinstance(failures, Failures):  # a rule-breaker mask alone: nothing cut off or degenerate
+        none = np.zeros(len(scores), dtype=bool)
+        failures = Failures(none, none, np.asarray(failures, dtype=bool))
+    eligible = ~failures.cut_off & ~failures.degenerate
+    kept = (scores >= tau) & eligible & ~failures.binding_rules
     if keep_best_rule_keeper and failures.binding_rules.any() and not kept.any():
-        keepers = np.flatnonzero(~failures.breaks_rules & finished)
+        keepers = np.flatnonzero(~failures.breaks_rules & eligible)
         if len(keepers):
             kept[keepers[np.argmax(scores[keepers])]] = True
     return kept
