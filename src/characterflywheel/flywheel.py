@@ -366,16 +366,31 @@ def rl_reward(config: Config, reward_dir: Path) -> Callable[[list[Any], list[str
     return thumbs_up_reward
 
 
+@dataclass
+class RewardFromModels:
+    """``rl_reward`` as a picklable callable that loads the reward models on its first call: herding
+    may run in a process of its own, and a closure cannot be sent there."""
+
+    config: Config
+    reward_dir: Path
+
+    def __call__(self, prompts: list[Any], completions: list[str]) -> list[float]:
+        if "_reward" not in self.__dict__:
+            self._reward = rl_reward(self.config, self.reward_dir)
+        return self._reward(prompts, completions)
+
+
 def herd_stage(config: Config, parent: str) -> Callable[[StageContext], None]:
     def run(context: StageContext) -> None:
-        from characterflywheel.train import run_herding
+        from characterflywheel.train import run_herding, run_herding_in_own_process
 
         sampled = context.inputs["sample"]
         data = {"sft": sampled / "sft.jsonl", "preferences": sampled / "prefs.jsonl",
                 "prompts": sampled / "hard_prompts.jsonl"}
         online = {"online_dpo", "grpo"} & set(config.train.recipes)  # only online RL needs the reward models loaded
-        metrics = run_herding(parent, list(config.train.recipes), data, context.out_dir, config.train, context.work_dir,
-                              reward_fn=rl_reward(config, context.inputs["reward"]) if online else None, progress=True)
+        herd = run_herding_in_own_process if config.train.own_process else run_herding
+        metrics = herd(parent, list(config.train.recipes), data, context.out_dir, config.train, context.work_dir,
+                       reward_fn=RewardFromModels(config, context.inputs["reward"]) if online else None, progress=True)
         context.log_metrics(flat_numbers(metrics))
 
     return run

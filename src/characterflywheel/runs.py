@@ -183,8 +183,10 @@ class RunDir:
             "versions": package_versions(),
             "started_at": started,
             "finished_at": _now(),
-            # the process's high-water mark so far (it only grows): the stage's peak when it is the first to reach it
-            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            # the high-water mark so far (it only grows) of this process or of the largest process it ran
+            # (herding's own): the stage's peak when it is the first to reach it
+            "peak_rss_mib": round(max(resource.getrusage(who).ru_maxrss
+                                      for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024, 1),
         }
         write_json_atomic(partial / MANIFEST, manifest)
         for hook in on_complete:

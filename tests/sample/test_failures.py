@@ -19,7 +19,8 @@ def test_loops_and_generic_closers_are_recognised():
     assert loops("yes yes yes i do i do i do i do i do")
     assert not loops("I love classical music. Do you play an instrument?")
     assert loops("😊 😇😃😃😃😇😊😊😊😊😊😊😊😊") and not loops("Great!!! 😊😊")
-    assert too_short("Minions.") and not too_short("Minions are great.")
+    assert too_short("Minions.") and too_short("Hello! Good morning!") and not too_short("Minions are great fun, mate.")
+    assert not too_short("Minions are great.", min_words=3)
     assert generic_closer("Sure! How can I help you today?")
     assert generic_closer("Let me know if you need anything.")
     assert not generic_closer("Ahoy! What be yer favourite sea shanty?")
@@ -32,14 +33,14 @@ def test_a_reply_is_cut_off_when_it_fills_the_budget_mid_sentence():
 
 
 def test_a_cut_off_candidate_is_never_kept_even_with_the_best_score():
-    replies = ["That sounds lovely.", "And then we went down to the", "Sure, why not then."]
+    replies = ["That sounds lovely, tell me more.", "And then we went down to the", "Sure, why not then, friend."]
     failures = find_failures(replies, [False, True, False], np.zeros(3, dtype=bool))
     kept = accepted(np.array([0.5, 0.9, 0.2]), failures, tau=0.4, keep_best_rule_keeper=False)
     assert kept.tolist() == [True, False, False]
     # a loop is never kept either
-    looping = find_failures(["Oh. Oh. Oh, nice one.", "Fine, thanks a lot."], [False, False], np.zeros(2, dtype=bool))
+    looping = find_failures(["Oh. Oh. Oh, nice one there.", "Fine, thanks a lot, mate."], [False, False], np.zeros(2, dtype=bool))
     assert looping.degenerate.tolist() == [False, False]  # one-word sentences are not a loop
-    looping = find_failures(["I love it so. I love it so.", "fine, thanks a lot."], [False, False],
+    looping = find_failures(["I love it so. I love it so.", "fine, thanks a lot, mate."], [False, False],
                             np.zeros(2, dtype=bool))
     assert accepted(np.array([0.9, 0.5]), looping, 0.4, False).tolist() == [False, True]
 
@@ -67,3 +68,17 @@ def test_rejection_sampling_trains_on_finished_replies_and_rejects_the_failure_m
 def test_a_plain_rule_breaker_mask_keeps_the_rule_keepers_above_tau():
     kept = accepted(np.array([0.9, 0.5, 0.1]), np.array([True, False, False]), tau=0.4, keep_best_rule_keeper=False)
     assert kept.tolist() == [False, True, False]
+
+
+def test_the_rejected_side_is_a_broken_rule_then_a_degenerate_reply_then_a_cut_off():
+    replies = ["Nice, tell me more about it?", "And then we went down to the", "How can I help you today?",
+               "Ok then, see you later friend."]
+    nothing_broken = np.zeros(4, dtype=bool)
+    failures = find_failures(replies, [False, True, False, False], nothing_broken)
+    assert failures.rejectable(0).tolist() == [2]  # the generic closer, though the cut-off may score lower
+    only_cut = find_failures([replies[0], replies[1]], [False, True], np.zeros(2, dtype=bool))
+    assert only_cut.rejectable(0).tolist() == [1]
+    broken = find_failures(replies, [False, True, False, False], np.array([False, False, False, True]))
+    assert broken.rejectable(0).tolist() == [3]  # a broken card rule comes first
+    assert broken.rejectable(1).tolist() == [3] and broken.rejectable(3).tolist() == []  # a failing chosen: none
+    assert find_failures(replies[:1] + replies[3:], [False, False], np.zeros(2, dtype=bool)).rejectable(0).tolist() == []

@@ -28,3 +28,14 @@ def test_a_step_without_rows_is_skipped_and_intermediate_weights_are_dropped(sft
     again = run_herding(EMBEDDED_POLICY, ["sft", "dpo"], {"sft": sft_path, "preferences": empty}, out, settings,
                         tmp_path / "work")
     assert again == metrics and (out / "model" / "config.json").is_file()
+
+
+def test_herding_in_its_own_process_returns_its_metrics_and_raises_its_errors(sft_path: Path, tmp_path: Path):
+    from characterflywheel.train import run_herding_in_own_process
+
+    settings = TrainConfig(sft_max_steps=1, sft_batch_size=2, sft_max_length=128, save_steps=1)
+    out = tmp_path / "herd"
+    metrics = run_herding_in_own_process(EMBEDDED_POLICY, ["sft"], {"sft": sft_path}, out, settings, tmp_path / "work")
+    assert metrics["sft/steps_run"] == 1 and (out / "model" / "config.json").is_file()
+    with pytest.raises(ValueError, match="needs inputs\\['preferences'\\]"):
+        run_herding_in_own_process(EMBEDDED_POLICY, ["dpo"], {"sft": sft_path}, tmp_path / "h2", settings, tmp_path / "w2")

@@ -108,6 +108,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Sized so that two generations of `make demo` fit in ~20 minutes on a 2-core CPU.
     # Every pair of the logged reply and 2 policy samples, each rated: 12 labels per prompt (2 annotators);
     # at one pair and one rating per prompt the reward models stayed near chance on the landscape.
-    "demo": {"keep_share": 0.7, "clusters": 8, "max_prompts": 48, "annotation_prompts": 48, "policy_candidates": 2,
+    "demo": {"keep_share": 0.7, "clusters": 8, "max_prompts": 96, "annotation_prompts": 48, "policy_candidates": 2,
              "pairs_per_prompt": 3, "ratings_per_prompt": 3, "safety_negatives": 600},
 }

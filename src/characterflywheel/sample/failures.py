@@ -5,8 +5,9 @@ or a ``chosen`` reply, and what makes the best ``rejected`` one.
   Training on it with an end token appended teaches the policy to stop mid-sentence.
 * **loop**: the reply repeats itself ("I love classical. I love classical. ..."): a sentence said
   twice, one word sequence said three times, or one character (an emoji) five times in a row.
-* **too short**: fewer than three words ("Minions."): finished, so it survives the cut-off check,
-  and a policy trained on such replies turns terse.
+* **too short**: fewer than ``min_words`` words (5 by default: "Hello!", "Hail!", "Good morning!"):
+  finished, so it survives the cut-off check; the reward models learn little about such replies,
+  can score them highest, and a policy trained on them turns terse a little more each generation.
 * **generic closer**: a stock phrase that could follow any message ("How can I help you today?",
   "Is there anything else ...", "Let me know if ..."), the assistant habit a character chat model
   drifts to when it collapses onto what is safe for every prompt.
@@ -36,7 +37,7 @@ GENERIC_CLOSERS = re.compile(
 _SENTENCE = re.compile(r"[^.!?…]+[.!?…]*")
 _WORD = re.compile(r"[\w']+")
 _CHARACTER_RUN = re.compile(r"([^\s\w.])(?:\s*\1){4,}")
-MIN_WORDS = 3
+MIN_WORDS = 5
 CUT_OFF, LOOP, GENERIC, TOO_SHORT, BREAKS_RULES = "cut_off", "loop", "generic_closer", "too_short", "breaks_rules"
 
 
@@ -58,12 +59,12 @@ def generic_closer(reply: str) -> bool:
     return GENERIC_CLOSERS.search(reply) is not None
 
 
-def too_short(reply: str) -> bool:
-    return len(_WORD.findall(reply)) < MIN_WORDS
+def too_short(reply: str, min_words: int = MIN_WORDS) -> bool:
+    return len(_WORD.findall(reply)) < min_words
 
 
-def degenerate_reply(reply: str) -> bool:
-    return loops(reply) or generic_closer(reply) or too_short(reply)
+def degenerate_reply(reply: str, min_words: int = MIN_WORDS) -> bool:
+    return loops(reply) or generic_closer(reply) or too_short(reply, min_words)
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,22 @@ class Failures:
     def any(self) -> np.ndarray:
         return self.cut_off | self.degenerate | self.binding_rules
 
+    def rejectable(self, chosen: int) -> np.ndarray:
+        """The candidates that may be the rejected side of a pair against ``chosen``, one tier only:
+        the rule breakers where ``chosen`` keeps the rules, else loops, generic closers and one- or
+        two-word replies, else cut-off replies; empty when ``chosen`` fails itself or nothing fails.
+        Cut-offs come last because a pair against a reply that ran past the token budget also says
+        "shorter" in general: with them first (most prompts have one), children turned terser each
+        generation and the degenerate replies that users leave rose unopposed."""
+        if self.breaks_rules.any() and not self.breaks_rules[chosen]:
+            return np.flatnonzero(self.breaks_rules)
+        if self.any[chosen]:
+            return np.empty(0, dtype=int)
+        for tier in (self.degenerate, self.cut_off):
+            if tier.any():
+                return np.flatnonzero(tier)
+        return np.empty(0, dtype=int)
+
     def reason(self, position: int, replies: Sequence[str]) -> str | None:
         """The first failure of candidate ``position`` (None: it has none)."""
         if self.binding_rules[position]:
@@ -98,8 +115,9 @@ class Failures:
         return None
 
 
-def find_failures(replies: Sequence[str], cut_off: Sequence[bool], breaks_rules: Sequence[bool]) -> Failures:
+def find_failures(replies: Sequence[str], cut_off: Sequence[bool], breaks_rules: Sequence[bool],
+                  min_words: int = MIN_WORDS) -> Failures:
     """The failure flags of one prompt's candidates."""
-    degenerate = np.array([degenerate_reply(reply) for reply in replies], dtype=bool).reshape(-1)
+    degenerate = np.array([degenerate_reply(reply, min_words) for reply in replies], dtype=bool).reshape(-1)
     return Failures(np.asarray(cut_off, dtype=bool).reshape(-1), degenerate,
                     np.asarray(breaks_rules, dtype=bool).reshape(-1))

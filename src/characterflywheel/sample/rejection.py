@@ -288,8 +288,8 @@ def select_for_prompt(
 ) -> PromptOutcome:
     """Rank the kept candidates (re-ranked when ``p_continue`` is given), then build the SFT record
     from the top one and the pair top vs. lowest-scored candidate when the margin allows, or vs. the
-    lowest-scored failing candidate (``failures``: a broken rule first, then a cut-off, loop or
-    generic closer) whatever the margin. The last ``guided`` replies are guided candidates."""
+    lowest-scored failing candidate of the first failure tier (``Failures.rejectable``: broken
+    rules, then loops, generic closers and one- or two-word replies, then cut-offs) whatever the margin. The last ``guided`` replies are guided candidates."""
     if failures is None:
         none = np.zeros(len(replies), dtype=bool)
         failures = Failures(none, none, none)
@@ -312,9 +312,7 @@ def select_for_prompt(
     if not len(order):
         return PromptOutcome(rows, None, None, False)
     best = int(order[0])
-    breakers = np.flatnonzero(breaks_rules) if not breaks_rules[best] else np.empty(0, dtype=int)
-    if not len(breakers) and not failures.any[best]:
-        breakers = np.flatnonzero(failures.any)  # the policy's own failure modes make the rejected side
+    breakers = failures.rejectable(best)  # the policy's own failure modes make the rejected side
     worst = int(breakers[np.argmin(scores[breakers])]) if len(breakers) else int(np.argmin(scores))
     sft = {
         "messages": [*conversation, {"role": "assistant", "content": replies[best]}],
@@ -371,7 +369,8 @@ def rejection_sample(
     cut = [reply_cut_off(backends(pool[int(choice[index])]), group, settings.max_new_tokens)
            for index, group in enumerate(groups)]
     tau, tau_source = effective_tau(scores, settings, [~np.asarray(flags, dtype=bool) for flags in cut])
-    failures = [find_failures(group, cut_flags, breaks) for group, cut_flags, breaks in zip(groups, cut, breaking)]
+    failures = [find_failures(group, cut_flags, breaks, settings.min_words)
+                for group, cut_flags, breaks in zip(groups, cut, breaking)]
     kept_masks = [accepted(group_scores, failed, tau, settings.keep_best_rule_keeper)
                   for group_scores, failed in zip(scores, failures, strict=True)]
 

@@ -12,6 +12,7 @@ lead to log to MLflow (``report_to`` is "none" inside)::
     run_online_dpo(parent, prompts_path, reward_fn, out_dir, settings, work_dir, progress=False) -> dict
     run_grpo(parent, prompts_path, reward_fn, out_dir, settings, work_dir, progress=False) -> dict
     run_herding(parent, plan, inputs, out_dir, settings, work_dir, reward_fn=None, progress=False) -> dict
+    run_herding_in_own_process(...same arguments...) -> dict
 
 ``reward_fn(prompts, completions) -> list[float]`` is the RewardJudge's ``as_reward_fn()``; the
 user-signal model is refused as an RL reward (``common.check_reward_fn``).
@@ -40,7 +41,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from characterflywheel.models import is_adapter_folder, resolve_model
 from characterflywheel.train.settings import RECIPES, TrainConfig
@@ -146,6 +147,20 @@ def run_herding(
         for name in _step_names(plan):  # full copies: only the next step's parents
             drop_weights(out_dir / name)
     return metrics
+
+
+def run_herding_in_own_process(*args: Any, **kwargs: Any) -> dict[str, float]:
+    """``run_herding`` in a fresh (spawned) Python process; its exceptions are raised here.
+
+    Why: a long-lived process that has run the earlier stages keeps their freed heap, and the
+    trainers' peak lands on top of it (LoRA SFT + DPO in the demo's run process: 7.0 GB peak RSS;
+    the same herding alone: 4.8 GB). A process of its own hands everything back when it ends. The
+    arguments must pickle: a ``reward_fn`` is a module-level callable or object, not a closure."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(run_herding, *args, **kwargs).result()
 
 
 def _holds_model(folder: Path) -> bool:
