@@ -158,5 +158,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {"heldout_prompts": 8, "bootstrap": 200, "style_min_replies": 6, "truth_prompts": 8, "truth_samples": 2},
     # 32 held-out prompts cannot make one generation's step significant: the demo gates on the point
     # estimate of the win rate (the default, require_ci = true, is for production-sized evaluations).
-    "demo": {"heldout_prompts": 32, "bootstrap": 1000, "require_ci": False, "truth_samples": 8},
+    # 64 prompts x 6 replies: a paired CI of about +-0.028 (x 8: +-0.026) for ~25 s less per model.
+    "demo": {"heldout_prompts": 32, "bootstrap": 1000, "require_ci": False, "truth_samples": 6},
 }
