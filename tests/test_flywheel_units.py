@@ -131,3 +131,13 @@ def test_a_challenger_without_users_is_not_read_out(tmp_path):
     env = ScriptedTraffic({"gen-0": 1, "gen-1": 2, "gen-2": 3}, users=1)
     _, decision = deploy(tmp_path, env, holdout_weight=0.0)
     assert not decision["promoted"] and "no A/B read-out" in decision["reason"]
+
+
+def test_the_online_rl_reward_crosses_to_herding_s_own_process_unloaded(tmp_path):
+    import pickle
+
+    from characterflywheel.flywheel import RewardFromModels
+
+    reward = RewardFromModels(load_config(preset="tiny"), tmp_path / "reward")
+    copy = pickle.loads(pickle.dumps(reward))  # what run_herding_in_own_process sends
+    assert copy.reward_dir == tmp_path / "reward" and "_reward" not in copy.__dict__  # models load on first call
