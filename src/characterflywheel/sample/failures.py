@@ -89,8 +89,8 @@ class Failures:
 
     def rejectable(self, chosen: int) -> np.ndarray:
         """The candidates that may be the rejected side of a pair against ``chosen``, one tier only:
-        the rule breakers where ``chosen`` keeps the rules, else loops, generic closers and one- or
-        two-word replies, else cut-off replies; empty when ``chosen`` fails itself or nothing fails.
+        the rule breakers where ``chosen`` keeps the rules, else loops, generic closers and too-short
+        replies, else cut-off replies; empty when ``chosen`` fails itself or nothing fails.
         Cut-offs come last because a pair against a reply that ran past the token budget also says
         "shorter" in general: with them first (most prompts have one), children turned terser each
         generation and the degenerate replies that users leave rose unopposed."""

@@ -289,7 +289,8 @@ def select_for_prompt(
     """Rank the kept candidates (re-ranked when ``p_continue`` is given), then build the SFT record
     from the top one and the pair top vs. lowest-scored candidate when the margin allows, or vs. the
     lowest-scored failing candidate of the first failure tier (``Failures.rejectable``: broken
-    rules, then loops, generic closers and one- or two-word replies, then cut-offs) whatever the margin. The last ``guided`` replies are guided candidates."""
+    rules, then loops, generic closers and too-short replies, then cut-offs) whatever the margin.
+    The last ``guided`` replies are guided candidates."""
     if failures is None:
         none = np.zeros(len(replies), dtype=bool)
         failures = Failures(none, none, none)

@@ -30,8 +30,8 @@ class SampleConfig(Section):
     min_words: int = Field(
         5, ge=1,
         description="A finished reply of fewer words is a non-answer ('Hello!', 'Hail!'): never kept, and a "
-        "rejected side of a pair. Run p96's generation 2 kept 64 % of its under-5-word candidates, the reward "
-        "models' favourites, and turned terser (docs/climb.md).",
+        "rejected side of a pair. Once the policy writes such replies the reward models can score them highest, "
+        "and each generation turns terser (docs/climb.md).",
     )
     tau: float = Field(0.0, description="Absolute judge-score threshold: a candidate is kept when score >= tau.")
     tau_quantile: float | None = Field(

@@ -153,8 +153,8 @@ def run_herding_in_own_process(*args: Any, **kwargs: Any) -> dict[str, float]:
     """``run_herding`` in a fresh (spawned) Python process; its exceptions are raised here.
 
     Why: a long-lived process that has run the earlier stages keeps their freed heap, and the
-    trainers' peak lands on top of it (LoRA SFT + DPO in the demo's run process: 7.0 GB peak RSS;
-    the same herding alone: 4.8 GB). A process of its own hands everything back when it ends. The
+    trainers' peak lands on top of it (the demo's LoRA SFT + DPO: 7.0 GB peak RSS in the run
+    process, 5.1 GB in a process of its own), and a process of its own hands everything back. The
     arguments must pickle: a ``reward_fn`` is a module-level callable or object, not a closure."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
