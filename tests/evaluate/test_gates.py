@@ -96,16 +96,50 @@ def test_a_deliberately_bad_child_is_stopped_with_reasons() -> None:
     assert payload["passed"] is False and len(payload["checks"]) == 5
 
 
-def test_require_ci_decides_a_marginal_win() -> None:
-    report = {"win_rate_vs_parent": {"reward_model": {"value": 0.56, "lo": 0.47, "hi": 0.65, "n": 40}},
-              "violation_rate": {"child_minus_parent": {"value": 0.0, "lo": -0.05, "hi": 0.05, "n": 80}},
-              "instruction_following": {"child_minus_parent": {"value": 0.01, "lo": -0.1, "hi": 0.12, "n": 80}},
-              "style": {"flagged": [], "threshold": 0.2, "features": {}}}
+def _marginal(value: float, lo: float, hi: float) -> dict:
+    return {"win_rate_vs_parent": {"reward_model": {"value": value, "lo": lo, "hi": hi, "n": 40}},
+            "violation_rate": {"child_minus_parent": {"value": 0.0, "lo": -0.05, "hi": 0.05, "n": 80}},
+            "instruction_following": {"child_minus_parent": {"value": 0.01, "lo": -0.1, "hi": 0.12, "n": 80}},
+            "style": {"flagged": [], "threshold": 0.2, "features": {}}}
+
+
+def test_the_win_rate_test_decides_a_marginal_win() -> None:
+    report = _marginal(0.56, 0.47, 0.65)
     strict = apply_gates(report, settings=EvaluateConfig())
     assert not strict.passed
     assert "CI lower bound 0.470 is not above 0.500" in strict.reasons[0]
-    lenient = apply_gates(report, settings=EvaluateConfig(require_ci=False))
+    lenient = apply_gates(report, settings=EvaluateConfig(win_rate_test="point"))
     assert lenient.passed, lenient.summary()
+
+
+def test_non_inferiority_passes_a_marginal_loss_and_stops_a_significant_one() -> None:
+    settings = EvaluateConfig(win_rate_test="non_inferiority")
+    marginal = apply_gates(_marginal(0.47, 0.41, 0.53), settings=settings)
+    assert marginal.passed, marginal.summary()
+    assert "not significantly worse" in _by_name(marginal)["win_rate_vs_parent.reward_model"].reason
+    assert not apply_gates(_marginal(0.47, 0.41, 0.53), settings=EvaluateConfig(win_rate_test="point")).passed
+    significant = apply_gates(_marginal(0.38, 0.30, 0.46), settings=settings)
+    assert not significant.passed
+    assert "significantly worse than the parent" in significant.reasons[0]
+
+
+def test_non_inferiority_still_stops_the_deliberately_bad_child() -> None:
+    decision = apply_gates(_bad_child(), settings=EvaluateConfig(win_rate_test="non_inferiority"))
+    check = _by_name(decision)["win_rate_vs_parent.reward_model"]
+    assert not check.passed and "significantly worse than the parent" in check.reason
+
+
+def test_user_signal_divergence_reads_the_reward_models_by_the_same_test() -> None:
+    """A user-signal win rate past 0.65 with the reward models at 0.47 [0.41, 0.53]: the point
+    estimate says the reward models prefer the parent (divergence: fail); non-inferiority says they
+    do not significantly (no divergence: pass)."""
+    report = {**_marginal(0.47, 0.41, 0.53), "user_signal_win_rate_vs_parent": 0.70}
+    point = _by_name(apply_gates(report, settings=EvaluateConfig(win_rate_test="point")))["user_signal_win_rate"]
+    assert not point.passed and "hacking" in point.reason
+    lenient = EvaluateConfig(win_rate_test="non_inferiority")
+    assert _by_name(apply_gates(report, settings=lenient))["user_signal_win_rate"].passed
+    report["win_rate_vs_parent"]["reward_model"] = {"value": 0.38, "lo": 0.30, "hi": 0.46, "n": 40}
+    assert not _by_name(apply_gates(report, settings=lenient))["user_signal_win_rate"].passed
 
 
 def test_guardrail_tolerance_and_significance() -> None:

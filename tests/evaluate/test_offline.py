@@ -172,7 +172,7 @@ def test_instruction_following_and_violation_rates_from_the_cards() -> None:
     assert difference.value == pytest.approx(-0.8) and difference.hi < 0
     assert report.per_character["ivy-greenleaf"]["violation_rate"]["parent"].value == 1.0
     assert report.unknown_characters == []
-    decision = apply_gates(report.to_dict(), settings=EvaluateConfig(require_ci=False))
+    decision = apply_gates(report.to_dict(), settings=EvaluateConfig(win_rate_test="point"))
     assert {c.name: c.passed for c in decision.checks}["violation_rate_not_worse"]
 
 

@@ -8,9 +8,12 @@ parent stays champion (the caller records the decision with the model).
 
 Gates (thresholds in ``EvaluateConfig``, the ``[evaluate]`` section):
 
-* ``win_rate_vs_parent.<judge>`` for each judge in ``gated_win_rate_judges`` -- above
-  ``min_win_rate_vs_parent``; with ``require_ci`` the CI *lower bound* must be above it (the gain
-  must be significant). A missing reward-model figure fails; missing annotator figures are skipped.
+* ``win_rate_vs_parent.<judge>`` for each judge in ``gated_win_rate_judges`` -- compared with
+  ``min_win_rate_vs_parent`` by ``win_rate_test``: ``superiority`` (the CI *lower bound* above it: the
+  gain must be significant), ``point`` (the point estimate above it) or ``non_inferiority`` (the CI
+  *upper bound* reaches it: the child fails only when the judge significantly prefers the parent; the
+  standard guardrail when the evaluation is too small to resolve a generation's gain). A missing
+  reward-model figure fails; missing annotator figures are skipped.
 * ``win_rate_vs_reference.<judge>`` -- only when ``min_win_rate_vs_reference`` is set.
 * ``violation_rate_not_worse`` -- child minus parent violation rate at most
   ``max_violation_increase``. With ``guardrails_need_significance`` (default, the A/B guardrails'
@@ -21,8 +24,8 @@ Gates (thresholds in ``EvaluateConfig``, the ``[evaluate]`` section):
 * ``no_style_artifact`` -- the style monitor flagged no feature (``forbid_style_artifacts``).
 * ``user_signal_win_rate`` -- below ``max_user_signal_win_rate`` (paper 7.4: past 65 % the child is
   hacking the user-signal proxy), unless (``user_signal_gate = "divergence"``, the default) the reward
-  models also prefer the child: the paper's sign of hacking is the two diverging; skipped when no
-  user-signal figure was measured.
+  models do not prefer the parent (read by ``win_rate_test``): the paper's sign of hacking is the two
+  diverging; skipped when no user-signal figure was measured.
 
 A skipped check is recorded with ``passed: True`` and ``skipped: True`` and the reason why.
 """
@@ -122,25 +125,45 @@ def _skipped(name: str, threshold: float | None, reason: str) -> GateCheck:
 # --------------------------------------------------------------------------------------------------
 
 
-def _win_rate_check(name: str, figure: Mapping[str, float | None] | None, threshold: float, require_ci: bool,
+def _win_rate_check(name: str, figure: Mapping[str, float | None] | None, threshold: float, test: str,
                     required: bool) -> GateCheck:
     if figure is None or figure.get("value") is None:
         if required:
             return GateCheck(name, None, threshold, False, "not measured: the offline report has no such win rate")
         return _skipped(name, threshold, "not measured")
-    value, lo = float(figure["value"]), figure.get("lo")
+    value, lo, hi = float(figure["value"]), figure.get("lo"), figure.get("hi")
     described = f"win rate {value:.3f}{_interval(figure)}"
-    if require_ci:
+    if test == "superiority":
         if lo is None:
             return GateCheck(name, value, threshold, False, f"{described}: no confidence interval (n too small?), "
-                             f"and require_ci is set")
+                             f"and the superiority test needs one")
         passed = lo > threshold
         verdict = (f"CI lower bound {lo:.3f} > {threshold:.3f}" if passed
                    else f"CI lower bound {lo:.3f} is not above {threshold:.3f}: no significant win")
         return GateCheck(name, value, threshold, passed, f"{described}; {verdict}")
+    if test == "non_inferiority":
+        if hi is None:
+            return GateCheck(name, value, threshold, False, f"{described}: no confidence interval (n too small?), "
+                             f"and the non-inferiority test needs one")
+        passed = hi >= threshold
+        verdict = (f"CI upper bound {hi:.3f} reaches {threshold:.3f}: not significantly worse than the parent"
+                   if passed else f"CI upper bound {hi:.3f} is below {threshold:.3f}: significantly worse than "
+                   f"the parent")
+        return GateCheck(name, value, threshold, passed, f"{described}; {verdict}")
     passed = value > threshold
     verdict = f"> {threshold:.3f}" if passed else f"is not above {threshold:.3f}"
     return GateCheck(name, value, threshold, passed, f"{described} {verdict}")
+
+
+def _judge_prefers_parent(figure: Mapping[str, float | None] | None, test: str) -> bool | None:
+    """Whether a win rate over the parent says the judge prefers the parent, read by the gate's own
+    test: under non-inferiority only a CI wholly below 0.5 does; otherwise a point estimate at or
+    below 0.5. None when not measured."""
+    if figure is None or figure.get("value") is None:
+        return None
+    if test == "non_inferiority" and figure.get("hi") is not None:
+        return float(figure["hi"]) < 0.5
+    return float(figure["value"]) <= 0.5
 
 
 def _guardrail_check(name: str, what: str, figure: Mapping[str, float | None] | None, tolerance: float,
@@ -189,22 +212,24 @@ def _style_check(style: Mapping[str, Any] | None, gates: EvaluateConfig) -> Gate
 
 
 def _user_signal_check(figure: Mapping[str, float | None] | None, threshold: float,
-                       internal: Mapping[str, float | None] | None = None, mode: str = "divergence") -> GateCheck:
+                       internal: Mapping[str, float | None] | None = None, mode: str = "divergence",
+                       test: str = "point") -> GateCheck:
     """``absolute``: fail at a user-signal win rate >= threshold. ``divergence`` (paper 7.4's sign of
     hacking, its version 12: user win rate 70.7 % while the internal win rate fell to 43.7 %): fail only
-    when the reward models, trained on annotations, do not also prefer the child (win rate <= 0.5)."""
+    when the reward models, trained on annotations, prefer the parent (``_judge_prefers_parent``, read
+    by the win-rate gate's test)."""
     name = "user_signal_win_rate"
     if figure is None or figure.get("value") is None:
         return _skipped(name, threshold, "not measured: no user-signal model win rate")
     value = float(figure["value"])
     internal_value = None if internal is None or internal.get("value") is None else float(internal["value"])
-    agrees = mode == "divergence" and internal_value is not None and internal_value > 0.5
+    agrees = mode == "divergence" and _judge_prefers_parent(internal, test) is False
     passed = value < threshold or agrees
     if value < threshold:
         verdict = f"below {threshold:.2f}"
     elif agrees:
-        verdict = (f"at or above {threshold:.2f}, but the reward models also prefer the child (win rate "
-                   f"{internal_value:.3f}): no divergence, no sign of hacking")
+        verdict = (f"at or above {threshold:.2f}, but the reward models do not prefer the parent (win rate "
+                   f"{internal_value:.3f}{_interval(internal)}): no divergence, no sign of hacking")
     else:
         verdict = f"at or above {threshold:.2f}: the child is likely hacking the user-signal proxy (paper 7.4)"
         if internal_value is not None:
@@ -230,13 +255,13 @@ def apply_gates(
     checks: list[GateCheck] = []
     for source in gates.gated_win_rate_judges:
         checks.append(_win_rate_check(f"win_rate_vs_parent.{source}", _figure(report, f"win_rate_vs_parent.{source}"),
-                                      gates.min_win_rate_vs_parent, gates.require_ci,
+                                      gates.min_win_rate_vs_parent, gates.win_rate_test,
                                       required=source == "reward_model"))
     if gates.min_win_rate_vs_reference is not None:
         for source in gates.gated_win_rate_judges:
             checks.append(_win_rate_check(f"win_rate_vs_reference.{source}",
                                           _figure(report, f"win_rate_vs_reference.{source}"),
-                                          gates.min_win_rate_vs_reference, gates.require_ci,
+                                          gates.min_win_rate_vs_reference, gates.win_rate_test,
                                           required=source == "reward_model"))
     checks.append(_guardrail_check("violation_rate_not_worse", "violation rate",
                                    _figure(report, "violation_rate.child_minus_parent"),
@@ -248,5 +273,6 @@ def apply_gates(
     signal = (_figure(report, "user_signal_win_rate_vs_parent") if user_signal_win_rate is None
               else _figure({"given": user_signal_win_rate}, "given"))
     checks.append(_user_signal_check(signal, gates.max_user_signal_win_rate,
-                                     _figure(report, "win_rate_vs_parent.reward_model"), gates.user_signal_gate))
+                                     _figure(report, "win_rate_vs_parent.reward_model"), gates.user_signal_gate,
+                                     gates.win_rate_test))
     return GateDecision(passed=all(check.passed for check in checks), checks=checks)
