@@ -10,8 +10,9 @@ apart.
 
 Each scale multiplies the simulated users (``world.users``), so the traffic a generation curates,
 annotates, scores and trains on grows with it. Every scale runs in a fresh run directory, as its own
-process (``characterflywheel run``); stage wall times and the process's peak RSS when the stage ended
-come from the stage manifests. The stage figures are what a team should expect to grow: curation and
+process (``characterflywheel run``); stage wall times and each stage's peak RSS (the run's process and
+the processes it started, together, sampled every 0.25 s: ``runs.PeakMemory``) come from the stage
+manifests. The stage figures are what a team should expect to grow: curation and
 annotation with traffic, reward training with annotations, sampling with curated prompts.
 """
 

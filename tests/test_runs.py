@@ -152,3 +152,26 @@ def test_killed_multistage_run_resumes_and_matches_uninterrupted(tmp_path: Path)
 
     assert _start(script, root, log).wait(timeout=120) == 0
     assert log.read_text().splitlines()[len(lines):] == ["finished"], "a complete run must skip every stage"
+
+
+def _hold_memory(context: StageContext) -> None:
+    """A child process holds 300 MB for a second while this process waits for it."""
+    subprocess.run([sys.executable, "-c", "import time; block = bytearray(300 * 2**20); time.sleep(1.5)"], check=True)
+
+
+def _idle(context: StageContext) -> None:
+    time.sleep(0.6)
+
+
+def test_a_stage_peak_counts_the_processes_it_starts_and_only_its_own_time(tmp_path: Path) -> None:
+    """The manifest's peak_rss_mib is this stage's peak of the process and its children together:
+    a stage whose child held 300 MB reports at least that on top of this process; the next stage,
+    which holds nothing, does not inherit it (getrusage's high-water mark would)."""
+    import psutil
+
+    run = RunDir(tmp_path / "run")
+    own_mib = psutil.Process().memory_info().rss / 2**20
+    holding = run.run_stage(0, "holding", _hold_memory, config_hash="h")
+    idle = run.run_stage(0, "idle", _idle, config_hash="h")
+    assert holding.manifest["peak_rss_mib"] >= own_mib + 280
+    assert idle.manifest["peak_rss_mib"] < holding.manifest["peak_rss_mib"] - 250

@@ -23,8 +23,8 @@ import hashlib
 import json
 import os
 import platform
-import resource
 import shutil
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -165,8 +165,9 @@ class RunDir:
         work.mkdir(parents=True, exist_ok=True)
         context = StageContext(name, generation, partial, work, inputs, params)
         started = _now()
-        fn(context)
-        release_freed_memory()
+        with PeakMemory() as memory:
+            fn(context)
+            release_freed_memory()
         manifest = {
             "stage": name,
             "generation": generation,
@@ -183,10 +184,8 @@ class RunDir:
             "versions": package_versions(),
             "started_at": started,
             "finished_at": _now(),
-            # the high-water mark so far (it only grows) of this process or of the largest process it ran
-            # (herding's own): the stage's peak when it is the first to reach it
-            "peak_rss_mib": round(max(resource.getrusage(who).ru_maxrss
-                                      for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024, 1),
+            # this stage's own peak: this process and the processes it started (herding's), together
+            "peak_rss_mib": round(memory.peak_bytes / 2**20, 1),
         }
         write_json_atomic(partial / MANIFEST, manifest)
         for hook in on_complete:
@@ -196,6 +195,51 @@ class RunDir:
         os.replace(partial, final)
         shutil.rmtree(work, ignore_errors=True)
         return StageResult(name, final, manifest, skipped=False)
+
+
+class PeakMemory:
+    """The highest resident memory of this process and its descendants *together*, sampled every
+    ``interval`` seconds while the block runs (and once at each end).
+
+    Why sampled: ``getrusage``'s ``ru_maxrss`` is a process's high-water mark since it started, so
+    it cannot say which stage reached it, and for children it gives the largest one alone, not the
+    parent and its child at once, which is what the machine has to hold. A spike shorter than the
+    interval can be missed; the stages' peaks are model loads and caches that last seconds."""
+
+    def __init__(self, interval: float = 0.25) -> None:
+        import psutil
+
+        self.interval = interval
+        self.peak_bytes = 0
+        self._process = psutil.Process()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="peak-memory", daemon=True)
+
+    def sample(self) -> int:
+        import psutil
+
+        total = 0
+        for process in [self._process, *self._process.children(recursive=True)]:
+            try:
+                total += process.memory_info().rss
+            except psutil.Error:  # it ended between the listing and the reading
+                pass
+        self.peak_bytes = max(self.peak_bytes, total)
+        return total
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def __enter__(self) -> PeakMemory:
+        self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
 
 
 def release_freed_memory() -> None:
