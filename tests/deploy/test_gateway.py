@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import signal
 import threading
 import time
+import weakref
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +19,7 @@ import openai
 import pytest
 
 from characterflywheel.data import ingest
-from characterflywheel.deploy.gateway import PUBLIC_MODEL, Arm, route, sticky_bucket
+from characterflywheel.deploy.gateway import PUBLIC_MODEL, Arm, Gateway, route, sticky_bucket
 from characterflywheel.deploy.traffic_log import EVENTS_FILE, TRAFFIC_FILE, fold_events, read_events
 from characterflywheel.models import SamplingParams
 
@@ -391,3 +393,21 @@ def test_the_real_embedded_model_answers_through_the_gateway(make_gateway, serve
         assert reply.choices[0].message.content.strip()
         assert reply.usage.prompt_tokens > 10 and 0 < reply.usage.completion_tokens <= 8
         assert reply.choices[0].finish_reason in {"stop", "length"}
+
+
+def test_a_stopped_gateway_lets_its_models_go(serve, tmp_path: Path) -> None:
+    """A flywheel serves a window a generation in one process: once the server stopped, nothing may
+    keep the arms' backends (models, KV caches) alive. FastAPI caches every endpoint function it has
+    seen at module level, so endpoints that closed over the gateway kept ~300 MB a window."""
+    backend = FakeBackend("control")
+    alive = weakref.ref(backend)
+    gateway = Gateway([Arm("control", "gen-0", backend)], tmp_path / "logs", max_wait_ms=5.0,
+                      system_prompts={"ann": "You are Ann, a pirate."})
+    del backend
+    with serve(gateway) as base_url:
+        assert ask(client(base_url), "hello").choices[0].message.content == "[control] hello"
+        api = client(base_url)
+        api.models.list()
+    del gateway, api
+    gc.collect()
+    assert alive() is None

@@ -194,6 +194,29 @@ def test_a_stream_lets_late_conversations_join_without_changing_greedy_replies(
     assert got[4] == expected[4] and not stream.busy
 
 
+def test_a_stream_allocates_slots_as_conversations_arrive_and_replies_stay_the_same(
+    tiny_policy, reference: TransformersBackend
+) -> None:
+    """A stream allowed 16 slots starts with MIN_SLOTS and doubles only when more conversations wait
+    than it holds: one user costs a few slots' KV, not 16; greedy replies are unchanged."""
+    from characterflywheel.models.fast_backend import MIN_SLOTS
+
+    model, tokenizer = tiny_policy
+    conversations = CONVERSATIONS * 2
+    expected = reference.chat(conversations, GREEDY)
+    stream = FastBackend(model, tokenizer, batch_size=16).open_stream(GREEDY, slots=16)
+    got: dict[int, list[str]] = {}
+    stream.submit(conversations[0], lambda replies: got.setdefault(0, replies))
+    stream.step()
+    assert stream._run.cache.slots == MIN_SLOTS
+    for index in range(1, len(conversations)):
+        stream.submit(conversations[index], lambda replies, index=index: got.setdefault(index, replies))
+    stream.step()
+    assert MIN_SLOTS < stream._run.cache.slots <= 16 and stream.largest_batch > MIN_SLOTS
+    _drain(stream)
+    assert got == {i: expected[i] for i in range(len(conversations))}
+
+
 def test_a_stream_returns_n_candidates_and_refuses_an_overlong_prompt_at_once(fast: FastBackend) -> None:
     stream = fast.open_stream(SamplingParams(max_new_tokens=6, temperature=1.0, n=3, seed=0))
     got: list[list[str]] = []

@@ -65,9 +65,9 @@ from collections.abc import Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -520,17 +520,28 @@ class Gateway:
         return self.fold_report
 
 
+def _current_gateway(http: Request) -> Gateway:
+    return http.app.state.gateway
+
+
+# The endpoints find the gateway through the app (``app.state``), never through a closure: FastAPI
+# keeps every endpoint function it has seen in a module-level cache (``_is_coroutine_callable_cached``,
+# 4,096 entries), so a closure over the gateway kept its arms' models alive after the server stopped,
+# ~300 MB a served window in the same process.
+ServingGateway = Annotated[Gateway, Depends(_current_gateway)]
+
+
 def create_app(gateway: Gateway) -> FastAPI:
     @asynccontextmanager
-    async def lifespan(_: FastAPI):
+    async def lifespan(app: FastAPI):
         yield
-        await asyncio.to_thread(gateway.close)
+        await asyncio.to_thread(app.state.gateway.close)
 
     app = FastAPI(title="characterflywheel gateway", lifespan=lifespan)
     app.state.gateway = gateway
 
     @app.get("/v1/models")
-    async def list_models() -> dict[str, Any]:
+    async def list_models(gateway: ServingGateway) -> dict[str, Any]:
         names = [gateway.public_model, *dict.fromkeys(a.model_version for a in gateway.arms)]
         return {"object": "list", "data": [{"id": n, "object": "model", "created": 0, "owned_by": "characterflywheel"}
                                            for n in names]}
@@ -540,11 +551,11 @@ def create_app(gateway: Gateway) -> FastAPI:
         return {"status": "ok"}
 
     @app.get("/v1/stats")
-    async def stats() -> dict[str, Any]:
+    async def stats(gateway: ServingGateway) -> dict[str, Any]:
         return gateway.stats()
 
     @app.post("/v1/chat/completions")
-    async def chat(request: ChatRequest) -> Any:
+    async def chat(request: ChatRequest, gateway: ServingGateway) -> Any:
         received_at = utc_now()
         if request.stream:
             return _openai_error(400, "stream=true is not supported by this gateway", param="stream")
@@ -605,7 +616,7 @@ def create_app(gateway: Gateway) -> FastAPI:
         }
 
     @app.post("/v1/feedback")
-    async def feedback(request: FeedbackRequest) -> Any:
+    async def feedback(request: FeedbackRequest, gateway: ServingGateway) -> Any:
         if request.response_id not in gateway.response_ids:
             return _openai_error(404, f"response_id '{request.response_id}' not found", "not_found_error",
                                  "response_id")

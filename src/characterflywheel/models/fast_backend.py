@@ -87,6 +87,7 @@ def default_kv_cache_bytes() -> int:
 
 DEFAULT_HISTORY_CACHE_BYTES = 1024**3
 CAPACITY_GROWTH = 1.25
+MIN_SLOTS = 4  # a stream's first allocation; it doubles as more conversations wait
 
 
 @dataclass
@@ -385,7 +386,10 @@ class _Run:
         self.waiting = deque(sorted(requests, key=_Request.sort_key))
         self.final_capacity = len(self.waiting[-1].prompt) + params.max_new_tokens
         self.lean.ensure_positions(self.final_capacity)
-        slot_count = min(backend.batch_size, slots or len(requests))
+        # A stream's slots are allocated as conversations arrive, up to ``max_slots``: a gateway arm
+        # with 32 slots that sees 16 users at a time would otherwise hold twice the KV it uses.
+        self.max_slots = min(backend.batch_size, slots or len(requests))
+        slot_count = min(self.max_slots, max(len(requests), MIN_SLOTS))
         capacity = self.final_capacity  # one allocation when the budget allows it, else grow
         if self._affordable_slots(capacity) < slot_count:
             capacity = len(self.waiting[min(slot_count, len(self.waiting)) - 1].prompt) + params.max_new_tokens
@@ -422,6 +426,8 @@ class _Run:
 
     # -- admission -----------------------------------------------------------------------
     def _should_admit(self) -> bool:
+        if len(self.live) + len(self.waiting) > self.cache.slots and self.cache.slots < self.max_slots:
+            return True  # more slots may be allocated for the waiting ones
         free = self.cache.slots - len(self.live)
         refill_at = max(1, int(self.cache.slots * self.backend.refill_fraction))
         return free >= min(refill_at, len(self.waiting)) or not self.live
@@ -430,7 +436,9 @@ class _Run:
         while self.waiting:
             room = self.cache.slots - len(self.live)
             if room == 0:
-                return
+                if not self._add_slots():
+                    return
+                continue
             group = self._next_prefill_group(room)
             needed = max(len(r.prompt) for r in group) + self.params.max_new_tokens
             if needed > self.cache.capacity:
@@ -577,6 +585,19 @@ class _Run:
         grown.take_from(self.cache, len(self.live), self.cache.capacity)
         self.cache = grown
         self.live.resize(slot_count)
+        return True
+
+    def _add_slots(self) -> bool:
+        """Allocate more slots (doubling, up to ``max_slots`` and the byte budget) for the waiting
+        requests; False when no more can be had."""
+        wanted = min(self.max_slots, self._affordable_slots(self.cache.capacity),
+                     max(2 * self.cache.slots, len(self.live) + len(self.waiting)))
+        if wanted <= self.cache.slots:
+            return False
+        grown = SlotCache(self.lean.shape, wanted, self.cache.capacity, self.lean.dtype)
+        grown.take_from(self.cache, len(self.live), self.cache.capacity)
+        self.cache = grown
+        self.live.resize(wanted)
         return True
 
     def _affordable_slots(self, capacity: int) -> int:
