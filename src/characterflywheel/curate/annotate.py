@@ -42,9 +42,7 @@ from characterflywheel.curate.settings import CurateConfig
 from characterflywheel.data.annotation import Annotation, AnnotationTask, read_annotations, read_tasks, write_jsonl
 
 if TYPE_CHECKING:
-    from characterflywheel.config import Config
     from characterflywheel.models import GenerationBackend, SamplingParams
-    from characterflywheel.runs import StageContext
 
 TASKS_FILENAME = "tasks.jsonl"
 ANNOTATIONS_FILENAME = "annotations.jsonl"
@@ -199,36 +197,3 @@ def run_annotate(input_path: Path, out_dir: Path, settings: CurateConfig, *,
 def read_task_file(path: Path) -> list[AnnotationTask]:
     """Tasks written by ``run_annotate`` (for an external tool to fill)."""
     return list(read_tasks(path))
-
-
-def annotate_stage(config: Config, filler: Filler | None = None,
-                   generate: Callable[[list[dict[str, Any]]], dict[str, list[str]]] | None = None,
-                   annotations_path: Path | None = None) -> Callable[[StageContext], None]:
-    """Stage adapter: input ``prompts`` (stratified.jsonl) -> tasks, annotations, agreement.
-
-    ``generate(records) -> {prompt_id: [replies]}`` supplies the policy candidates; without it and
-    with ``curate.policy_candidates > 0`` the configured backend samples them (``model.policy``).
-    ``filler`` fills the tasks (the demo passes the simulated annotator pool); without a filler or
-    an ``annotations_path`` only ``tasks.jsonl`` is written."""
-
-    def run(context: StageContext) -> None:
-        settings = config.curate
-        records = list(read_prompt_records(context.inputs["prompts"]))[: settings.annotation_prompts]
-        candidates: dict[str, list[str]] = {}
-        if generate is not None:
-            candidates = generate(records)
-        elif settings.policy_candidates > 0 and records:
-            from characterflywheel.models import SamplingParams, make_backend
-            from characterflywheel.pipeline import backend_options
-
-            backend = make_backend(**backend_options(config))
-            params = SamplingParams(max_new_tokens=config.generation.max_new_tokens,
-                                    temperature=config.generation.temperature, top_p=config.generation.top_p,
-                                    n=settings.policy_candidates, seed=config.seed)
-            candidates = generate_candidates(records, backend, params, progress=True)
-        report = run_annotate(context.inputs["prompts"], context.out_dir, settings, candidates=candidates,
-                              filler=filler, annotations_path=annotations_path, seed=config.seed)
-        context.log_metrics({"tasks": report.tasks, "annotations": report.annotations,
-                             **{f"agreement_{k}": v for k, v in report.agreement.items()}})
-
-    return run

@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any
 
 import numpy as np
 from sklearn.cluster import KMeans
@@ -37,10 +37,6 @@ from sklearn.cluster import KMeans
 from characterflywheel.curate.embedding import EmbeddingCache
 from characterflywheel.curate.records import read_prompt_records, write_json, write_jsonl_records
 from characterflywheel.curate.settings import CurateConfig
-
-if TYPE_CHECKING:
-    from characterflywheel.config import Config
-    from characterflywheel.runs import StageContext
 
 DIVERSE_FILENAME = "diverse.jsonl"
 DIVERSITY_REPORT_FILENAME = "diversity_report.json"
@@ -194,19 +190,3 @@ def run_diversity(input_path: Path, out_dir: Path, settings: CurateConfig, embed
     write_jsonl_records(out_dir / DIVERSE_FILENAME, kept)
     write_json(out_dir / DIVERSITY_REPORT_FILENAME, report.to_json())
     return report
-
-
-def diversity_stage(config: Config, cache_dir: Path | None = None) -> Callable[[StageContext], None]:
-    """Stage adapter: input ``clean`` (clean.jsonl) -> ``diverse.jsonl`` with ``cluster``."""
-
-    def run(context: StageContext) -> None:
-        from characterflywheel.curate.privacy import embedding_cache_dir
-        from characterflywheel.models import load_embedder
-
-        report = run_diversity(context.inputs["clean"], context.out_dir, config.curate,
-                               load_embedder(config.model.embedder),
-                               cache_dir=cache_dir or embedding_cache_dir(config), seed=config.seed, progress=True)
-        context.log_metrics({"records_in": report.records_in, "kept": report.kept,
-                             **{f"coverage_{key}": value for key, value in report.coverage.items()}})
-
-    return run

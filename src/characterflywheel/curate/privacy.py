@@ -34,7 +34,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -43,10 +43,6 @@ from characterflywheel.curate.pii import PiiSpan, mask_pii
 from characterflywheel.curate.records import read_prompt_records, write_json, write_jsonl_records
 from characterflywheel.curate.safety import SafetyClassifier, SafetyVerdict
 from characterflywheel.curate.settings import CurateConfig
-
-if TYPE_CHECKING:
-    from characterflywheel.config import Config
-    from characterflywheel.runs import StageContext
 
 CLEAN_FILENAME = "clean.jsonl"
 DROPPED_FILENAME = "dropped.jsonl"
@@ -210,25 +206,3 @@ def run_privacy(
     write_jsonl_records(out_dir / DROPPED_FILENAME, dropped)
     write_json(out_dir / PRIVACY_REPORT_FILENAME, report.to_json())
     return report
-
-
-def embedding_cache_dir(config: Config) -> Path:
-    """The run's embedding cache (shared by every generation of the run)."""
-    return config.run_dir() / "embedding-cache"
-
-
-def privacy_stage(config: Config, cache_dir: Path | None = None) -> Callable[[StageContext], None]:
-    """Stage adapter: input ``prompts`` (prompts.jsonl) -> ``clean.jsonl`` + ``dropped.jsonl``.
-    Embeddings are cached in ``cache_dir`` (default: ``<run dir>/embedding-cache``)."""
-
-    def run(context: StageContext) -> None:
-        from characterflywheel.models import load_embedder
-
-        embedder = load_embedder(config.model.embedder) if config.curate.privacy else None
-        report = run_privacy(context.inputs["prompts"], context.out_dir, config.curate, embedder,
-                             cache_dir=cache_dir or embedding_cache_dir(config), seed=config.seed, progress=True)
-        context.log_metrics({"records_in": report.records_in, "kept": report.kept, "dropped": report.dropped,
-                             "records_masked": report.records_masked,
-                             "conversations_dropped": report.conversations_dropped})
-
-    return run

@@ -23,17 +23,13 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any
 
 from tqdm.auto import tqdm
 
 from characterflywheel.curate.records import write_json, write_jsonl_records
 from characterflywheel.curate.settings import CurateConfig
 from characterflywheel.data import Conversation, read_conversations
-
-if TYPE_CHECKING:
-    from characterflywheel.config import Config
-    from characterflywheel.runs import StageContext
 
 PROMPTS_FILENAME = "prompts.jsonl"
 PROMPTS_REPORT_FILENAME = "prompts_report.json"
@@ -121,14 +117,3 @@ def run_prompts(
     report.output = str(output)
     write_json(out_dir / PROMPTS_REPORT_FILENAME, report.to_json())
     return report
-
-
-def prompts_stage(config: Config) -> Callable[[StageContext], None]:
-    """Stage adapter: input ``conversations`` (the ingested Parquet) -> ``prompts.jsonl``."""
-
-    def run(context: StageContext) -> None:
-        report = run_prompts(context.inputs["conversations"], context.out_dir, config.curate, progress=True)
-        context.log_metrics({"conversations": report.conversations, "assistant_turns": report.assistant_turns,
-                             "prompts": report.prompts})
-
-    return run

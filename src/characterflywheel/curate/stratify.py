@@ -31,16 +31,12 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any
 
 import numpy as np
 
 from characterflywheel.curate.records import read_prompt_records, write_json, write_jsonl_records
 from characterflywheel.curate.settings import CurateConfig
-
-if TYPE_CHECKING:
-    from characterflywheel.config import Config
-    from characterflywheel.runs import StageContext
 
 STRATIFIED_FILENAME = "stratified.jsonl"
 STRATIFY_REPORT_FILENAME = "stratify_report.json"
@@ -206,15 +202,3 @@ def run_stratify(input_path: Path, out_dir: Path, settings: CurateConfig, *, see
     write_jsonl_records(out_dir / STRATIFIED_FILENAME, kept)
     write_json(out_dir / STRATIFY_REPORT_FILENAME, report.to_json())
     return report
-
-
-def stratify_stage(config: Config) -> Callable[[StageContext], None]:
-    """Stage adapter: input ``diverse`` (diverse.jsonl) -> ``stratified.jsonl``."""
-
-    def run(context: StageContext) -> None:
-        report = run_stratify(context.inputs["diverse"], context.out_dir, config.curate, seed=config.seed)
-        context.log_metrics({"records_in": report.records_in, "kept": report.kept, "mean_tv": report.mean_tv,
-                             "random_mean_tv": report.random_mean_tv,
-                             **{f"tv_{d}": v["tv"] for d, v in report.dimensions.items()}})
-
-    return run
