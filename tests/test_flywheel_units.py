@@ -4,7 +4,8 @@ on scripted traffic."""
 import json
 
 from characterflywheel.config import load_config
-from characterflywheel.flywheel import HOLDOUT_ARM, VS_GENERATION0, deploy_stage, flat_numbers, lift, promotion_decision
+from characterflywheel.evaluate.ab import lift
+from characterflywheel.flywheel import HOLDOUT_ARM, VS_GENERATION0, deploy_stage, flat_numbers, promotion_decision
 from characterflywheel.runs import StageContext
 from characterflywheel.summary import generation_summary
 

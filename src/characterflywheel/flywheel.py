@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from characterflywheel.config import ArmConfig, Config
+from characterflywheel.evaluate.ab import change
 from characterflywheel.pipeline import StageNotice, StageRunner, backend_options, ingest_stage, seed_stage
 from characterflywheel.runs import StageContext, StageResult
 
@@ -201,25 +202,6 @@ def ab_config(config: Config, arms: list[ArmConfig], control: str) -> Config:
     """``config`` reading out ``arms`` (their weights set the SRM test's split) against ``control``."""
     return config.model_copy(update={"ab": config.ab.model_copy(update={"control_arm": control}),
                                      "serve": config.serve.model_copy(update={"arms": arms})})
-
-
-def lift(ab: dict[str, Any], metric: str, arm: str = "challenger") -> dict[str, float | None]:
-    """``arm``'s relative lift of ``metric`` over the control (the champion), with its 95 % CI:
-    the estimate the verdict reads (CUPED when there was a pre-period, else the delta method)."""
-    entry = ab.get("challengers", {}).get(arm, {}).get(metric, {})
-    shown = entry.get("cuped") if entry.get("primary") == "cuped" and entry.get("cuped") else entry
-    return {"value": shown.get("lift"), "lo": shown.get("ci_lo"), "hi": shown.get("ci_hi"),
-            "boot_lo": shown.get("boot_ci_lo"), "boot_hi": shown.get("boot_ci_hi"), "estimate": entry.get("primary"),
-            "mde": entry.get("mde"),
-            "control": entry.get("control"), "challenger": entry.get("challenger"),
-            "n": ab.get("arms", {}).get(arm, {}).get("users")}
-
-
-def change(ab: dict[str, Any], metric: str) -> float:
-    entry = lift(ab, metric)
-    if entry["control"] is None or entry["challenger"] is None:
-        return 0.0
-    return float(entry["challenger"]) - float(entry["control"])
 
 
 def promotion_decision(ab: dict[str, Any], rule: str) -> tuple[bool, str]:

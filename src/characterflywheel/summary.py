@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from characterflywheel.evaluate.ab import lift
 from characterflywheel.runs import MANIFEST, RunDir
 
 
@@ -41,8 +42,6 @@ def _pick(source: dict[str, Any], *keys: str) -> dict[str, Any]:
 def _ab(decision: dict[str, Any] | None, ab: dict[str, Any] | None) -> dict[str, Any] | None:
     if decision is None:
         return None
-    from characterflywheel.flywheel import lift
-
     out: dict[str, Any] = {"control": decision.get("champion_version") if not decision.get("promoted")
                            else None, "treatment": decision.get("challenger_version"),
                            "promoted": decision.get("promoted", False), "reason": decision.get("reason", "")}
@@ -57,8 +56,6 @@ def _vs_generation0(decision: dict[str, Any] | None, ab: dict[str, Any] | None) 
     """Each served model's lift over the holdout arm (generation 0), per engagement metric."""
     if not ab or not decision:
         return None
-    from characterflywheel.flywheel import lift
-
     versions = decision.get("arms", {})
     return {arm: {"model_version": versions.get(arm), "breadth_lift": lift(ab, "breadth", arm),
                   "depth_lift": lift(ab, "depth", arm)}

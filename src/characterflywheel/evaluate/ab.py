@@ -87,6 +87,8 @@ __all__ = [
     "SRMCheck",
     "ViolationFn",
     "analyze_ab",
+    "change",
+    "lift",
 ]
 
 ViolationFn = Callable[[Mapping[str, Any]], "tuple[int, int] | None"]
@@ -943,3 +945,25 @@ def _plot(result: ABResult, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png", dpi=110)
     return path
+
+
+# --------------------------------------------------------------------------- reading ab.json
+
+
+def lift(ab: Mapping[str, Any], metric: str, arm: str = "challenger") -> dict[str, float | None]:
+    """``arm``'s relative lift of ``metric`` over the control (the champion), with its 95 % CI:
+    the estimate the verdict reads (CUPED when there was a pre-period, else the delta method)."""
+    entry = ab.get("challengers", {}).get(arm, {}).get(metric, {})
+    shown = entry.get("cuped") if entry.get("primary") == "cuped" and entry.get("cuped") else entry
+    return {"value": shown.get("lift"), "lo": shown.get("ci_lo"), "hi": shown.get("ci_hi"),
+            "boot_lo": shown.get("boot_ci_lo"), "boot_hi": shown.get("boot_ci_hi"), "estimate": entry.get("primary"),
+            "mde": entry.get("mde"),
+            "control": entry.get("control"), "challenger": entry.get("challenger"),
+            "n": ab.get("arms", {}).get(arm, {}).get("users")}
+
+
+def change(ab: Mapping[str, Any], metric: str) -> float:
+    entry = lift(ab, metric)
+    if entry["control"] is None or entry["challenger"] is None:
+        return 0.0
+    return float(entry["challenger"]) - float(entry["control"])
