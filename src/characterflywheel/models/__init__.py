@@ -17,8 +17,8 @@ from characterflywheel.models.generation import (
     GenerationBackend,
     Message,
     SamplingParams,
-    make_backend,
 )
+from characterflywheel.models.factory import make_backend
 from characterflywheel.models.loading import (
     EMBEDDED_EMBEDDER,
     EMBEDDED_POLICY,

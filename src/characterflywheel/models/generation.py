@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -66,23 +65,6 @@ class GenerationBackend(Protocol):
     ) -> list[list[str]]:
         """One list of ``params.n`` replies per conversation, in input order."""
         ...
-
-
-def make_backend(kind: str, model: str | Path, **options: Any) -> GenerationBackend:
-    """Build a backend; ``options`` go to its constructor (e.g. ``batch_size``, ``base_url``)."""
-    if kind == "fast":
-        from characterflywheel.models.fast_backend import FastBackend
-
-        return FastBackend.from_spec(model, **options)
-    if kind == "transformers":
-        from characterflywheel.models.transformers_backend import TransformersBackend
-
-        return TransformersBackend.from_spec(model, **options)
-    if kind == "openai":
-        from characterflywheel.models.openai_backend import OpenAIBackend
-
-        return OpenAIBackend(model, **options)
-    raise ValueError(f"unknown generation backend {kind!r}; choose one of: {', '.join(BACKEND_KINDS)}")
 
 
 def validate_conversation(conversation: Conversation) -> list[dict[str, str]]:
