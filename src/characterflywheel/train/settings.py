@@ -144,7 +144,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         # 16 SFT steps of 4 rows: ~3 epochs of one generation's ~20 rows, ~1.5 once replay has added earlier
         # generations' rows (the herd stage's time stays flat). DPO at 5e-5 moved its loss by 0.02 in 5 steps.
         "lora": True, "lora_r": 16, "lora_alpha": 32, "lr_scheduler": "constant", "lora_save": "adapter",
-        "sft_max_steps": 16, "sft_batch_size": 4, "sft_max_length": 320, "sft_learning_rate": 3e-4,
+        # 2 rows a batch with 2 accumulation steps (4 an update): 2.8 GB peak RSS against 3.8 GB at 4 x 1.
+        "sft_max_steps": 16, "sft_batch_size": 2, "sft_grad_accum": 2, "sft_max_length": 320, "sft_learning_rate": 3e-4,
         # DPO's 4 pairs are 8 padded sequences plus the reference pass: 7.8 GB peak RSS at 4 a batch, 4.8 GB
         # at 2 with 2 accumulation steps, 3.6 GB at 1 with 4 (the same 4 pairs an update; docs/benchmarks.md).
         "dpo_max_steps": 8, "dpo_batch_size": 1, "dpo_grad_accum": 4, "dpo_max_length": 320,
