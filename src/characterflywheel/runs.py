@@ -31,6 +31,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 MANIFEST = "manifest.json"
 PARTIAL_SUFFIX = ".partial"
 WORK_SUFFIX = ".work"
@@ -207,8 +209,6 @@ class PeakMemory:
     interval can be missed; the stages' peaks are model loads and caches that last seconds."""
 
     def __init__(self, interval: float = 0.25) -> None:
-        import psutil
-
         self.interval = interval
         self.peak_bytes = 0
         self._process = psutil.Process()
@@ -216,8 +216,6 @@ class PeakMemory:
         self._thread = threading.Thread(target=self._watch, name="peak-memory", daemon=True)
 
     def sample(self) -> int:
-        import psutil
-
         total = 0
         for process in [self._process, *self._process.children(recursive=True)]:
             try:
