@@ -77,8 +77,9 @@ def test_a_deliberately_broken_child_is_stopped_at_the_gate_and_the_parent_stays
     command = [sys.executable, "-m", "characterflywheel.cli", "run", "--preset", "tiny", "-n", "1",
                "--set", f"runs_dir={tmp_path}", "--set", 'train.recipes=["sft"]',
                "--set", "train.sft_learning_rate=0.05",
-               # the tiny preset's 32-token candidates are mostly cut off (never SFT targets): 64 gives rows to break on
-               "--set", "sample.max_new_tokens=64"]
+               # the tiny preset's 32-token candidates are mostly cut off (never SFT targets), and 2 a prompt
+               # left 0 rows on another machine (no step taken, the child was its parent): 64 tokens, 4 a prompt
+               "--set", "sample.max_new_tokens=64", "--set", "sample.k=4"]
     finished = subprocess.run(command, capture_output=True, text=True, timeout=900,
                               env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert finished.returncode == 0, f"{finished.stdout[-3000:]}{finished.stderr[-3000:]}"
@@ -100,5 +101,7 @@ def test_a_deliberately_broken_child_is_stopped_at_the_gate_and_the_parent_stays
     child_version = json.loads((gen1 / "gate" / "registry.json").read_text())["version"]
     assert registry.record(child_version)["gates"]["passed"] is False  # registered with why it failed
 
-    truth = json.loads((gen1 / "evaluate" / "truth.json").read_text())["landscape_p_continue"]
-    assert truth["child"] < truth["parent"] - 0.05  # seen: 0.23 against 0.41 (the child repeats one word)
+    herded = json.loads((gen1 / "herd" / "manifest.json").read_text())["metrics"]
+    assert herded["sft/steps_run"] >= 1, herded  # else the "broken" child is its parent
+    truth = json.loads((gen1 / "evaluate" / "truth.json").read_text())["truth_set"]["child_vs_parent"]
+    assert truth["hi"] < 0, truth  # paired over the truth set; seen: -0.30 [-0.38, -0.23] (it repeats one word)
