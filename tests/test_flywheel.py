@@ -105,3 +105,39 @@ def test_a_deliberately_broken_child_is_stopped_at_the_gate_and_the_parent_stays
     assert herded["sft/steps_run"] >= 1, herded  # else the "broken" child is its parent
     truth = json.loads((gen1 / "evaluate" / "truth.json").read_text())["truth_set"]["child_vs_parent"]
     assert truth["hi"] < 0, truth  # paired over the truth set; seen: -0.30 [-0.38, -0.23] (it repeats one word)
+
+
+def test_truth_set_figures_read_engagement_and_card_rules_paired_by_prompt(tmp_path: Path) -> None:
+    """The truth set's replies give P(continue) and, against each prompt's card, instruction following
+    and violations; the child that opens with the captain's "Ahoy ... Yo ho ho!" is ahead on both."""
+    from characterflywheel.config import load_config
+    from characterflywheel.flywheel import truth_set_figures
+
+    class Env:
+        def truth_prompts(self, count):
+            return [{"prompt_id": f"truth-{i}", "character_id": "captain-saltbeard",
+                     "prompt": [{"role": "system", "content": "You are the captain."},
+                                {"role": "user", "content": f"hello number {i}"}]} for i in range(count)]
+
+        def truth(self, prompts, replies):
+            return [0.6 if reply.startswith("Ahoy") else 0.4 for reply in replies]
+
+    class Backend:
+        def __init__(self, reply):
+            self.reply = reply
+
+        def chat(self, prompts, params, progress=False):
+            return [[self.reply] * params.n for _ in prompts]
+
+    config = load_config(preset="tiny", overrides=[f"runs_dir={tmp_path}", "evaluate.truth_prompts=4"])
+    models = {"child": "child", "parent": "parent", "generation0": "parent"}
+    backends = {"child": Backend("Ahoy, matey! Yo ho ho! A fine day."), "parent": Backend("Hello there, friend.")}
+    found = truth_set_figures(config, Env(), models, backends)["truth_set"]
+    assert found["child_vs_generation0"]["diff"] == pytest.approx(0.2)
+    following = found["instruction_following"]
+    assert following["mean"] == {"child": 1.0, "parent": 0.0, "generation0": 0.0}
+    assert following["child_vs_generation0"]["diff"] == pytest.approx(1.0)
+    assert following["child_vs_generation0"]["n_prompts"] == 4
+    violations = found["violation_rate"]
+    assert violations["mean"]["parent"] == pytest.approx(2 / 3)  # no "Ahoy", no catchphrase; no AI disclaimer kept
+    assert violations["child_vs_parent"]["diff"] == pytest.approx(-2 / 3)

@@ -434,17 +434,27 @@ def truth_set_figures(config: Config, env: Any, models: dict[str, str], backends
     (prompts never served, never trained on), ``evaluate.truth_samples`` replies per prompt at the
     serving temperature and budget with the same seeds for every model, and the paired differences
     child - parent and child - generation 0 with 95 % CIs (prompts are the clusters: each prompt's
-    replies are averaged first). A model's scores are cached by its folder for later generations."""
+    replies are averaged first). A model's scores are cached by its folder for later generations.
+
+    The same replies give steerability against the prompts' character cards (``instruction_following``,
+    ``violation_rate``; definitions in evaluate/instructions.py), averaged per prompt first like
+    P(continue), over the prompts where a card rule applies: 8 replies a prompt on a fixed set, where the
+    held-out figures have one reply on each generation's own prompts."""
     import hashlib
 
     import numpy as np
+
+    from characterflywheel.characters import load_characters
+    from characterflywheel.evaluate.instructions import evaluate_replies
 
     prompts = env.truth_prompts(config.evaluate.truth_prompts)
     params = sampling(config, n=config.evaluate.truth_samples, temperature=config.generation.temperature,
                       seed=config.evaluate.seed)
     cache = config.run_dir() / "truth-cache"
     cache.mkdir(parents=True, exist_ok=True)
+    cards = {card.id: card.instructions for card in load_characters()}
     per_prompt: dict[str, np.ndarray] = {}
+    steering: dict[str, dict[str, np.ndarray]] = {"instruction_following": {}, "violation_rate": {}}
     for name, model in models.items():
         key = hashlib.sha256(f"{Path(model).resolve()}|{params}|{len(prompts)}".encode()).hexdigest()[:16]
         cached = cache / f"{key}.json"
@@ -454,19 +464,36 @@ def truth_set_figures(config: Config, env: Any, models: dict[str, str], backends
             scores = env.truth(flat_prompts, [reply for group in replies for reply in group])
             cached.write_text(json.dumps({"model": model, "scores": scores,
                                           "replies": [reply for group in replies for reply in group]}))
-        scores = np.asarray(json.loads(cached.read_text())["scores"], dtype=float)
+        stored = json.loads(cached.read_text())
+        scores = np.asarray(stored["scores"], dtype=float)
         per_prompt[name] = scores.reshape(len(prompts), -1).mean(axis=1)
+        replies = np.asarray(stored["replies"], dtype=object).reshape(len(prompts), -1)
+        following, violation = [], []
+        for prompt, group in zip(prompts, replies):
+            rules = cards.get(str(prompt.get("character_id")), ())
+            checked = evaluate_replies((str(reply), rules, prompt["prompt"][-1]["content"]) for reply in group)
+            following.append(checked.following_rate if checked.applicable else np.nan)
+            violation.append(checked.violation_rate if checked.checks else np.nan)
+        steering["instruction_following"][name] = np.asarray(following)
+        steering["violation_rate"][name] = np.asarray(violation)
 
-    def paired(a: str, b: str) -> dict[str, float]:
-        diff = per_prompt[a] - per_prompt[b]
+    def paired(values: dict[str, np.ndarray], a: str, b: str) -> dict[str, float]:
+        diff = values[a] - values[b]
+        diff = diff[~np.isnan(diff)]
+        if len(diff) < 2:  # no interval from fewer than two prompts
+            return {"diff": float(diff.mean()) if len(diff) else None, "lo": None, "hi": None,
+                    "n_prompts": len(diff), "samples": config.evaluate.truth_samples}
         half = 1.96 * float(diff.std(ddof=1)) / np.sqrt(len(diff))
         return {"diff": float(diff.mean()), "lo": float(diff.mean()) - half, "hi": float(diff.mean()) + half,
                 "n_prompts": len(diff), "samples": config.evaluate.truth_samples}
 
-    return {"truth_set": {"mean": {name: float(values.mean()) for name, values in per_prompt.items()},
-                          "child_vs_parent": paired("child", "parent"),
-                          "child_vs_generation0": paired("child", "generation0"),
-                          "parent_vs_generation0": paired("parent", "generation0")}}
+    def figures(values: dict[str, np.ndarray]) -> dict[str, Any]:
+        return {"mean": {name: float(np.nanmean(v)) if np.isfinite(v).any() else None for name, v in values.items()},
+                "child_vs_parent": paired(values, "child", "parent"),
+                "child_vs_generation0": paired(values, "child", "generation0"),
+                "parent_vs_generation0": paired(values, "parent", "generation0")}
+
+    return {"truth_set": figures(per_prompt) | {name: figures(values) for name, values in steering.items()}}
 
 
 def gate_stage(config: Config, generation: int, lineage: Lineage) -> Callable[[StageContext], None]:

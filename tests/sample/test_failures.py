@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from sample_fakes import EmbeddedScoreJudge, ScriptedBackend, parse, prompt_record, reply
 
-from characterflywheel.models.generation import ends_cleanly, reply_cut_off
+from characterflywheel.models.generation import ends_cleanly, reply_cut_off, trim_to_last_sentence
 from characterflywheel.sample.failures import find_failures, generic_closer, loops, too_short
 from characterflywheel.sample.rejection import accepted, rejection_sample
 from characterflywheel.sample.settings import SampleConfig
@@ -82,3 +82,25 @@ def test_the_rejected_side_is_a_broken_rule_then_a_degenerate_reply_then_a_cut_o
     assert broken.rejectable(0).tolist() == [3]  # a broken card rule comes first
     assert broken.rejectable(1).tolist() == [3] and broken.rejectable(3).tolist() == []  # a failing chosen: none
     assert find_failures(replies[:1] + replies[3:], [False, False], np.zeros(2, dtype=bool)).rejectable(0).tolist() == []
+
+
+def test_trimmed_cut_offs_end_at_their_last_whole_sentence_and_can_be_kept():
+    assert trim_to_last_sentence("Sure! I love the sea. And the ships of the") == "Sure! I love the sea."
+    assert trim_to_last_sentence('Ahoy! 😊 We sailed to "Rome." Then we') == 'Ahoy! 😊 We sailed to "Rome."'
+    assert trim_to_last_sentence("Well, I think that the") is None
+
+    class WordJudge:  # longer replies score higher
+        def score_groups(self, prompts, groups):
+            return [np.array([len(r.split()) / 10 for r in group]) for group in groups]
+
+    cut_twice = "I love old jazz records so much. They crackle and hiss in a way that i really like when"
+    never_ends = LONG
+    backend = ScriptedBackend("scripted", lambda line: [cut_twice, never_ends])
+    prompts = [prompt_record("p0", "hi")]
+    off = SampleConfig(k=2, tau=0.0, tau_quantile=None, max_new_tokens=10)
+    assert rejection_sample(prompts, ["current"], WordJudge(), lambda spec: backend, off).sft == []
+    on = off.model_copy(update={"trim_cut_offs": True})
+    result = rejection_sample(prompts, ["current"], WordJudge(), lambda spec: backend, on)
+    assert result.sft[0]["messages"][-1]["content"] == "I love old jazz records so much."
+    assert result.report["trimmed_cut_offs"] == 1 and result.report["cut_off_candidates"] == 1
+    assert result.prefs[0]["rejected"][0]["content"] == never_ends  # the one still cut off

@@ -82,6 +82,21 @@ def test_bad_records_name_file_record_and_field(tmp_path: Path) -> None:
         read_preference_records(path)
 
 
+def test_an_sft_record_weight_repeats_it_and_a_bad_weight_is_named(tmp_path: Path) -> None:
+    reply = {"role": "assistant", "content": "Ahoy! 😊 How are ye?"}
+    path = write_jsonl(tmp_path / "sft.jsonl", [
+        {"messages": [SYSTEM, {"role": "user", "content": "hi"}, reply], "weight": 3},
+        {"messages": [SYSTEM, {"role": "user", "content": "yo"}, {"role": "assistant", "content": "hey"}]},
+    ])
+    rows = read_sft_records(path)
+    assert [row["completion"][0]["content"] for row in rows] == [reply["content"]] * 3 + ["hey"]
+    path = write_jsonl(tmp_path / "bad.jsonl", [
+        {"messages": [SYSTEM, {"role": "user", "content": "hi"}, reply], "weight": 0.5},
+    ])
+    with pytest.raises(TrainDataError, match=r"bad\.jsonl: record 1: field 'weight'"):
+        read_sft_records(path)
+
+
 class UserSignalModel:
     def predict(self, prompts, replies):
         return [[0.5, 0.5] for _ in replies]

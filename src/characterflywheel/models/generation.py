@@ -16,6 +16,7 @@ tokens, post-processing) are identical.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -149,6 +150,17 @@ def ends_cleanly(reply: str) -> bool:
     if not text:
         return False
     return text.endswith(_CLEAN_ENDINGS) or ord(text[-1]) >= 0x2600  # pictographs and emoji
+
+
+_SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)*~]*(?=\s)")
+
+
+def trim_to_last_sentence(reply: str) -> str | None:
+    """A cut-off reply up to the end of its last whole sentence (None: no sentence ended before the cut).
+
+    The words after that end are the sentence the budget cut; what is left reads as finished."""
+    ends = list(_SENTENCE_END.finditer(reply.rstrip()))
+    return reply[: ends[-1].end()].strip() if ends else None
 
 
 def reply_cut_off(backend: Any, replies: Sequence[str], max_new_tokens: int) -> list[bool]:

@@ -176,8 +176,8 @@ def _generation0_table(summaries: Sequence[Summary]) -> str:
 def _paired(figure: Any) -> str:
     if not isinstance(figure, dict) or figure.get("diff") is None:
         return "–"
-    return (f"{figure['diff']:+.3f} [{figure['lo']:+.3f}, {figure['hi']:+.3f}]"
-            f" n={figure.get('n_prompts')}x{figure.get('samples')}")
+    interval = "" if figure.get("lo") is None else f" [{figure['lo']:+.3f}, {figure['hi']:+.3f}]"
+    return f"{figure['diff']:+.3f}{interval} n={figure.get('n_prompts')}x{figure.get('samples')}"
 
 
 def _truth_set_table(summaries: Sequence[Summary]) -> str:
@@ -188,16 +188,21 @@ def _truth_set_table(summaries: Sequence[Summary]) -> str:
         if not found:
             continue
         means = found.get("mean", {})
+        steering = [_paired((found.get(measure) or {}).get("child_vs_generation0"))
+                    for measure in ("instruction_following", "violation_rate")]
         rows.append([s["generation"], format_number(means.get("parent")), format_number(means.get("child")),
                      _paired(found.get("child_vs_parent")), _paired(found.get("child_vs_generation0")),
-                     "yes" if s.get("deployed") else "no"])
+                     *steering, "yes" if s.get("deployed") else "no"])
     if not rows:
         return ""
     return ("<h3>Hidden truth on the fixed truth set</h3>"
             '<p class="note">Mean hidden P(continue) on prompts no window served and no generation trained '
             "on, the same prompts and seeds for every model, at the serving temperature; differences are paired "
-            "by prompt with 95 % CIs.</p>"
-            + _table(["gen", "parent", "child", "child - parent", "child - gen 0", "deployed"], rows))
+            "by prompt with 95 % CIs. The same replies checked against their character cards' rules give "
+            "instruction following (share of replies keeping every applicable rule) and the violation rate "
+            "(share of rule checks failed), as fractions, over the prompts where a rule applies.</p>"
+            + _table(["gen", "parent", "child", "child - parent", "child - gen 0",
+                      "following: child - gen 0", "violations: child - gen 0", "deployed"], rows))
 
 
 def _reward_hacking_section(summaries: Sequence[Summary]) -> str:

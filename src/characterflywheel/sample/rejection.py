@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from characterflywheel.models import SamplingParams
-from characterflywheel.models.generation import reply_cut_off
+from characterflywheel.models.generation import reply_cut_off, trim_to_last_sentence
 from characterflywheel.sample.protocols import (
     BackendFactory,
     CachedBackends,
@@ -319,6 +319,8 @@ def select_for_prompt(
         "messages": [*conversation, {"role": "assistant", "content": replies[best]}],
         "prompt_id": record["prompt_id"], "score": float(scores[best]), "guided": best >= len(replies) - guided,
     }
+    if sft["guided"] and settings.guided_sft_weight > 1:
+        sft["weight"] = settings.guided_sft_weight
     margin = float(scores[best] - scores[worst])
     pair = None
     if len(breakers) or (margin > 0 and margin >= settings.min_margin):
@@ -333,6 +335,19 @@ def select_for_prompt(
             "rejected_reason": failures.reason(worst, replies) if len(breakers) else "lower score",
         }
     return PromptOutcome(rows, sft, pair, best != judge_top)
+
+
+def trim_cut_offs(groups: list[list[str]], cut: list[list[bool]]) -> int:
+    """In place: every cut-off candidate with a whole sentence before the cut ends there instead and
+    counts as finished (a failure check still drops it if it came out too short); returns how many."""
+    trimmed = 0
+    for group, flags in zip(groups, cut):
+        for position, was_cut in enumerate(flags):
+            shorter = trim_to_last_sentence(group[position]) if was_cut else None
+            if shorter:
+                group[position], flags[position] = shorter, False
+                trimmed += 1
+    return trimmed
 
 
 def rejection_sample(
@@ -365,10 +380,11 @@ def rejection_sample(
     if opening is not None and settings.guided:
         guided = add_guided_candidates(records, conversations, groups, choice, pool, backends, opening,
                                        sampling_params(settings, settings.guided, settings.seed + 2000), progress)
-    scores = checked_score_groups(judge, conversations, groups) if records else []
-    breaking = rule_breakers(records, groups, rule_check if settings.follow_rules else None)
     cut = [reply_cut_off(backends(pool[int(choice[index])]), group, settings.max_new_tokens)
            for index, group in enumerate(groups)]
+    trimmed = trim_cut_offs(groups, cut) if settings.trim_cut_offs else 0
+    scores = checked_score_groups(judge, conversations, groups) if records else []
+    breaking = rule_breakers(records, groups, rule_check if settings.follow_rules else None)
     tau, tau_source = effective_tau(scores, settings, [~np.asarray(flags, dtype=bool) for flags in cut])
     failures = [find_failures(group, cut_flags, breaks, settings.min_words)
                 for group, cut_flags, breaks in zip(groups, cut, breaking)]
@@ -395,6 +411,7 @@ def rejection_sample(
         records, pool, choice, probe_means, scores, kept_masks, tau, tau_source, sft, prefs,
         pairs_below_margin, decision, changed_top, settings, breaking, guided, failures,
     )
+    report["trimmed_cut_offs"] = trimmed
     result = RejectionResult(sft, prefs, candidate_rows, report, scores)
     if out_dir is not None:
         result.write(out_dir)

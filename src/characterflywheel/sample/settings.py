@@ -62,6 +62,17 @@ class SampleConfig(Section):
         "like the others (sample/guided.py). Where the model never writes such openings itself, they are the "
         "only rule-keeping candidates rejection sampling can find.",
     )
+    trim_cut_offs: bool = Field(
+        False,
+        description="A candidate the token budget cut off ends at its last whole sentence instead, and is judged "
+        "as finished (too short after that: dropped as usual). Off: a cut-off candidate is never kept.",
+    )
+    guided_sft_weight: int = Field(
+        1, ge=1,
+        description="How many times a kept guided reply counts in the SFT set (the row's ``weight``; earlier "
+        "generations' rows keep theirs when replayed). A card's opening habit is learned from the few prompts "
+        "whose card asks for one: unweighted, they were about a sixth of the rows and the habit did not move.",
+    )
     min_margin: float = Field(
         0.1, ge=0.0, description="Smallest judge-score margin chosen - rejected for a preference pair."
     )

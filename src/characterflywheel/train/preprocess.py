@@ -173,13 +173,20 @@ def _messages(path: Path, number: int, record: dict[str, Any], field: str) -> li
 
 
 def read_sft_records(path: Path) -> list[dict[str, list[Message]]]:
-    """SFT set -> ``[{"prompt": history, "completion": [final assistant turn]}]``."""
+    """SFT set -> ``[{"prompt": history, "completion": [final assistant turn]}]``.
+
+    A record's optional ``weight`` (a whole number >= 1, default 1) repeats it that many times: the
+    data-mixing weight the sampling stage chose (TRL's SFTTrainer has no per-example loss weight, and
+    repeating is what a weighted mixture does at this size)."""
     rows = []
     for number, record in _records(path):
         messages = _messages(path, number, record, "messages")
         if messages[-1]["role"] != "assistant" or len(messages) < 2:
             raise TrainDataError(f"{path}: record {number}: field 'messages': must end with an assistant turn after a prompt")
-        rows.append({"prompt": messages[:-1], "completion": messages[-1:]})
+        weight = record.get("weight", 1)
+        if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
+            raise TrainDataError(f"{path}: record {number}: field 'weight': expected a whole number >= 1, got {weight!r}")
+        rows += [{"prompt": messages[:-1], "completion": messages[-1:]}] * weight
     if not rows:
         raise TrainDataError(f"{path}: no records")
     return rows
