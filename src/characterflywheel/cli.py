@@ -244,12 +244,13 @@ def serve(
 ) -> None:
     """Serve the A/B arms behind an OpenAI-compatible gateway on loopback; every exchange is logged."""
     from characterflywheel.deploy.serving import serve_forever
+    from characterflywheel.pipeline import build_gateway
 
     with one_line_errors():
         cfg = _config(config, preset, overrides)
         log = log_dir or cfg.run_dir() / "serve"
         console.print(f"gateway: http://{cfg.serve.host}:{cfg.serve.port or 8000}/v1  traffic log: {log}")
-        serve_forever(cfg, log)
+        serve_forever(build_gateway(cfg, log), cfg.serve.host, cfg.serve.port or 8000)
 
 
 @app.command()
@@ -289,7 +290,7 @@ def ab(
 ) -> None:
     """A/B analysis: engagement breadth and depth per arm, lifts with 95 % CIs, guardrails, verdicts."""
     from characterflywheel.data import ingest as run_ingest
-    from characterflywheel.evaluate.engagement import analyze_traffic
+    from characterflywheel.pipeline import analyze_traffic
 
     pre = None
     with one_line_errors():

@@ -19,8 +19,7 @@ from typing import Any
 
 from characterflywheel.characters import Character, load_characters
 from characterflywheel.config import Config
-from characterflywheel.evaluate.engagement import analyze_traffic
-from characterflywheel.pipeline import StageNotice, StageRunner, run_foundation
+from characterflywheel.pipeline import StageNotice, StageRunner, analyze_traffic, build_gateway, run_foundation
 from characterflywheel.runs import StageContext, StageResult, release_freed_memory
 from characterflywheel.simulate.landscape import Landscape
 from characterflywheel.simulate.users import SimUser, make_users
@@ -103,7 +102,7 @@ def simulate_traffic(config: Config, world: World, out_dir: Path, base_url: str 
     its users' sessions take scripts after those of earlier generations' windows (no replays)."""
     import datetime as dt
 
-    from characterflywheel.deploy.serving import build_gateway, running_gateway
+    from characterflywheel.deploy.serving import running_gateway
     from characterflywheel.simulate.traffic import SessionDriver, simulate_days
 
     personas = {cid: c.persona for cid, c in world.characters.items()}

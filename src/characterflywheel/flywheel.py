@@ -43,7 +43,14 @@ from typing import Any, Protocol
 
 from characterflywheel.config import ArmConfig, Config
 from characterflywheel.evaluate.ab import change
-from characterflywheel.pipeline import StageNotice, StageRunner, backend_options, ingest_stage, seed_stage
+from characterflywheel.pipeline import (
+    StageNotice,
+    StageRunner,
+    analyze_traffic,
+    backend_options,
+    ingest_stage,
+    seed_stage,
+)
 from characterflywheel.runs import StageContext, StageResult
 
 Records = list[dict[str, Any]]
@@ -161,7 +168,6 @@ def deploy_stage(config: Config, env: Environment, generation: int, champion: tu
 
     def run(context: StageContext) -> None:
         from characterflywheel.data import ingest
-        from characterflywheel.evaluate.engagement import analyze_traffic
 
         arms = deploy_arms(config, champion, challenger, generation0)
         context.log_metrics(env.collect_traffic(config, arms, context.out_dir, generation))

@@ -121,6 +121,48 @@ def backend_options(config: Config) -> dict[str, Any]:
     return options
 
 
+def build_arms(config: Config) -> list[Any]:
+    """The configured A/B arms, one backend per distinct model folder, shared by the arms serving it."""
+    from dataclasses import replace
+
+    from characterflywheel.deploy.gateway import Arm
+    from characterflywheel.models import SamplingParams, make_backend
+
+    backends: dict[str, Any] = {}
+    base = SamplingParams(max_new_tokens=config.generation.max_new_tokens, temperature=config.generation.temperature,
+                          top_p=config.generation.top_p)
+    arms = []
+    for arm in config.serve.arms:
+        model = arm.model or config.model.policy
+        if model not in backends:
+            options = backend_options(config) | {"model": model}
+            if config.generation.backend != "openai":
+                options["batch_size"] = config.serve.batch_size
+            backends[model] = make_backend(**options)
+        sampling = base if arm.temperature is None else replace(base, temperature=arm.temperature)
+        arms.append(Arm(arm.name, arm.model_version or arm.name, backends[model], arm.weight, sampling))
+    return arms
+
+
+def build_gateway(config: Config, log_dir: Path) -> Any:
+    """The gateway the config describes: its arms, the shipped characters' cards, the batching settings."""
+    from characterflywheel.characters import load_characters
+    from characterflywheel.deploy.gateway import Gateway
+
+    prompts = {character.id: character.system_prompt() for character in load_characters()}
+    return Gateway(build_arms(config), log_dir, prompts, batch_size=config.serve.batch_size,
+                   max_wait_ms=config.serve.max_wait_ms, continuous_batching=config.serve.continuous_batching)
+
+
+def analyze_traffic(config: Config, dataset: Path, out_dir: Path, pre_period: Path | None = None) -> Any:
+    """``evaluate.engagement.analyze_traffic`` with the config's control arm, arm weights and bootstrap."""
+    from characterflywheel.evaluate.engagement import analyze_traffic as read_out
+
+    return read_out(dataset, out_dir, control_arm=config.ab.control_arm, bootstrap=config.ab.bootstrap,
+                    seed=config.seed, arm_weights={arm.name: arm.weight for arm in config.serve.arms},
+                    pre_period=pre_period)
+
+
 def run_foundation(config: Config, traffic: Sequence[Path] = (), notify: StageNotice | None = None,
                    stage: StageRunner | None = None) -> list[StageResult]:
     """Generation 0 of the foundation recipe; returns each stage's result (skipped or run)."""

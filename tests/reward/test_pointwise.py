@@ -11,7 +11,8 @@ from conftest import small_settings
 
 from characterflywheel.reward import load_pointwise, train_pointwise
 from characterflywheel.reward.examples import heldout_groups, load_annotation_examples, split
-from characterflywheel.reward.pointwise import evaluate_pointwise, expected_rating, ordinal_nll
+from characterflywheel.reward.pointwise import evaluate_pointwise, ordinal_nll
+from characterflywheel.reward.scorer import expected_rating
 
 
 def test_ordinal_likelihood_prefers_the_matching_rating():

@@ -1,8 +1,8 @@
-"""Start the gateway from the config: arms built from model folders, uvicorn on loopback.
+"""Serve a gateway with uvicorn: ``serve_forever`` in the foreground (what ``characterflywheel
+serve`` runs), ``running_gateway`` in a background thread for the demo, the traffic simulation and
+tests, stopped cleanly (the lifespan flushes the log and folds it into ``traffic.jsonl``).
 
-``serve_forever`` is what ``characterflywheel serve`` runs; ``running_gateway`` starts the same
-server in a background thread for the demo, the traffic simulation and tests, and stops it
-cleanly (the lifespan flushes the log and folds it into ``traffic.jsonl``).
+Building a gateway from the config is wiring (``pipeline.build_gateway``), not this module's.
 """
 
 from __future__ import annotations
@@ -12,41 +12,11 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 
 import uvicorn
 
-from characterflywheel.characters import load_characters
-from characterflywheel.config import Config
-from characterflywheel.deploy.gateway import KEEP_ALIVE_S, Arm, Gateway, create_app
-from characterflywheel.models import GenerationBackend, SamplingParams, make_backend
-
-
-def build_arms(config: Config) -> list[Arm]:
-    """One backend per distinct model folder, shared by the arms that serve it."""
-    backends: dict[str, GenerationBackend] = {}
-    base = SamplingParams(max_new_tokens=config.generation.max_new_tokens, temperature=config.generation.temperature,
-                          top_p=config.generation.top_p)
-    arms = []
-    for arm in config.serve.arms:
-        model = arm.model or config.model.policy
-        if model not in backends:
-            from characterflywheel.pipeline import backend_options
-
-            options = backend_options(config) | {"model": model}
-            if config.generation.backend != "openai":
-                options["batch_size"] = config.serve.batch_size
-            backends[model] = make_backend(**options)
-        sampling = base if arm.temperature is None else replace(base, temperature=arm.temperature)
-        arms.append(Arm(arm.name, arm.model_version or arm.name, backends[model], arm.weight, sampling))
-    return arms
-
-
-def build_gateway(config: Config, log_dir: Path) -> Gateway:
-    prompts = {character.id: character.system_prompt() for character in load_characters()}
-    return Gateway(build_arms(config), log_dir, prompts, batch_size=config.serve.batch_size,
-                   max_wait_ms=config.serve.max_wait_ms, continuous_batching=config.serve.continuous_batching)
+from characterflywheel.deploy.gateway import KEEP_ALIVE_S, Gateway, create_app
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -82,7 +52,5 @@ def running_gateway(gateway: Gateway, host: str = "127.0.0.1", port: int = 0,
         thread.join(timeout=60)
 
 
-def serve_forever(config: Config, log_dir: Path) -> None:
-    gateway = build_gateway(config, log_dir)
-    uvicorn.run(create_app(gateway), host=config.serve.host, port=config.serve.port or 8000, log_level="info",
-                timeout_keep_alive=KEEP_ALIVE_S)
+def serve_forever(gateway: Gateway, host: str, port: int) -> None:
+    uvicorn.run(create_app(gateway), host=host, port=port, log_level="info", timeout_keep_alive=KEEP_ALIVE_S)

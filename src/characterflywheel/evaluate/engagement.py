@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from characterflywheel.characters import Character, load_characters
-from characterflywheel.config import Config
 from characterflywheel.evaluate.ab import ABResult
 from characterflywheel.evaluate.instructions import check_reply
 
@@ -39,27 +38,28 @@ def violations_for(characters: Mapping[str, Character]) -> Callable[[Mapping[str
     return violation_of
 
 
-def configured_split(config: Config, sessions: list[dict[str, Any]]) -> dict[str, float] | None:
+def configured_split(weights: Mapping[str, float], sessions: list[dict[str, Any]]) -> dict[str, float] | None:
     """The serving weights of the traffic's arms, for the SRM test; None (equal shares) when the
-    traffic has arms the config does not serve (e.g. a team's own experiment read out by ``ab``)."""
-    weights = {arm.name: arm.weight for arm in config.serve.arms}
+    traffic has arms not in ``weights`` (e.g. a team's own experiment read out by ``ab``)."""
     observed = {str(s["arm"]) for s in sessions if s.get("arm")}
     return {arm: weights[arm] for arm in observed} if observed and observed <= set(weights) else None
 
 
-def analyze_traffic(config: Config, dataset: Path, out_dir: Path, pre_period: Path | None = None) -> ABResult:
+def analyze_traffic(dataset: Path, out_dir: Path, *, control_arm: str, arm_weights: Mapping[str, float],
+                    bootstrap: int, seed: int, pre_period: Path | None = None) -> ABResult:
     """A/B read-out of ingested traffic into ``out_dir`` (ab.json, ab.png); returns the result.
 
-    ``pre_period``: an earlier window's ingested traffic of the same users (CUPED covariates)."""
+    ``arm_weights``: the serving weights (the SRM test's expected split); ``pre_period``: an earlier
+    window's ingested traffic of the same users (CUPED covariates)."""
     from characterflywheel.data import read_conversations
     from characterflywheel.evaluate.ab import analyze_ab
 
     characters = {c.id: c for c in load_characters()}
     sessions = [c.to_record() for c in read_conversations(dataset)]
     pre = [c.to_record() for c in read_conversations(pre_period)] if pre_period is not None else None
-    result = analyze_ab(sessions, pre_period=pre, control_arm=config.ab.control_arm, bootstrap=config.ab.bootstrap,
-                        seed=config.seed, violation_of=violations_for(characters),
-                        expected_split=configured_split(config, sessions))
+    result = analyze_ab(sessions, pre_period=pre, control_arm=control_arm, bootstrap=bootstrap,
+                        seed=seed, violation_of=violations_for(characters),
+                        expected_split=configured_split(arm_weights, sessions))
     (out_dir / "ab.json").write_text(json.dumps(result.to_dict(), indent=2))
     result.plot(out_dir / "ab.png")
     return result

@@ -21,7 +21,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "train_pointwise": "pointwise", "load_pointwise": "pointwise", "PointwiseScorer": "pointwise",
+    "train_pointwise": "pointwise", "load_pointwise": "scorer", "PointwiseScorer": "scorer",
     "train_pairwise": "pairwise", "load_pairwise": "pairwise", "PairwiseScorer": "pairwise",
     "train_user_signal": "user_signal", "load_user_signal": "user_signal", "UserSignalModel": "user_signal",
     "RewardJudge": "judge", "load_judge": "judge", "PAIRWISE_SCALE": "judge",

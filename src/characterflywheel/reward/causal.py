@@ -32,7 +32,7 @@ from characterflywheel.reward.backbones import (
     save_folder,
 )
 from characterflywheel.reward.examples import PreferenceExample, RatingExample
-from characterflywheel.reward.pointwise import KIND, PointwiseScorer, input_format, normalisation, unique_replies
+from characterflywheel.reward.scorer import KIND, PointwiseScorer, input_format, normalisation, unique_replies
 from characterflywheel.reward.settings import RewardConfig
 
 RATING_PAIRS_PER_PROMPT = 4

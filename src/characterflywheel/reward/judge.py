@@ -31,7 +31,8 @@ import numpy as np
 
 from characterflywheel.reward.inputs import ChatMessages
 from characterflywheel.reward.pairwise import PairwiseScorer, load_pairwise
-from characterflywheel.reward.pointwise import PointwiseScorer, load_pointwise, sigmoid
+from characterflywheel.reward.pointwise import sigmoid
+from characterflywheel.reward.scorer import PointwiseScorer, load_pointwise
 
 PAIRWISE_SCALE = 4.0
 RewardFn = Callable[..., list[float]]

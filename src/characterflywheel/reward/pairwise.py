@@ -34,7 +34,8 @@ from characterflywheel.reward.backbones import (
 )
 from characterflywheel.reward.examples import PreferenceExample, heldout_groups, load_annotation_examples, split
 from characterflywheel.reward.inputs import ChatMessages
-from characterflywheel.reward.pointwise import input_format, sigmoid, train_plan, training_settings
+from characterflywheel.reward.pointwise import sigmoid, train_plan, training_settings
+from characterflywheel.reward.scorer import input_format
 from characterflywheel.reward.settings import RewardConfig
 from characterflywheel.reward.training import fingerprint, train_loop
 

@@ -35,10 +35,10 @@ from characterflywheel.reward.backbones import (
     freeze_lower_layers,
     is_causal_lm,
     load_backbone,
-    load_folder,
     pick_device,
     save_folder,
 )
+from characterflywheel.reward.causal import train_pointwise_causal
 from characterflywheel.reward.examples import (
     PreferenceExample,
     RatingExample,
@@ -46,16 +46,18 @@ from characterflywheel.reward.examples import (
     load_annotation_examples,
     split,
 )
-from characterflywheel.reward.inputs import ChatMessages, InputFormat
 from characterflywheel.reward.settings import RewardConfig
+from characterflywheel.reward.scorer import (
+    KIND,
+    PointwiseScorer,
+    expected_rating,
+    input_format,
+    normalisation,
+    unique_replies,
+)
 from characterflywheel.reward.training import TrainPlan, fingerprint, train_loop
 
-KIND = "pointwise"
 RATING_LEVELS = 5
-
-
-def input_format(settings: RewardConfig) -> InputFormat:
-    return InputFormat(settings.max_length, settings.history_messages, settings.system_chars, settings.reply_share)
 
 
 def training_settings(settings: RewardConfig) -> dict[str, Any]:
@@ -91,42 +93,8 @@ def ordinal_nll(scores: torch.Tensor, ratings: torch.Tensor, thresholds: torch.T
     return -torch.log(chosen.clamp_min(1e-8)).mean()
 
 
-def expected_rating(scores: np.ndarray, thresholds: Sequence[float]) -> np.ndarray:
-    t = np.asarray(thresholds, dtype=float)
-    return 1.0 + (1.0 / (1.0 + np.exp(-(np.asarray(scores, dtype=float)[:, None] - t[None, :])))).sum(axis=1)
-
-
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=float)))
-
-
-class PointwiseScorer:
-    """Scores (history, reply) pairs; higher is better. ``score`` gives the raw logit-scale score
-    (differences are Bradley-Terry log-odds), ``standardise`` maps it with the saved normalisation."""
-
-    def __init__(self, model: SequenceModel, reward_config: dict[str, Any]) -> None:
-        self.model = model
-        self.config = reward_config
-        normalisation = reward_config.get("normalisation") or {"mean": 0.0, "std": 1.0}
-        self.mean = float(normalisation["mean"])
-        self.std = float(normalisation["std"]) or 1.0
-        self.thresholds = reward_config.get("thresholds")
-
-    def score(self, prompts: Sequence[ChatMessages], replies: Sequence[str], progress: bool = False) -> np.ndarray:
-        return self.model.logits(prompts, [(r,) for r in replies], progress, "pointwise scores")[:, 0].astype(float)
-
-    def standardise(self, scores: np.ndarray) -> np.ndarray:
-        return (np.asarray(scores, dtype=float) - self.mean) / self.std
-
-    def expected_rating(self, prompts: Sequence[ChatMessages], replies: Sequence[str]) -> np.ndarray:
-        if self.thresholds is None:
-            raise ValueError("this pointwise model was not trained with rating thresholds")
-        return expected_rating(self.score(prompts, replies), self.thresholds)
-
-
-def load_pointwise(path: Path | str, device: str = "auto", batch_size: int = 64) -> PointwiseScorer:
-    model, config = load_folder(path, KIND, device, batch_size)
-    return PointwiseScorer(model, config)
 
 
 class PointwiseModule(nn.Module):
@@ -164,21 +132,6 @@ def pointwise_loss(sequence: SequenceModel, thresholds: OrdinalThresholds, prefe
     return loss
 
 
-def normalisation(scores: np.ndarray) -> dict[str, float]:
-    std = float(np.std(scores)) if len(scores) > 1 else 1.0
-    return {"mean": float(np.mean(scores)) if len(scores) else 0.0, "std": std if std > 1e-6 else 1.0}
-
-
-def unique_replies(ratings: Sequence[RatingExample],
-                   preferences: Sequence[PreferenceExample]) -> tuple[list[list[dict[str, str]]], list[str]]:
-    seen: dict[str, tuple[list[dict[str, str]], str]] = {}
-    for prompt, reply in [(r.prompt, r.reply) for r in ratings] + [(p.prompt, x) for p in preferences
-                                                                    for x in (p.first, p.second)]:
-        seen.setdefault(json.dumps([prompt, reply]), (prompt, reply))
-    pairs = list(seen.values())
-    return [p for p, _ in pairs], [r for _, r in pairs]
-
-
 def evaluate_pointwise(scorer: PointwiseScorer, ratings: Sequence[RatingExample],
                        preferences: Sequence[PreferenceExample]) -> dict[str, Any]:
     """Held-out metrics: preference accuracy / AUC / ECE of sigmoid(s_a - s_b); rating Spearman, MAE."""
@@ -212,8 +165,6 @@ def train_pointwise(annotations_path: Path | str, out_dir: Path | str, settings:
     train_ratings, held_ratings = split(examples.ratings, heldout)
     train_prefs, held_prefs = split(examples.preferences, heldout)
     if is_causal_lm(resolve_model(settings.backbone)):
-        from characterflywheel.reward.causal import train_pointwise_causal
-
         scorer, extra = train_pointwise_causal(train_ratings, train_prefs, out, settings, work_dir, progress)
     else:
         scorer, extra = _train_pointwise_encoder(train_ratings, train_prefs, out, settings, work_dir, progress)
