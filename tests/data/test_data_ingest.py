@@ -55,18 +55,42 @@ def test_missing_file_raises_one_line_error_naming_it(tmp_path: Path, out_dir: P
     assert output_names(out_dir) == set()
 
 
-def test_directory_and_empty_input_list_are_errors(tmp_path: Path, out_dir: Path) -> None:
-    with pytest.raises(IngestError, match="not a regular file"):
-        ingest([tmp_path], out_dir, progress=False)
+def test_a_folder_without_data_files_and_an_empty_input_list_are_errors(tmp_path: Path, out_dir: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "_SUCCESS").write_text("")
+    with pytest.raises(IngestError, match="a folder with no data files"):
+        ingest([tmp_path / "empty"], out_dir, progress=False)
     with pytest.raises(IngestError, match="no input files"):
         ingest([], out_dir, progress=False)
 
 
-def test_zero_accepted_raises_naming_file_line_and_field_and_leaves_out_dir_alone(
+def test_a_folder_of_parquet_parts_is_read_part_by_part(tmp_path: Path, out_dir: Path) -> None:
+    ingest([GOOD_FILE], tmp_path / "first", progress=False)
+    export = tmp_path / "export"
+    export.mkdir()
+    table = pq.read_table(tmp_path / "first" / "conversations.parquet")
+    pq.write_table(table.slice(0, 5), export / "part-00000.parquet")
+    pq.write_table(table.slice(5), export / "part-00001.parquet")
+    (export / "_SUCCESS").write_text("")
+    report = ingest([export], out_dir, progress=False)
+    assert (report.accepted, report.quarantined) == (8, 0)
+    assert report.files == [str(export / "part-00000.parquet"), str(export / "part-00001.parquet")]
+    assert list(read_conversations(out_dir)) == list(read_conversations(tmp_path / "first"))
+
+
+def test_a_parquet_name_on_a_file_that_is_not_parquet_is_named_as_such(tmp_path: Path, out_dir: Path) -> None:
+    misnamed = tmp_path / "traffic.parquet"
+    misnamed.write_bytes(GOOD_FILE.read_bytes())
+    with pytest.raises(IngestError) as caught:
+        ingest([GOOD_FILE, misnamed], out_dir, progress=False)
+    assert str(caught.value) == f"{misnamed}: not a Parquet file (it does not start with the PAR1 magic bytes)"
+    assert output_names(out_dir) == set()
+
+
+def test_zero_accepted_raises_naming_file_line_and_field_and_keeps_every_rejection(
     tmp_path: Path, out_dir: Path
 ) -> None:
     ingest([GOOD_FILE], out_dir, progress=False)
-    before = {name: (out_dir / name).read_bytes() for name in output_names(out_dir)}
     bad = MALFORMED_DIR / "signals_on_user.jsonl"
     with pytest.raises(IngestError) as caught:
         ingest([bad], out_dir, progress=False)
@@ -75,7 +99,11 @@ def test_zero_accepted_raises_naming_file_line_and_field_and_leaves_out_dir_alon
     assert message.startswith(f"{bad}: no valid conversations")
     assert f"{bad}:1: messages[1].signals: signals are only allowed on assistant turns" in message
     assert caught.value.report is not None and caught.value.report.quarantined == 1
-    assert {name: (out_dir / name).read_bytes() for name in output_names(out_dir)} == before
+    quarantined = [json.loads(line) for line in (out_dir / "quarantine.jsonl").read_text().splitlines()]
+    assert [(row["line"], row["field"]) for row in quarantined] == [(1, "messages[1].signals")]
+    report = json.loads((out_dir / "ingest_report.json").read_text())
+    assert (report["read"], report["accepted"], report["quarantined"], report["output"]) == (1, 0, 1, None)
+    assert not (out_dir / "conversations.parquet").exists()  # the earlier run's dataset is not this run's
 
 
 def test_only_blank_lines_is_an_error(tmp_path: Path, out_dir: Path) -> None:

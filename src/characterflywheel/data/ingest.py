@@ -24,13 +24,16 @@ schema (``characterflywheel.data.schema``) and writes
 * ``out_dir/ingest_report.json`` -- ``IngestReport.to_json()``.
 
 All three are written to temporary files and renamed into place only when the
-run succeeds; a failed run (``IngestError``) leaves ``out_dir`` as it was.
+run succeeds; a failed run (``IngestError``) leaves ``out_dir`` as it was, except
+that a run which rejected every record still writes its quarantine and report
+(and no Parquet) before it fails, so no rejected record is lost.
 
 Decisions:
 
 * Inputs: JSONL (one conversation per line), gzip-compressed JSONL, or Parquet
-  (rows in the output layout, e.g. a previous ingest). The format is sniffed from
-  the file's magic bytes, not its name. For Parquet, ``line`` is the 1-based row
+  (rows in the output layout, e.g. a previous ingest), or a folder of such parts
+  (a warehouse export's ``part-*.parquet``). The format is sniffed from the
+  file's magic bytes, not its name; a ``.parquet`` without them is refused. For Parquet, ``line`` is the 1-based row
   number, ``raw`` the row rendered as JSON and ``byte_offset`` null.
 * Blank (whitespace-only) lines are skipped and not counted in ``read``;
   ``IngestReport.blank_lines`` counts them. ``read == accepted + quarantined``.
@@ -389,6 +392,8 @@ def _sniff_format(path: Path) -> str:
         magic = handle.read(4)
     if magic == _PARQUET_MAGIC:
         return "parquet"
+    if path.suffix.lower() == ".parquet":
+        raise IngestError(f"{path}: not a Parquet file (it does not start with the PAR1 magic bytes)")
     if magic[:2] == _GZIP_MAGIC:
         return "jsonl.gz"
     return "jsonl"
@@ -580,30 +585,44 @@ def _make_progress(enabled: bool) -> Progress:
     )
 
 
+DATA_SUFFIXES = (".parquet", ".jsonl", ".jsonl.gz", ".json")
+
+
+def _folder_parts(folder: Path) -> list[Path]:
+    """A folder's data files in name order: a warehouse export's ``part-*.parquet`` (Spark, BigQuery,
+    Snowflake unload) or JSONL parts; markers such as ``_SUCCESS`` and hidden files are skipped."""
+    parts = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(("_", "."))
+                   and p.name.lower().endswith(DATA_SUFFIXES))
+    if not parts:
+        raise IngestError(f"{folder}: a folder with no data files ({', '.join(DATA_SUFFIXES)})")
+    return parts
+
+
 def _check_inputs(files: Sequence[Path]) -> list[Path]:
     if not files:
         raise IngestError("no input files given")
-    paths = [Path(file) for file in files]
+    paths: list[Path] = []
+    for file in map(Path, files):
+        paths += _folder_parts(file) if file.is_dir() else [file]
     for path in paths:
         if not path.exists():
             raise IngestError(f"{path}: no such file")
         if not path.is_file():
             raise IngestError(f"{path}: not a regular file")
         try:
-            with open(path, "rb") as handle:
-                handle.read(1)
+            _sniff_format(path)  # a misnamed file fails here, before anything is written
         except OSError as exc:
             raise IngestError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     return paths
 
 
-def _no_accepted_error(paths: list[Path], report: IngestReport) -> IngestError:
+def _no_accepted_error(paths: list[Path], report: IngestReport, quarantine: Path) -> IngestError:
     if report.read == 0:
         return IngestError(f"{paths[0]}: no records found in {len(paths)} input file(s) (only blank lines?)", report)
     first = report.rejections[0]
     return IngestError(
         f"{first.file}: no valid conversations in {len(paths)} input file(s): "
-        f"read {report.read}, quarantined {report.quarantined}; first rejection: {first.message}",
+        f"read {report.read}, quarantined {report.quarantined} (in {quarantine}); first rejection: {first.message}",
         report,
     )
 
@@ -634,13 +653,18 @@ def ingest(
             for file_index, path in enumerate(paths):
                 _process_file(file_index, path, run, limits, max_line_bytes, bar)
         report.by_reason = dict(sorted(run.reasons.items(), key=lambda item: (-item[1], item[0])))
-        if report.accepted == 0:
-            raise _no_accepted_error(paths, report)
     except BaseException:
         writer.abort()
         quarantine_tmp.unlink(missing_ok=True)
         raise
-    writer.commit()
+    if report.accepted == 0:  # nothing to write, but every rejected record keeps its reason
+        writer.abort()
+        parquet_path.unlink(missing_ok=True)  # an earlier run's dataset is not this run's
+        report.output = None
+    else:
+        writer.commit()
     os.replace(quarantine_tmp, quarantine_path)
     write_text_atomically(out_dir / REPORT_FILENAME, json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n")
+    if report.accepted == 0:
+        raise _no_accepted_error(paths, report, quarantine_path)
     return report
