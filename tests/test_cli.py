@@ -59,3 +59,57 @@ def test_ab_reads_a_pre_period_for_cuped(tmp_path: Path) -> None:
     assert ab["cuped"] and depth["primary"] == "cuped" and depth["cuped"]["users_with_history"] == 40
     plain = runner.invoke(app, ["ab", str(now), "--out", str(tmp_path / "plain"), "--preset", "tiny"])
     assert plain.exit_code == 0 and not json.loads((tmp_path / "plain" / "ab.json").read_text())["cuped"]
+
+
+def flywheel_window(path: Path) -> Path:
+    """A window as the flywheel serves it: champion and challenger arms, no arm named control."""
+    text = traffic_file(path, ("2026-11-24", "2026-11-25"), returning=8).read_text()
+    path.write_text(text.replace('"arm": "control"', '"arm": "champion"').replace('"arm": "B"', '"arm": "challenger"'))
+    return path
+
+
+def test_ab_on_a_flywheel_window_reads_the_challenger_against_the_champion(tmp_path: Path) -> None:
+    window = flywheel_window(tmp_path / "traffic.jsonl")
+    result = runner.invoke(app, ["ab", str(window), "--out", str(tmp_path / "ab"), "--preset", "tiny"])
+    assert result.exit_code == 0, result.output
+    ab = json.loads((tmp_path / "ab" / "ab.json").read_text())
+    assert set(ab["challengers"]) == {"challenger"}
+    wrong = runner.invoke(app, ["ab", str(window), "--out", str(tmp_path / "wrong"), "--control", "control"])
+    assert wrong.exit_code == 1 and "Traceback" not in wrong.output
+    assert "no control arm 'control'" in wrong.output
+    assert "challenger, champion" in wrong.output and "--control" in wrong.output
+
+
+def test_init_names_the_run_after_its_file_and_refuses_a_path_that_is_not_toml(tmp_path: Path) -> None:
+    path = tmp_path / "pirates.toml"
+    assert runner.invoke(app, ["init", str(path)]).exit_code == 0
+    assert load_config(path).name == "pirates"
+    forced = runner.invoke(app, ["init", "--force", "true"])
+    assert forced.exit_code == 1 and "ends in .toml" in forced.output
+    assert not Path("true").exists()
+
+
+def test_a_folder_or_missing_file_as_config_is_one_line(tmp_path: Path) -> None:
+    for target, words in ((tmp_path, "a folder, not a config file"), (tmp_path / "nope.toml", "no such config file")):
+        result = runner.invoke(app, ["demo", "-c", str(target)])
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        assert [line for line in result.output.splitlines() if line.strip()] == [f"error: {target}: {words}"]
+
+
+def test_help_shows_flags_without_a_value_and_speaks_to_users() -> None:
+    top = runner.invoke(app, ["--help"])
+    assert "run the CharacterFlywheel loop" in top.output and "thin wiring" not in top.output
+    init_help = runner.invoke(app, ["init", "--help"])
+    assert "--force" in init_help.output and "<bool>" not in init_help.output
+    serve_help = runner.invoke(app, ["serve", "--help"])
+    assert "--host" in serve_help.output and "--port" in serve_help.output
+
+
+def test_the_terminal_chat_ends_on_quit_without_sending_it(monkeypatch) -> None:
+    from characterflywheel import cli
+
+    lines = iter(["hello", "/quit", "never read"])
+    monkeypatch.setattr(cli.console, "input", lambda prompt="": next(lines))
+    sent = []
+    cli._chat_loop(lambda history: sent.append([m["content"] for m in history]) or "hi!", [])
+    assert sent == [["hello"]]

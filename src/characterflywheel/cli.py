@@ -1,4 +1,10 @@
-"""The ``characterflywheel`` command: thin wiring from typer options to the stages."""
+"""characterflywheel: run the CharacterFlywheel loop on a character chat model. Curate its traffic,
+learn reward models of engagement, herd the policy (SFT, DPO, online RL), gate, serve the A/B and
+promote, one generation after another.
+
+Start with `characterflywheel demo` (the embedded model in a simulated world) or
+`characterflywheel init flywheel.toml` (a commented config to edit).
+"""
 
 from __future__ import annotations
 
@@ -22,7 +28,9 @@ from rich.table import Table  # noqa: E402
 from characterflywheel.config import Config, ConfigError, load_config, render_commented  # noqa: E402
 from characterflywheel.runs import StageResult  # noqa: E402
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+# Plain (click) help: this typer's rich panels show every flag as taking a value ("--force <bool>"),
+# and users typed `init --force true`.
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__, rich_markup_mode=None)
 console = Console()
 err_console = Console(stderr=True)
 
@@ -68,6 +76,8 @@ def one_line_errors() -> Iterator[None]:
 
 
 def _config(config: Optional[Path], preset: Optional[str], overrides: Optional[list[str]]) -> Config:
+    if config is not None and not config.is_file():
+        raise ConfigError(f"{config}: {'a folder, not a config file' if config.is_dir() else 'no such config file'}")
     return load_config(config, preset, overrides or ())
 
 
@@ -77,11 +87,14 @@ def init(
     preset: PresetOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
-    """Write a commented default config."""
+    """Write a commented default config (the run is named after the file: runs/<name>/)."""
     with one_line_errors():
+        if path.suffix != ".toml":
+            raise ConfigError(f"{path}: a config file ends in .toml (--force takes no value)")
         if path.exists() and not force:
             raise ConfigError(f"{path}: already exists (use --force to overwrite)")
-        path.write_text(render_commented(load_config(preset=preset)), encoding="utf-8")
+        name = [] if preset else [f"name={path.stem}"]
+        path.write_text(render_commented(load_config(preset=preset, overrides=name)), encoding="utf-8")
     console.print(f"wrote {path}")
 
 
@@ -147,14 +160,17 @@ def generate(
     _chat_loop(lambda history: backend.chat([history], params)[0][0], head)
 
 
+QUIT_COMMANDS = {"/quit", "/exit", "/bye", "/q", "quit", "exit"}
+
+
 def _chat_loop(reply_to: Callable[[list[dict[str, str]]], str], history: list[dict[str, str]]) -> None:
-    console.print("[dim]chatting with the policy; an empty line or Ctrl-D ends[/dim]")
+    console.print("[dim]chatting with the policy; /quit, an empty line or Ctrl-D ends[/dim]")
     while True:
         try:
             line = console.input("[bold]you>[/bold] ").strip()
         except (EOFError, KeyboardInterrupt):
             break
-        if not line:
+        if not line or line.lower() in QUIT_COMMANDS:
             break
         history.append({"role": "user", "content": line})
         reply = reply_to(history)
@@ -238,19 +254,22 @@ def _lift_cell(lift: dict) -> str:
 @app.command()
 def serve(
     log_dir: Annotated[Optional[Path], typer.Option(help="Traffic log folder (default: <run>/serve).")] = None,
+    host: Annotated[Optional[str], typer.Option(help="Address to bind (default: serve.host, loopback).")] = None,
+    port: Annotated[Optional[int], typer.Option(help="Port (default: serve.port, else 8000).")] = None,
     config: ConfigOpt = None,
     preset: PresetOpt = None,
     overrides: SetOpt = None,
 ) -> None:
-    """Serve the A/B arms behind an OpenAI-compatible gateway on loopback; every exchange is logged."""
+    """Serve the A/B arms behind an OpenAI-compatible gateway; every exchange is logged."""
     from characterflywheel.deploy.serving import serve_forever
     from characterflywheel.pipeline import build_gateway
 
     with one_line_errors():
         cfg = _config(config, preset, overrides)
+        host, port = host or cfg.serve.host, port or cfg.serve.port or 8000
         log = log_dir or cfg.run_dir() / "serve"
-        console.print(f"gateway: http://{cfg.serve.host}:{cfg.serve.port or 8000}/v1  traffic log: {log}")
-        serve_forever(build_gateway(cfg, log), cfg.serve.host, cfg.serve.port or 8000)
+        console.print(f"gateway: http://{host}:{port}/v1  traffic log: {log}")
+        serve_forever(build_gateway(cfg, log), host, port)
 
 
 @app.command()
@@ -284,12 +303,15 @@ def ab(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: ingested traffic, ab.json, ab.png.")],
     pre_period: Annotated[list[Path] | None, typer.Option(
         "--pre-period", help="Traffic of an earlier window of the same users: CUPED covariates.")] = None,
+    control: Annotated[Optional[str], typer.Option(
+        help="The control arm (default: ab.control_arm; in a flywheel window, the champion).")] = None,
     config: ConfigOpt = None,
     preset: PresetOpt = None,
     overrides: SetOpt = None,
 ) -> None:
     """A/B analysis: engagement breadth and depth per arm, lifts with 95 % CIs, guardrails, verdicts."""
     from characterflywheel.data import ingest as run_ingest
+    from characterflywheel.data import read_conversations
     from characterflywheel.pipeline import analyze_traffic
 
     pre = None
@@ -299,10 +321,17 @@ def ab(
         if pre_period:
             reports["pre-period"] = run_ingest(pre_period, out / "pre-period", progress=False)
             pre = out / "pre-period" / "conversations.parquet"
+        dataset = out / "ingested" / "conversations.parquet"
+        arms = {c.arm for c in read_conversations(dataset) if c.arm}
+        control = control or next((arm for arm in (cfg.ab.control_arm, "champion") if arm in arms), None)
+        if control not in arms:
+            raise ConfigError(f"{traffic[0]}: no control arm {control or cfg.ab.control_arm!r} in the traffic "
+                              f"(arms: {', '.join(sorted(arms)) or 'none'}); name one with --control")
     for folder, report in reports.items():
         if report.quarantined:
             err_console.print(f"{report.quarantined} records quarantined: {out / folder / 'quarantine.jsonl'}")
-    analyze_traffic(cfg, out / "ingested" / "conversations.parquet", out, pre_period=pre)
+    settings = cfg.model_copy(update={"ab": cfg.ab.model_copy(update={"control_arm": control})})
+    analyze_traffic(settings, dataset, out, pre_period=pre)
     _print_ab(out)
 
 

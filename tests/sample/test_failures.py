@@ -104,3 +104,9 @@ def test_trimmed_cut_offs_end_at_their_last_whole_sentence_and_can_be_kept():
     assert result.sft[0]["messages"][-1]["content"] == "I love old jazz records so much."
     assert result.report["trimmed_cut_offs"] == 1 and result.report["cut_off_candidates"] == 1
     assert result.prefs[0]["rejected"][0]["content"] == never_ends  # the one still cut off
+    # beside a reply that finished on its own, a trimmed one is not kept, whatever its score
+    finished = "Jazz, then! What do you play?"  # 6 words: scores below the trimmed 7
+    backend = ScriptedBackend("scripted", lambda line: [cut_twice, finished])
+    result = rejection_sample(prompts, ["current"], WordJudge(), lambda spec: backend, on)
+    assert result.sft[0]["messages"][-1]["content"] == finished
+    assert result.report["kept_trimmed"] == 0 and result.report["filtered_trimmed"] == 1

@@ -337,17 +337,27 @@ def select_for_prompt(
     return PromptOutcome(rows, sft, pair, best != judge_top)
 
 
-def trim_cut_offs(groups: list[list[str]], cut: list[list[bool]]) -> int:
+def trim_cut_offs(groups: list[list[str]], cut: list[list[bool]]) -> list[np.ndarray]:
     """In place: every cut-off candidate with a whole sentence before the cut ends there instead and
-    counts as finished (a failure check still drops it if it came out too short); returns how many."""
-    trimmed = 0
+    counts as finished (a failure check still drops it if it came out too short); returns, per
+    prompt, which candidates were trimmed."""
+    trimmed = []
     for group, flags in zip(groups, cut):
+        mask = np.zeros(len(group), dtype=bool)
         for position, was_cut in enumerate(flags):
             shorter = trim_to_last_sentence(group[position]) if was_cut else None
             if shorter:
-                group[position], flags[position] = shorter, False
-                trimmed += 1
+                group[position], flags[position], mask[position] = shorter, False, True
+        trimmed.append(mask)
     return trimmed
+
+
+def prefer_finished(kept: np.ndarray, trimmed: np.ndarray) -> np.ndarray:
+    """A trimmed candidate is kept only where no candidate that finished on its own is: trimming drops
+    the cut sentence, often the question a reply was closing with, so a trimmed reply stands in for a
+    prompt that has nothing better and never displaces a finished one."""
+    finished_kept = kept & ~trimmed
+    return finished_kept if finished_kept.any() else kept
 
 
 def rejection_sample(
@@ -382,7 +392,7 @@ def rejection_sample(
                                        sampling_params(settings, settings.guided, settings.seed + 2000), progress)
     cut = [reply_cut_off(backends(pool[int(choice[index])]), group, settings.max_new_tokens)
            for index, group in enumerate(groups)]
-    trimmed = trim_cut_offs(groups, cut) if settings.trim_cut_offs else 0
+    trimmed = trim_cut_offs(groups, cut) if settings.trim_cut_offs else None
     scores = checked_score_groups(judge, conversations, groups) if records else []
     breaking = rule_breakers(records, groups, rule_check if settings.follow_rules else None)
     tau, tau_source = effective_tau(scores, settings, [~np.asarray(flags, dtype=bool) for flags in cut])
@@ -390,6 +400,8 @@ def rejection_sample(
                 for group, cut_flags, breaks in zip(groups, cut, breaking)]
     kept_masks = [accepted(group_scores, failed, tau, settings.keep_best_rule_keeper)
                   for group_scores, failed in zip(scores, failures, strict=True)]
+    if trimmed is not None:
+        kept_masks = [prefer_finished(kept, mask) for kept, mask in zip(kept_masks, trimmed, strict=True)]
 
     decision = decide_user_signal(user_signal, parent_win_rate, settings)
     p_continue = _kept_p_continue(user_signal, decision, conversations, groups, kept_masks)
@@ -409,9 +421,8 @@ def rejection_sample(
 
     report = _report(
         records, pool, choice, probe_means, scores, kept_masks, tau, tau_source, sft, prefs,
-        pairs_below_margin, decision, changed_top, settings, breaking, guided, failures,
+        pairs_below_margin, decision, changed_top, settings, breaking, guided, failures, trimmed,
     )
-    report["trimmed_cut_offs"] = trimmed
     result = RejectionResult(sft, prefs, candidate_rows, report, scores)
     if out_dir is not None:
         result.write(out_dir)
@@ -499,8 +510,10 @@ def _report(
     breaking: Sequence[np.ndarray],
     guided: Sequence[int],
     failures: Sequence[Failures] = (),
+    trimmed: Sequence[np.ndarray] | None = None,
 ) -> dict[str, Any]:
     all_scores = np.concatenate(list(scores)) if scores else np.empty(0)
+    trimmed_flat = np.concatenate(list(trimmed)) if trimmed else np.zeros(all_scores.size, dtype=bool)
     breaks = np.concatenate(list(breaking)) if breaking else np.empty(0, dtype=bool)
     above_tau = all_scores >= tau
     kept_flat = np.concatenate(list(kept_masks)) if kept_masks else np.empty(0, dtype=bool)
@@ -519,6 +532,9 @@ def _report(
         "filtered_breaking_rules": int((dropped & breaks).sum()),
         "filtered_cut_off": int((dropped & ~breaks & cut).sum()),
         "filtered_degenerate": int((dropped & ~breaks & ~cut & degenerate).sum()),
+        "filtered_trimmed": int((dropped & ~breaks & ~cut & ~degenerate & trimmed_flat).sum()),
+        "trimmed_cut_offs": int(trimmed_flat.sum()),
+        "kept_trimmed": int((kept_flat & trimmed_flat).sum()),
         "cut_off_candidates": int(cut.sum()),
         "cut_off_share": float(cut.mean()) if cut.size else 0.0,
         "degenerate_candidates": int(degenerate.sum()),
@@ -566,7 +582,8 @@ def _check_reconciled(report: dict[str, Any], settings: SampleConfig) -> None:
             report["candidates"] == report["prompts"] * settings.k + report["guided_candidates"],
         "kept + filtered == candidates":
             report["kept"] + report["filtered_below_tau"] + report["filtered_breaking_rules"]
-            + report["filtered_cut_off"] + report["filtered_degenerate"] == report["candidates"],
+            + report["filtered_cut_off"] + report["filtered_degenerate"] + report["filtered_trimmed"]
+            == report["candidates"],
         "prompts with + without kept == prompts":
             report["prompts_with_kept"] + report["prompts_without_kept"] == report["prompts"],
         "sft records == prompts with kept": report["sft_records"] == report["prompts_with_kept"],
