@@ -348,6 +348,21 @@ def _flywheel_progress(result: StageResult) -> None:
     metrics = ", ".join(f"{k}={v:.3g}" for k, v in list(result.manifest.get("metrics", {}).items())[:6])
     console.print(f"[bold magenta]gen {generation}[/bold magenta] > [bold]{result.name}[/bold] {verb}{seconds}  "
                   f"[dim]{metrics}[/dim]", highlight=False)
+    for line in _decision_lines(result):
+        console.print(f"        {line}", highlight=False)
+
+
+def _decision_lines(result: StageResult) -> list[str]:
+    """A gate's or a deploy's outcome in words: why a child was stopped, promoted or kept out."""
+    if result.name == "gate" and (result.out_dir / "gates.json").is_file():
+        gates = json.loads((result.out_dir / "gates.json").read_text())
+        return ["gates passed"] if gates.get("passed") else [f"gate failed: {reason}" for reason in gates.get("reasons", [])]
+    if result.name == "deploy" and (result.out_dir / "decision.json").is_file():
+        decision = json.loads((result.out_dir / "decision.json").read_text())
+        if decision.get("challenger_version"):
+            verb = "promoted" if decision.get("promoted") else "not promoted"
+            return [f"{decision['challenger_version']} {verb}: {decision.get('reason', '')}".rstrip(": ")]
+    return []
 
 
 def _run_flywheel(cfg: Config, generations: Optional[int]) -> Path:
@@ -364,26 +379,34 @@ def _run_flywheel(cfg: Config, generations: Optional[int]) -> Path:
 
 
 def _print_generations(run_dir: Path) -> None:
-    table = Table(title="generations")
-    for column in ("gen", "gates", "win vs parent", "IF rate", "violations", "breadth lift", "depth lift", "deployed"):
-        table.add_column(column)
-    for path in sorted(run_dir.glob("gen-*/summary.json"), key=lambda p: int(p.parent.name.split("-")[1])):
-        summary = json.loads(path.read_text())
-        offline = summary.get("offline", {})
-        ab_summary = summary.get("ab", {})
+    """The run's generations in a table that fits 100 columns, then the verdict (as the report opens)."""
+    from characterflywheel.report import data as rd
+    from characterflywheel.report.html import verdict_lines
 
-        def ci(entry: Optional[dict]) -> str:
-            if not entry or entry.get("value") is None:
-                return ""
-            lo, hi = entry.get("lo"), entry.get("hi")
-            return f"{entry['value']:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else "")
+    summaries = rd.load_summaries(run_dir)
+    table = Table(title="generations", width=min(100, console.width))
+    for column in ("gen", "gates", "served", "promoted", "RM win vs parent", "breadth lift", "depth lift",
+                   "truth vs parent"):
+        table.add_column(column, justify="right")
 
-        table.add_row(str(summary["generation"]), {True: "pass", False: "FAIL"}.get(summary.get("gates", {}).get("passed"), ""),
-                      ci((offline.get("win_rate_vs_parent") or {}).get("reward_model")),
-                      ci((offline.get("instruction_following") or {}).get("child")),
-                      ci((offline.get("violation_rate") or {}).get("child")), ci(ab_summary.get("breadth_lift")),
-                      ci(ab_summary.get("depth_lift")), "yes" if summary.get("deployed") else "no")
+    def point(found: Optional[rd.Figure], percent: bool = False) -> str:
+        if found is None:
+            return "–"
+        return f"{found.value:+.1%}" if percent else f"{found.value:.3f}"
+
+    for summary in summaries:
+        truth = rd.section(summary, "truth", "truth_set", "child_vs_parent") or {}
+        first = summary["generation"] == 0
+        table.add_row(str(summary["generation"]), {True: "pass", False: "FAIL"}.get(rd.gates_passed(summary), "–"),
+                      "yes" if summary.get("served") else "no", "–" if first else
+                      "yes" if summary.get("promoted") else "no", point(rd.win_rate(summary, "parent")),
+                      point(rd.lift(summary, "breadth"), True), point(rd.lift(summary, "depth"), True),
+                      "–" if truth.get("diff") is None else f"{truth['diff']:+.3f}")
     console.print(table)
+    headline, lines, truth_lines = verdict_lines(summaries)
+    console.print(f"[bold]{headline}[/bold]", highlight=False)
+    for line in [*lines, *truth_lines]:
+        console.print(f"  {line}", highlight=False, soft_wrap=False)
 
 
 @app.command()

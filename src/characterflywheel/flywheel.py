@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from characterflywheel.config import ArmConfig, Config
-from characterflywheel.evaluate.ab import change
+from characterflywheel.evaluate.ab import change, lift
 from characterflywheel.pipeline import (
     StageNotice,
     StageRunner,
@@ -226,7 +226,9 @@ def promotion_decision(ab: dict[str, Any], rule: str) -> tuple[bool, str]:
         return True, f"offline gates passed and the A/B found no harm (verdict {verdict}: {reasons})"
     b, d = change(ab, "breadth"), change(ab, "depth")
     ok = b >= 0 and d >= 0 and (b > 0 or d > 0)
-    return ok, f"point estimates: breadth {b:+.3f}, depth {d:+.3f} (A/B verdict {verdict})"
+    shown = ", ".join(f"{metric} {value:+.1%}" if value is not None else f"{metric} n/a"
+                      for metric, value in ((m, lift(ab, m)["value"]) for m in ("breadth", "depth")))
+    return ok, f"point estimates: {shown} (A/B verdict {verdict})"
 
 
 # --------------------------------------------------------------------------- generation g >= 1

@@ -78,16 +78,19 @@ def generation_summary(run_root: Path, generation: int, elapsed: float | None = 
         "annotations": annotate.get("annotations"),
         "sft": sample.get("sft"), "prefs": sample.get("prefs"),
     }
+    served_arms = (decision or {}).get("arms", {})
     summary: dict[str, Any] = {
         "generation": generation,
         "model_version": f"gen-{generation}",
-        "parent_version": None if generation == 0 else (decision or {}).get("champion_version"),
-        "deployed": bool(decision and (generation == 0 or decision.get("promoted"))),
+        # the champion going into the generation (the decision's champion is the one coming out of it)
+        "parent_version": None if generation == 0 or not decision else served_arms.get("champion", (
+            decision.get("champion_version") if not decision.get("promoted") else None)),
+        "served": bool(decision) and (generation == 0 or served_arms.get("challenger") == f"gen-{generation}"),
+        "promoted": generation > 0 and bool((decision or {}).get("promoted")),
+        "champion_version": (decision or {}).get("champion_version", "gen-0" if generation == 0 else None),
         "data_counts": {k: v for k, v in counts.items() if v is not None},
         "stage_seconds": {},
     }
-    if generation > 0 and decision and not decision.get("promoted"):
-        summary["parent_version"] = decision.get("champion_version")
     for stage in run.completed_stages(generation):
         manifest = _json(gen_dir / stage / MANIFEST) or {}
         seconds = _seconds(manifest)

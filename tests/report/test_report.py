@@ -26,7 +26,7 @@ def brief_schema_summary(generation: int, truth: bool) -> dict[str, Any]:
     """A summary in the documented schema (flat win-rate figures, ``if_rate``, simple style features)."""
     summary: dict[str, Any] = {
         "generation": generation, "model_version": f"gen-{generation}", "parent_version": f"gen-{generation - 1}",
-        "deployed": generation != 2,
+        "served": generation != 2, "promoted": generation != 2, "champion_version": "gen-1",
         "data_counts": {"traffic_conversations": 120 * generation, "prompts": 800, "privacy_kept": 790,
                         "privacy_masked": 12, "privacy_dropped": 3, "diverse": 400, "curated": 200,
                         "annotations": 400, "sft": 150, "prefs": 120},
@@ -57,7 +57,8 @@ def brief_schema_summary(generation: int, truth: bool) -> dict[str, Any]:
 def offline_report_schema_summary(generation: int) -> dict[str, Any]:
     """A summary as ``characterflywheel.summary`` copies the offline report: nested judges, style monitor."""
     return {
-        "generation": generation, "model_version": f"gen-{generation}", "parent_version": "gen-0", "deployed": True,
+        "generation": generation, "model_version": f"gen-{generation}", "parent_version": "gen-0", "served": True,
+        "promoted": True, "champion_version": f"gen-{generation}",
         "offline": {"win_rate_vs_parent": {"reward_model": fig(0.61), "annotators": fig(0.57, n=30)},
                     "win_rate_vs_reference": None,
                     "instruction_following": {"child": fig(0.7), "parent": fig(0.65), "child_minus_parent": fig(0.05)},
@@ -75,8 +76,8 @@ def offline_report_schema_summary(generation: int) -> dict[str, Any]:
 
 def make_run(root: Path, truth: bool, experiments: bool = True) -> Path:
     run = root / "run"
-    summaries = [{"generation": 0, "model_version": "gen-0", "parent_version": None, "deployed": True,
-                  "data_counts": {"traffic_conversations": 120}},
+    summaries = [{"generation": 0, "model_version": "gen-0", "parent_version": None, "served": True,
+                  "promoted": False, "champion_version": "gen-0", "data_counts": {"traffic_conversations": 120}},
                  brief_schema_summary(1, truth), brief_schema_summary(2, truth)]
     for summary in summaries:
         folder = run / f"gen-{summary['generation']}"
@@ -157,12 +158,12 @@ def test_key_table_markdown(tmp_path: Path) -> None:
     (run / "gen-1" / "summary.json").write_text(json.dumps(
         brief_schema_summary(1, truth=False) | {"model_version": "gen|1"}))
     lines = key_table_markdown(run).strip().splitlines()
-    assert lines[0].startswith("| gen | model | parent | deployed | gates |")
+    assert lines[0].startswith("| gen | model | parent | gates | served | promoted |")
     assert len(lines) == 2 + 3
-    assert lines[2].startswith("| 0 | gen-0 | – | yes | – |")
+    assert lines[2].startswith("| 0 | gen-0 | – | – | yes | – |")
     assert "gen\\|1" in lines[3] and "0.580 [0.530, 0.630] n=120" in lines[3]
-    assert "+0.030 [+0.010, +0.050] n=400" in lines[3]
-    assert "| no | failed (1 of 2) |" in lines[4]
+    assert "+3.0% [+1.0%, +5.0%] n=400" in lines[3]  # lifts are relative, in % everywhere
+    assert "| failed (1 of 2) | no | no |" in lines[4]
     # every row has the header's number of cells (escaped pipes do not split cells)
     assert {len(re.split(r"(?<!\\)\|", line)) for line in lines} == {len(re.split(r"(?<!\\)\|", lines[0]))}
 
@@ -206,6 +207,56 @@ def test_lifts_over_the_generation0_holdout_get_their_own_table(tmp_path: Path) 
     path.write_text(json.dumps(summary))
     page = render_html(run)
     assert "Lift over generation 0 (holdout arm)" in page
-    assert "<td>2</td><td>challenger</td><td>gen-2</td><td>+0.080 [+0.030, +0.130] n=120</td>" in page
-    assert "<td>+0.210 [+0.110, +0.310] n=60</td><td>0.180</td>" in page
+    assert "<td>2</td><td>challenger</td><td>gen-2</td><td>+8.0% [+3.0%, +13.0%] n=120</td>" in page
+    assert "<td>+21.0% [+11.0%, +31.0%] n=60</td><td>18.0%</td>" in page
     assert "Lift over generation 0" not in render_html(make_run(tmp_path / "plain", truth=False, experiments=False))
+
+
+def test_the_verdict_follows_the_runs_decisions_and_reads_the_truth(tmp_path: Path) -> None:
+    """Decision files as the flywheel writes them -> summaries -> the report's and the CLI's verdict."""
+    from characterflywheel.report.html import verdict_lines
+    from characterflywheel.summary import write_generation_summary
+
+    run = tmp_path / "run"
+
+    def write(generation: int, name: str, data: dict[str, Any]) -> None:
+        path = run / f"gen-{generation}" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data))
+
+    def pair(diff: float) -> dict[str, Any]:
+        return {"diff": diff, "lo": diff - 0.02, "hi": diff + 0.02, "n_prompts": 64, "samples": 8}
+
+    write(0, "deploy/decision.json", {"champion_version": "gen-0", "promoted": False, "arms": {"champion": "gen-0"}})
+    # gen 1: passed, served and promoted (truly better); gen 2: served, not promoted although truly better;
+    # gen 3: stopped at its gates
+    write(1, "gate/gates.json", {"passed": True, "checks": [], "reasons": []})
+    write(1, "deploy/decision.json", {"champion_version": "gen-1", "challenger_version": "gen-1", "promoted": True,
+                                      "arms": {"champion": "gen-0", "challenger": "gen-1"},
+                                      "reason": "offline gates passed and the A/B found no harm"})
+    write(1, "evaluate/truth.json", {"truth_set": {"child_vs_parent": pair(0.04), "child_vs_generation0": pair(0.04)}})
+    write(2, "gate/gates.json", {"passed": True, "checks": [], "reasons": []})
+    write(2, "deploy/decision.json", {"champion_version": "gen-1", "challenger_version": "gen-2", "promoted": False,
+                                      "arms": {"champion": "gen-1", "challenger": "gen-2"},
+                                      "reason": "A/B verdict no-ship: depth down"})
+    write(2, "evaluate/truth.json", {"truth_set": {"child_vs_parent": pair(0.05), "child_vs_generation0": pair(0.09)}})
+    write(3, "gate/gates.json", {"passed": False, "checks": [], "reasons": ["win rate 0.41 < 0.5"]})
+    write(3, "deploy/decision.json", {"champion_version": "gen-1", "challenger_version": None, "promoted": False,
+                                      "arms": {"champion": "gen-1"}})
+    for generation in range(4):
+        write_generation_summary(run, generation)
+    summaries = rd.load_summaries(run)
+    assert [(s["parent_version"], s["served"], s["promoted"]) for s in summaries] == [
+        (None, True, False), ("gen-0", True, True), ("gen-1", True, False), ("gen-1", False, False)]
+
+    headline, lines, truth = verdict_lines(summaries)
+    assert headline == "Champion: gen-1 after 3 generation(s); promoted: gen-1."
+    assert lines[0].startswith("gen 1: gates passed; promoted: offline gates passed")
+    assert lines[1].startswith("gen 2: gates passed; served, not promoted: A/B verdict no-ship: depth down")
+    assert lines[2] == "gen 3: gates failed; not served: stopped at its gates: win rate 0.41 < 0.5"
+    assert truth[0].startswith("Hidden truth: the champion gen-1 against generation 0: +0.040 [+0.020, +0.060]")
+    assert truth[1] == "The truth disagrees: gen 2 was not promoted but is better than its parent."
+    page = render_html(run)
+    assert page.index('id="verdict"') < page.index('id="headline"')  # the report opens with it
+    assert "Champion: gen-1 after 3 generation(s)" in page and "The truth disagrees" in page
+    assert 'href="#experiments"' not in page  # no experiment ran: no link to nowhere

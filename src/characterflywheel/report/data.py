@@ -229,15 +229,15 @@ def lift(summary: Mapping[str, Any], metric: str, over_generation0: str | None =
     """A/B lift of ``breadth`` or ``depth`` (treatment vs control); with ``over_generation0`` (an arm,
     e.g. ``challenger``), that arm's lift over the generation-0 holdout arm instead.
 
-    When the node has ``relative`` (the A/B analysis's relative lift, whose CI ``lo``/``hi`` are), that
-    is the figure (``relative=True``); otherwise ``value`` with ``lo``/``hi`` as an absolute difference.
+    The A/B analysis reports relative lifts (``relative``, else ``value``, with ``lo``/``hi``): the
+    figure is marked ``relative`` and shown as a percentage everywhere.
     """
     where = ("vs_generation0", over_generation0) if over_generation0 else ("ab",)
     node = section(summary, *where, f"{metric}_lift")
     if isinstance(node, Mapping) and number(node.get("relative")) is not None:
-        found = figure({**node, "value": node["relative"]})
-        return None if found is None else replace(found, relative=True)
-    return figure(node)
+        node = {**node, "value": node["relative"]}
+    found = figure(node)  # the A/B read-out's lifts are relative (challenger / control - 1)
+    return None if found is None else replace(found, relative=True)
 
 
 def truth_series(summary: Mapping[str, Any], measure: str, who: str = "child") -> float | None:
@@ -335,3 +335,59 @@ def flat_numbers(node: Any, prefix: str = "") -> dict[str, float]:
     elif (value := number(node)) is not None:
         out[prefix[:-1]] = value
     return out
+
+
+@dataclass(frozen=True)
+class GenerationVerdict:
+    generation: int
+    gates: bool | None  # None: no gates (generation 0, or not reached yet)
+    served: bool
+    promoted: bool
+    reason: str  # why it was or was not promoted
+    truth_vs_parent: Mapping[str, Any] | None  # the truth set's paired child - parent, where the world has one
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a run came to: who is champion, what happened to each child and why, and, in the
+    simulated world, whether the hidden truth agrees with the decisions."""
+
+    champion: str
+    generations: list[GenerationVerdict]
+    champion_vs_generation0: Mapping[str, Any] | None
+    truth_disagreements: list[str]
+
+    @property
+    def promoted(self) -> list[int]:
+        return [g.generation for g in self.generations if g.promoted]
+
+
+def _truth_pair(summary: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
+    found = section(summary, "truth", "truth_set", key)
+    return found if isinstance(found, Mapping) and number(found.get("diff")) is not None else None
+
+
+def run_verdict(summaries: list[dict[str, Any]]) -> Verdict:
+    """Read the run's decisions (gates, serving, promotion) and the truth set's paired figures."""
+    children = [s for s in summaries if s.get("generation", 0) > 0]
+    champion = next((str(s["champion_version"]) for s in reversed(summaries) if s.get("champion_version")), "gen-0")
+    verdicts, disagreements = [], []
+    for s in children:
+        passed = gates_passed(s)
+        reasons = section(s, "gates", "reasons")
+        if passed is False:
+            reason = "stopped at its gates: " + ("; ".join(map(str, reasons)) if isinstance(reasons, list) and reasons
+                                                   else "see the gate decisions")
+        else:
+            reason = str(section(s, "ab", "reason") or ("not served" if passed else "not evaluated yet"))
+        truth = _truth_pair(s, "child_vs_parent")
+        verdict = GenerationVerdict(int(s["generation"]), passed, bool(s.get("served")), bool(s.get("promoted")),
+                                    reason, truth)
+        verdicts.append(verdict)
+        if truth is not None and number(truth.get("lo")) is not None:
+            if verdict.promoted and truth["hi"] < 0:
+                disagreements.append(f"gen {verdict.generation} was promoted but is worse than its parent")
+            if not verdict.promoted and truth["lo"] > 0:
+                disagreements.append(f"gen {verdict.generation} was not promoted but is better than its parent")
+    holder = next((s for s in summaries if s.get("model_version") == champion and s.get("generation", 0) > 0), None)
+    return Verdict(champion, verdicts, _truth_pair(holder, "child_vs_generation0") if holder else None, disagreements)

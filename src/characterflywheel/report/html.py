@@ -31,7 +31,7 @@ Summary = dict[str, Any]
 REPORT_FILE = "report.html"
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser")
 
-HEADLINE_COLUMNS = ("gen", "model", "parent", "deployed", "gates", "win vs parent", "win vs reference",
+HEADLINE_COLUMNS = ("gen", "model", "parent", "gates", "served", "promoted", "win vs parent", "win vs reference",
                     "IF rate", "violation rate", "breadth lift", "depth lift")
 
 
@@ -72,6 +72,11 @@ def format_figure(found: rd.Figure | None, signed: bool = False) -> str:
     return text
 
 
+def _percent(value: Any) -> str:
+    found = rd.number(value)
+    return "–" if found is None else f"{100 * found:.1f}%"
+
+
 def _yes_no(value: bool | None) -> str:
     return "–" if value is None else "yes" if value else "no"
 
@@ -96,13 +101,14 @@ def headline_rows(summaries: Sequence[Summary]) -> list[list[str]]:
     """The key table: one row of plain-text cells per generation (``HEADLINE_COLUMNS``)."""
     rows = []
     for summary in summaries:
-        deployed = summary.get("deployed")
+        first = summary["generation"] == 0
         rows.append([
             str(summary["generation"]),
             str(summary.get("model_version") or "–"),
             str(summary.get("parent_version") or "–"),
-            _yes_no(None if deployed is None else bool(deployed)),
             _gates_text(summary),
+            _yes_no(summary.get("served")),
+            "–" if first else _yes_no(summary.get("promoted")),
             format_figure(rd.win_rate(summary, "parent")),
             format_figure(rd.win_rate(summary, "reference")),
             format_figure(rd.rate(summary, "if")),
@@ -150,12 +156,49 @@ def _section(anchor: str, title: str, body: str, note: str = "") -> str:
 
 
 def _headline_section(summaries: Sequence[Summary]) -> str:
-    classes = ["deployed" if s.get("deployed") else "stopped" if rd.gates_passed(s) is False else ""
+    classes = ["deployed" if s.get("promoted") else "stopped" if rd.gates_passed(s) is False else ""
                for s in summaries]
     return _section("headline", "Generations", _table(HEADLINE_COLUMNS, headline_rows(summaries), classes),
                     "Figures are value [95% CI] n. Win rates are the child's against its parent and the fixed "
-                    "reference, judged by the reward models; lifts are the A/B challenger against the champion "
-                    "(relative, in %, when the A/B analysis reports a relative lift).")
+                    "reference, judged by the reward models; lifts are the A/B challenger against the champion, "
+                    "relative, in %. Served: the child was an A/B arm; promoted: it became champion.")
+
+
+def _truth_text(pair: Any) -> str:
+    if not isinstance(pair, dict):
+        return ""
+    interval = "" if pair.get("lo") is None else f" [{pair['lo']:+.3f}, {pair['hi']:+.3f}]"
+    return f"{pair['diff']:+.3f}{interval} (truth set, {pair.get('n_prompts')} prompts x {pair.get('samples')})"
+
+
+def verdict_lines(summaries: Sequence[Summary]) -> tuple[str, list[str], list[str]]:
+    """The verdict in plain text: the headline, one line per generation, and the truth's reading."""
+    verdict = rd.run_verdict(list(summaries))
+    promoted = ", ".join(f"gen-{g}" for g in verdict.promoted) or "none"
+    headline = f"Champion: {verdict.champion} after {len(verdict.generations)} generation(s); promoted: {promoted}."
+    lines = []
+    for g in verdict.generations:
+        gates = {None: "no gates yet", True: "gates passed", False: "gates failed"}[g.gates]
+        fate = "promoted" if g.promoted else "served, not promoted" if g.served else "not served"
+        truth = f"; truth vs parent {_truth_text(g.truth_vs_parent)}" if g.truth_vs_parent else ""
+        lines.append(f"gen {g.generation}: {gates}; {fate}: {g.reason}{truth}")
+    truth_lines = []
+    if verdict.champion_vs_generation0 is not None:
+        truth_lines.append(f"Hidden truth: the champion {verdict.champion} against generation 0: "
+                           f"{_truth_text(verdict.champion_vs_generation0)} P(continue).")
+    if any(g.truth_vs_parent for g in verdict.generations):
+        truth_lines.append("The truth agrees with every decision (no promoted child significantly worse than its "
+                           "parent, no stopped child significantly better)." if not verdict.truth_disagreements
+                           else "The truth disagrees: " + "; ".join(verdict.truth_disagreements) + ".")
+    return headline, lines, truth_lines
+
+
+def _verdict_section(summaries: Sequence[Summary]) -> str:
+    headline, lines, truth = verdict_lines(summaries)
+    items = "".join(f"<li>{_esc(line)}</li>" for line in lines)
+    body = (f'<p class="verdict">{_esc(headline)}</p>' + (f"<ul>{items}</ul>" if items else "")
+            + "".join(f"<p>{_esc(line)}</p>" for line in truth))
+    return _section("verdict", "Verdict", body)
 
 
 def _generation0_table(summaries: Sequence[Summary]) -> str:
@@ -166,7 +209,7 @@ def _generation0_table(summaries: Sequence[Summary]) -> str:
             rows.append([str(s["generation"]), arm, str(node.get("model_version") or "–"),
                          format_figure(rd.lift(s, "breadth", over_generation0=arm), signed=True),
                          format_figure(rd.lift(s, "depth", over_generation0=arm), signed=True),
-                         format_number((node.get("depth_lift") or {}).get("mde"))])
+                         _percent((node.get("depth_lift") or {}).get("mde"))])
     if not rows:
         return ""
     return ("<h3>Lift over generation 0 (holdout arm)</h3>"
@@ -192,7 +235,7 @@ def _truth_set_table(summaries: Sequence[Summary]) -> str:
                     for measure in ("instruction_following", "violation_rate")]
         rows.append([s["generation"], format_number(means.get("parent")), format_number(means.get("child")),
                      _paired(found.get("child_vs_parent")), _paired(found.get("child_vs_generation0")),
-                     *steering, "yes" if s.get("deployed") else "no"])
+                     *steering, _yes_no(s.get("promoted"))])
     if not rows:
         return ""
     return ("<h3>Hidden truth on the fixed truth set</h3>"
@@ -202,7 +245,7 @@ def _truth_set_table(summaries: Sequence[Summary]) -> str:
             "instruction following (share of replies keeping every applicable rule) and the violation rate "
             "(share of rule checks failed), as fractions, over the prompts where a rule applies.</p>"
             + _table(["gen", "parent", "child", "child - parent", "child - gen 0",
-                      "following: child - gen 0", "violations: child - gen 0", "deployed"], rows))
+                      "following: child - gen 0", "violations: child - gen 0", "promoted"], rows))
 
 
 def _reward_hacking_section(summaries: Sequence[Summary]) -> str:
@@ -348,7 +391,7 @@ padding-bottom:4px}h3{font-size:15px;margin:18px 0 6px}
 table{border-collapse:collapse;margin:8px 0;font-size:13px}th,td{border:1px solid #ccc;padding:4px 8px;
 text-align:left;vertical-align:top}th{background:#f3f3f3}tr.deployed td{background:#eef8ee}
 tr.stopped td{background:#fbecec}img{max-width:100%;display:block;margin:8px 0}.note{color:#555;font-size:13px}
-.error{color:#a00}nav a{margin-right:12px;font-size:13px}
+.error{color:#a00}nav a{margin-right:12px;font-size:13px}.verdict{font-size:17px;font-weight:600}
 """
 
 
@@ -360,6 +403,7 @@ def render_html(run_dir: Path) -> str:
         body = '<p class="note">No generation summaries (gen-&lt;n&gt;/summary.json) in this run yet.</p>'
     else:
         body = "".join([
+            _verdict_section(summaries),
             _headline_section(summaries),
             _plot_section("ab", "A/B engagement lift", plots.ab_lifts, summaries,
                           "Breadth and depth of engagement, challenger against champion (and, with a holdout "
@@ -377,11 +421,12 @@ def render_html(run_dir: Path) -> str:
             _reward_models_section(summaries),
             _timing_section(summaries),
         ])
-    body += _experiments_section(run_dir)
+    experiments = _experiments_section(run_dir)
+    body += experiments
     nav = "".join(f'<a href="#{anchor}">{_esc(label)}</a>' for anchor, label in (
-        ("headline", "generations"), ("ab", "A/B"), ("win-rates", "win rates"), ("instructions", "instructions"),
-        ("reward-hacking", "reward hacking"), ("style", "style"), ("data", "data"), ("gates", "gates"),
-        ("experiments", "experiments")))
+        ("verdict", "verdict"), ("headline", "generations"), ("ab", "A/B"), ("win-rates", "win rates"),
+        ("instructions", "instructions"), ("reward-hacking", "reward hacking"), ("style", "style"), ("data", "data"),
+        ("gates", "gates"), *((("experiments", "experiments"),) if experiments else ())))
     title = f"characterflywheel run {run_dir.name}"
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_esc(title)}</title>'
             f"<style>{_STYLE}</style></head><body><h1>{_esc(title)}</h1>"

@@ -3,8 +3,9 @@
 AUC and Spearman come from scikit-learn / scipy. The expected calibration error (ECE) is written
 here because scikit-learn's ``calibration_curve`` drops the bin sizes ECE needs: predictions are
 put in ``bins`` equal-width bins of [0, 1] and ECE = sum over bins of (bin share) x |mean label -
-mean prediction|. Every metric is ``None`` (JSON null) when it is undefined (no examples, or one
-class only for AUC) rather than a made-up number.
+mean prediction|. Every metric is ``None`` (JSON null) when it is undefined or meaningless rather than
+a made-up number: no examples; for AUC fewer than ``MIN_PER_CLASS`` examples of either class (an AUC of
+0.000 from one pair says nothing); for Spearman fewer than ``MIN_PER_CLASS`` points.
 """
 
 from __future__ import annotations
@@ -32,9 +33,12 @@ def expected_calibration_error(probabilities: Sequence[float] | np.ndarray, labe
     return float(error)
 
 
+MIN_PER_CLASS = 5
+
+
 def auc(probabilities: Sequence[float] | np.ndarray, labels: Sequence[float] | np.ndarray) -> float | None:
     y = np.asarray(labels, dtype=int)
-    if y.size == 0 or len(set(y.tolist())) < 2:
+    if min(int((y == 1).sum()), int((y == 0).sum())) < MIN_PER_CLASS:
         return None
     return float(roc_auc_score(y, np.asarray(probabilities, dtype=float)))
 
@@ -52,7 +56,7 @@ def accuracy(probabilities: Sequence[float] | np.ndarray, labels: Sequence[float
 def spearman(scores: Sequence[float] | np.ndarray, targets: Sequence[float] | np.ndarray) -> float | None:
     s = np.asarray(scores, dtype=float)
     t = np.asarray(targets, dtype=float)
-    if s.size < 2 or np.all(s == s[0]) or np.all(t == t[0]):
+    if s.size < MIN_PER_CLASS or np.all(s == s[0]) or np.all(t == t[0]):
         return None
     value = float(spearmanr(s, t).statistic)
     return value if math.isfinite(value) else None
