@@ -84,6 +84,10 @@ def test_a_deliberately_broken_child_is_stopped_at_the_gate_and_the_parent_stays
                               env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert finished.returncode == 0, f"{finished.stdout[-3000:]}{finished.stderr[-3000:]}"
     gen1 = tmp_path / "tiny" / "gen-1"
+    printed = finished.stdout + finished.stderr
+    chatter = [marker for marker in ("{'loss'", "Loading weights", "Warning", "it/s]", "Batches", "100%") if marker in printed]
+    assert not chatter, printed[-3000:]  # our progress view only; the libraries' own with --verbose
+    assert "gate failed: win_rate_vs_parent.reward_model" in printed and "Champion: gen-0" in printed
 
     gates = json.loads((gen1 / "gate" / "gates.json").read_text())
     assert gates["passed"] is False

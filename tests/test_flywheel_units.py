@@ -5,7 +5,8 @@ import json
 
 from characterflywheel.config import load_config
 from characterflywheel.evaluate.ab import lift
-from characterflywheel.flywheel import HOLDOUT_ARM, VS_GENERATION0, deploy_stage, flat_numbers, promotion_decision
+from characterflywheel.artifacts import VS_GENERATION0
+from characterflywheel.flywheel import HOLDOUT_ARM, deploy_stage, flat_numbers, promotion_decision
 from characterflywheel.runs import StageContext
 from characterflywheel.summary import generation_summary
 
@@ -22,7 +23,7 @@ def ab(breadth: tuple[float, float, float, float], depth: tuple[float, float, fl
 
 def test_point_rule_promotes_when_engagement_rises_and_nothing_drops():
     ok, reason = promotion_decision(ab((0.2, 0.25, -0.1, 0.4), (2.0, 2.2, -0.05, 0.3), "inconclusive"), "point")
-    assert ok and "breadth +0.050" in reason
+    assert ok and "breadth +25.0%" in reason  # relative, as everywhere else
 
 
 def test_point_rule_refuses_a_drop_in_either_metric():

@@ -25,6 +25,7 @@ import typer  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from characterflywheel import artifacts  # noqa: E402
 from characterflywheel.config import Config, ConfigError, load_config, render_commented  # noqa: E402
 from characterflywheel.runs import StageResult  # noqa: E402
 
@@ -39,6 +40,8 @@ PresetOpt = Annotated[Optional[str], typer.Option("--preset", help="Named preset
 SetOpt = Annotated[
     Optional[list[str]], typer.Option("--set", help="Override a config value: section.key=value (repeatable).")
 ]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", help="Show the libraries' own progress bars, logs and "
+                                                             "warnings (off: one progress view of ours).")]
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -190,11 +193,12 @@ def demo(
     config: ConfigOpt = None,
     preset: Annotated[Optional[str], typer.Option("--preset", help="Named preset: tiny or demo.")] = "demo",
     overrides: SetOpt = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """The embedded default, end to end: the flywheel for N generations in the simulated world, then the report."""
     with one_line_errors():
         cfg = _config(config, preset, overrides)
-        _run_flywheel(cfg, generations)
+        _run_flywheel(cfg, generations, verbose)
 
 
 @app.command()
@@ -230,7 +234,7 @@ def _print_headroom(figures: dict) -> None:
 
 
 def _print_ab(ab_dir: Path) -> None:
-    data = json.loads((ab_dir / "ab.json").read_text())
+    data = json.loads((ab_dir / artifacts.AB).read_text())
     table = Table(title="A/B: lift over control (95 % CI)")
     for column in ("arm", "users", "breadth", "depth", "breadth lift", "depth lift", "verdict"):
         table.add_column(column, justify="right")
@@ -347,28 +351,32 @@ def _flywheel_progress(result: StageResult) -> None:
         seconds = f" ({took.total_seconds():.0f} s)"
     metrics = ", ".join(f"{k}={v:.3g}" for k, v in list(result.manifest.get("metrics", {}).items())[:6])
     console.print(f"[bold magenta]gen {generation}[/bold magenta] > [bold]{result.name}[/bold] {verb}{seconds}  "
-                  f"[dim]{metrics}[/dim]", highlight=False)
+                  f"[dim]{metrics}[/dim]", highlight=False, overflow="ellipsis", no_wrap=True, crop=True)
     for line in _decision_lines(result):
         console.print(f"        {line}", highlight=False)
 
 
 def _decision_lines(result: StageResult) -> list[str]:
     """A gate's or a deploy's outcome in words: why a child was stopped, promoted or kept out."""
-    if result.name == "gate" and (result.out_dir / "gates.json").is_file():
-        gates = json.loads((result.out_dir / "gates.json").read_text())
+    if result.name == "gate" and (result.out_dir / artifacts.GATES).is_file():
+        gates = json.loads((result.out_dir / artifacts.GATES).read_text())
         return ["gates passed"] if gates.get("passed") else [f"gate failed: {reason}" for reason in gates.get("reasons", [])]
-    if result.name == "deploy" and (result.out_dir / "decision.json").is_file():
-        decision = json.loads((result.out_dir / "decision.json").read_text())
+    if result.name == "deploy" and (result.out_dir / artifacts.DECISION).is_file():
+        decision = json.loads((result.out_dir / artifacts.DECISION).read_text())
         if decision.get("challenger_version"):
             verb = "promoted" if decision.get("promoted") else "not promoted"
             return [f"{decision['challenger_version']} {verb}: {decision.get('reason', '')}".rstrip(": ")]
     return []
 
 
-def _run_flywheel(cfg: Config, generations: Optional[int]) -> Path:
+def _run_flywheel(cfg: Config, generations: Optional[int], verbose: bool = False) -> Path:
     from characterflywheel.demo import SimulatedEnvironment
     from characterflywheel.flywheel import run_flywheel
+    from characterflywheel.models.progress import silence_libraries
     from characterflywheel.report import write_report
+
+    if not verbose:
+        silence_libraries()
 
     console.print(f"run directory: {cfg.run_dir()}")
     run_dir = run_flywheel(cfg, SimulatedEnvironment(cfg), generations, notify=_flywheel_progress)
@@ -415,11 +423,12 @@ def run(
     config: ConfigOpt = None,
     preset: PresetOpt = None,
     overrides: SetOpt = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Run the flywheel for N generations in the simulated world (resumes where it stopped)."""
     with one_line_errors():
         cfg = _config(config, preset, overrides)
-        _run_flywheel(cfg, generations)
+        _run_flywheel(cfg, generations, verbose)
 
 
 @app.command()

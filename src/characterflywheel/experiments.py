@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from characterflywheel import artifacts
 from characterflywheel.config import Config, ConfigError
 
 
@@ -64,7 +65,7 @@ def _value(figure: Any) -> float | None:
 
 
 def result_row(variant: str, seed: int, run_dir: Path, generation: int) -> list[Any]:
-    summary = json.loads((run_dir / f"gen-{generation}" / "summary.json").read_text())
+    summary = json.loads((run_dir / f"gen-{generation}" / artifacts.SUMMARY).read_text())
     offline = summary.get("offline", {})
     wins = offline.get("win_rate_vs_parent") or {}
     truth = summary.get("truth", {}).get("landscape_p_continue", {})

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from characterflywheel import artifacts
 from characterflywheel.config import ArmConfig, Config
 from characterflywheel.evaluate.ab import change, lift
 from characterflywheel.pipeline import (
@@ -121,7 +122,7 @@ def lineage_before(config: Config, runner: StageRunner, generation: int) -> Line
     base = str(resolve_model(config.model.policy))
     champion, version, history = base, "gen-0", [base]
     for earlier in range(1, generation):
-        decision_path = runner.run.stage_dir(earlier, "deploy") / "decision.json"
+        decision_path = runner.run.stage_dir(earlier, "deploy") / artifacts.DECISION
         decision = json.loads(decision_path.read_text())
         if decision.get("challenger_model"):
             history.append(decision["challenger_model"])
@@ -144,7 +145,6 @@ def registry_for(config: Config) -> Any:
 
 
 HOLDOUT_ARM = "holdout"
-VS_GENERATION0 = "vs-generation0"
 
 
 def deploy_arms(config: Config, champion: tuple[str, str], challenger: tuple[str, str] | None,
@@ -190,10 +190,10 @@ def deploy_stage(config: Config, env: Environment, generation: int, champion: tu
         elif challenger is not None:
             decision["reason"] = f"no A/B read-out: the window routed users only to {sorted(seen)}"
         if HOLDOUT_ARM in seen and len(seen) > 1:
-            (context.out_dir / VS_GENERATION0).mkdir(exist_ok=True)
-            analyze_traffic(ab_config(config, arms, HOLDOUT_ARM), traffic, context.out_dir / VS_GENERATION0,
+            (context.out_dir / artifacts.VS_GENERATION0).mkdir(exist_ok=True)
+            analyze_traffic(ab_config(config, arms, HOLDOUT_ARM), traffic, context.out_dir / artifacts.VS_GENERATION0,
                             pre_period=pre_period)
-        (context.out_dir / "decision.json").write_text(json.dumps(decision, indent=2))
+        (context.out_dir / artifacts.DECISION).write_text(json.dumps(decision, indent=2))
 
     return run
 
@@ -411,7 +411,7 @@ def evaluate_stage(config: Config, env: Environment, parent: str, reference: str
             sampling=sampling(config, max_new_tokens=config.evaluate.max_new_tokens or config.generation.max_new_tokens,
                               temperature=evaluation_temperature(config), seed=config.evaluate.seed))
         offline = report.to_dict()
-        (context.out_dir / "offline.json").write_text(json.dumps(offline, indent=2))
+        (context.out_dir / artifacts.OFFLINE).write_text(json.dumps(offline, indent=2))
         context.log_metrics(report.metrics())
         records = {str(r.get("prompt_id")): r for r in read_prompt_records(context.inputs["heldout"])}
         rows = read_jsonl(context.out_dir / "replies.jsonl")
@@ -426,7 +426,7 @@ def evaluate_stage(config: Config, env: Environment, parent: str, reference: str
         if hasattr(env, "truth_prompts"):
             models = {"child": str(context.inputs["child"]), "parent": parent, "generation0": generation0}
             truth |= truth_set_figures(config, env, models, backends)
-        (context.out_dir / "truth.json").write_text(json.dumps(truth, indent=2))
+        (context.out_dir / artifacts.TRUTH).write_text(json.dumps(truth, indent=2))
 
     return run
 
@@ -512,7 +512,7 @@ def gate_stage(config: Config, generation: int, lineage: Lineage) -> Callable[[S
         user_signal = (offline.get("user_signal_win_rate_vs_parent") or {}).get("value")
         decision = apply_gates(offline, offline.get("style"), config.evaluate, user_signal_win_rate=user_signal)
         gates = decision.to_dict()
-        (context.out_dir / "gates.json").write_text(json.dumps(gates, indent=2))
+        (context.out_dir / artifacts.GATES).write_text(json.dumps(gates, indent=2))
         registry = registry_for(config)
         version = registry.register(
             context.inputs["child"], generation=generation, parent_version=lineage.champion_version,
@@ -522,7 +522,7 @@ def gate_stage(config: Config, generation: int, lineage: Lineage) -> Callable[[S
             registry.set_alias("challenger", version)
         else:
             registry.clear_alias("challenger")
-        (context.out_dir / "registry.json").write_text(json.dumps({"version": str(version)}))
+        (context.out_dir / artifacts.REGISTRY).write_text(json.dumps({"version": str(version)}))
         context.log_metrics({"passed": float(gates["passed"])})
 
     return run
@@ -540,7 +540,7 @@ def register_base_stage(config: Config) -> Callable[[StageContext], None]:
         version = registry.register(context.inputs["model"], generation=0, parent_version=None,
                                     lineage={"source": config.model.policy}, metrics={}, gates={"passed": True})
         registry.set_alias("champion", version)
-        (context.out_dir / "registry.json").write_text(json.dumps({"version": str(version)}))
+        (context.out_dir / artifacts.REGISTRY).write_text(json.dumps({"version": str(version)}))
 
     return run
 
@@ -616,19 +616,19 @@ def run_generation(config: Config, env: Environment, generation: int, stage: Sta
                               "reward": rewarded.out_dir},
                       config_hash=hash_of("evaluate", "generation", "seed"))
     gated = stage("gate", gate_stage(config, generation, lineage),
-                  inputs={"evaluate": evaluated.out_dir / "offline.json", "child": child},
+                  inputs={"evaluate": evaluated.out_dir / artifacts.OFFLINE, "child": child},
                   config_hash=hash_of("evaluate"))
-    passed = json.loads((gated.out_dir / "gates.json").read_text())["passed"]
+    passed = json.loads((gated.out_dir / artifacts.GATES).read_text())["passed"]
     challenger = (str(child), f"gen-{generation}") if passed else None
     deployed = stage("deploy", deploy_stage(config, env, generation, (parent, lineage.champion_version), challenger,
                                                 (lineage.history[0], "gen-0")),
-                     inputs={"gate": gated.out_dir / "gates.json",
+                     inputs={"gate": gated.out_dir / artifacts.GATES,
                              "pre_period": previous / "ingested" / "conversations.parquet"},
                      config_hash=hash_of("model", "generation", "serve", "world", "ab", "flywheel", "seed"))
-    decision = json.loads((deployed.out_dir / "decision.json").read_text())
+    decision = json.loads((deployed.out_dir / artifacts.DECISION).read_text())
     registry = registry_for(config)  # follows the deploy decision (idempotent on a re-run)
     if decision["promoted"]:
-        version = json.loads((gated.out_dir / "registry.json").read_text())["version"]
+        version = json.loads((gated.out_dir / artifacts.REGISTRY).read_text())["version"]
         champion = registry.champion()
         if champion is None or str(champion.version) != str(version):
             registry.promote(version)
@@ -640,7 +640,7 @@ def previous_win_rate(stage: StageRunner, generation: int) -> float | None:
     """The reward models' win rate of the current champion over its own parent (paper 7.4)."""
     if generation < 2:
         return None
-    offline = stage.run.stage_dir(generation - 1, "evaluate") / "offline.json"
+    offline = stage.run.stage_dir(generation - 1, "evaluate") / artifacts.OFFLINE
     if not offline.is_file():
         return None
     by_judge = json.loads(offline.read_text()).get("win_rate_vs_parent") or {}

@@ -60,8 +60,9 @@ def seed_stage(config: Config) -> Callable[[StageContext], None]:
 
 def ingest_stage(context: StageContext) -> None:
     from characterflywheel.data.ingest import ingest
+    from characterflywheel.models.progress import show_bars
 
-    report = ingest(list(context.inputs.values()), context.out_dir, progress=True)
+    report = ingest(list(context.inputs.values()), context.out_dir, progress=show_bars(True))
     context.log_metrics({"read": report.read, "accepted": report.accepted, "quarantined": report.quarantined})
 
 

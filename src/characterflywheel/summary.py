@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from characterflywheel import artifacts
 from characterflywheel.evaluate.ab import lift
 from characterflywheel.runs import MANIFEST, RunDir
 
@@ -69,7 +70,7 @@ def generation_summary(run_root: Path, generation: int, elapsed: float | None = 
     annotate = _metrics(run, generation, "annotate")
     sample = _metrics(run, generation, "sample")
     deploy = _metrics(run, generation, "deploy")
-    decision = _json(gen_dir / "deploy" / "decision.json")
+    decision = _json(gen_dir / "deploy" / artifacts.DECISION)
     counts = {
         "traffic_conversations": deploy.get("traffic_accepted") if generation == 0 else
         _metrics(run, generation - 1, "deploy").get("traffic_accepted"),
@@ -101,7 +102,7 @@ def generation_summary(run_root: Path, generation: int, elapsed: float | None = 
     reward = _json(gen_dir / "reward" / "metrics.json")
     if reward:
         summary["reward_models"] = reward
-    offline = _json(gen_dir / "evaluate" / "offline.json")
+    offline = _json(gen_dir / "evaluate" / artifacts.OFFLINE)
     if offline:
         summary["offline"] = offline
         if "style" in offline:
@@ -109,23 +110,23 @@ def generation_summary(run_root: Path, generation: int, elapsed: float | None = 
     bias = _json(gen_dir / "evaluate" / "history_bias.json")
     if bias:
         summary["history_bias"] = bias
-    gates = _json(gen_dir / "gate" / "gates.json")
+    gates = _json(gen_dir / "gate" / artifacts.GATES)
     if gates:
         summary["gates"] = gates
-    ab = _ab(decision, _json(gen_dir / "deploy" / "ab.json"))
+    ab = _ab(decision, _json(gen_dir / "deploy" / artifacts.AB))
     if ab:
         summary["ab"] = ab
-    vs_generation0 = _vs_generation0(decision, _json(gen_dir / "deploy" / "vs-generation0" / "ab.json"))
+    vs_generation0 = _vs_generation0(decision, _json(gen_dir / "deploy" / artifacts.VS_GENERATION0 / artifacts.AB))
     if vs_generation0:
         summary["vs_generation0"] = vs_generation0
-    truth = _json(gen_dir / "evaluate" / "truth.json")
+    truth = _json(gen_dir / "evaluate" / artifacts.TRUTH)
     if truth:
         summary["truth"] = truth
     return summary
 
 
 def write_generation_summary(run_root: Path, generation: int, elapsed: float | None = None) -> Path:
-    path = RunDir(run_root).generation_dir(generation) / "summary.json"
+    path = RunDir(run_root).generation_dir(generation) / artifacts.SUMMARY
     summary = generation_summary(run_root, generation, elapsed)
     previous = _json(path) or {}
     if elapsed is None and "elapsed_seconds" in previous:

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from characterflywheel.data._atomic import temporary_sibling
+from characterflywheel.models.progress import show_bars
 
 
 class SentenceEncoder(Protocol):
@@ -102,7 +103,7 @@ class EmbeddingCache:
         if missing:
             vectors = np.asarray(
                 self.embedder.encode(list(missing.values()), batch_size=self.batch_size, normalize_embeddings=True,
-                                     show_progress_bar=self.progress, convert_to_numpy=True),
+                                     show_progress_bar=show_bars(self.progress), convert_to_numpy=True),
                 dtype=np.float32,
             )
             for digest, vector in zip(missing, vectors):

@@ -43,6 +43,7 @@ from characterflywheel.curate.pii import PiiSpan, mask_pii
 from characterflywheel.curate.records import read_prompt_records, write_json, write_jsonl_records
 from characterflywheel.curate.safety import SafetyClassifier, SafetyVerdict
 from characterflywheel.curate.settings import CurateConfig
+from characterflywheel.models.progress import show_bars
 
 CLEAN_FILENAME = "clean.jsonl"
 DROPPED_FILENAME = "dropped.jsonl"
@@ -94,7 +95,7 @@ def judge_messages(texts: Sequence[str], classifier: SafetyClassifier | None, re
     """Distinct text -> its masked form, PII spans and safety verdict (``None`` without a classifier)."""
     distinct = list(dict.fromkeys(texts))
     masked: list[tuple[str, list[PiiSpan]]] = [
-        mask_pii(text, region) for text in tqdm(distinct, desc="pii", unit="msg", disable=not progress, leave=False)
+        mask_pii(text, region) for text in tqdm(distinct, desc="pii", unit="msg", disable=not show_bars(progress), leave=False)
     ]
     verdicts: list[SafetyVerdict | None] = [None] * len(distinct)
     if classifier is not None:

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from characterflywheel.curate.records import write_json, write_jsonl_records
 from characterflywheel.curate.settings import CurateConfig
 from characterflywheel.data import Conversation, read_conversations
+from characterflywheel.models.progress import show_bars
 
 PROMPTS_FILENAME = "prompts.jsonl"
 PROMPTS_REPORT_FILENAME = "prompts_report.json"
@@ -110,7 +111,7 @@ def run_prompts(
     out_dir = Path(out_dir)
     report = PromptsReport()
     conversations: Iterable[Conversation] = read_conversations(Path(conversations_parquet))
-    if progress:
+    if show_bars(progress):
         conversations = tqdm(conversations, desc="prompts", unit="conv", leave=False)
     output = out_dir / PROMPTS_FILENAME
     write_jsonl_records(output, explode_prompts(conversations, settings.max_history_turns, report))

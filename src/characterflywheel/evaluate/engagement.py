@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from characterflywheel import artifacts
 from characterflywheel.characters import Character, load_characters
 from characterflywheel.evaluate.ab import ABResult
 from characterflywheel.evaluate.instructions import check_reply
@@ -60,6 +61,6 @@ def analyze_traffic(dataset: Path, out_dir: Path, *, control_arm: str, arm_weigh
     result = analyze_ab(sessions, pre_period=pre, control_arm=control_arm, bootstrap=bootstrap,
                         seed=seed, violation_of=violations_for(characters),
                         expected_split=configured_split(arm_weights, sessions))
-    (out_dir / "ab.json").write_text(json.dumps(result.to_dict(), indent=2))
+    (out_dir / artifacts.AB).write_text(json.dumps(result.to_dict(), indent=2))
     result.plot(out_dir / "ab.png")
     return result

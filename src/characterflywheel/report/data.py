@@ -20,6 +20,8 @@ an :class:`Experiment` with ``error`` set, so the rest of the report still rende
 
 from __future__ import annotations
 
+from characterflywheel import artifacts
+
 import json
 import math
 import re
@@ -152,7 +154,7 @@ def load_summaries(run_dir: Path) -> list[dict[str, Any]]:
         raise ReportInputError(f"{run_dir}: not a run directory")
     summaries = []
     for generation, folder in generation_dirs(Path(run_dir)):
-        path = folder / "summary.json"
+        path = folder / artifacts.SUMMARY
         if not path.is_file():
             continue
         data = _read_json(path)

@@ -37,6 +37,7 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 from characterflywheel.models import resolve_model
+from characterflywheel.models.progress import show_bars
 from characterflywheel.reward.inputs import (
     CONTEXT_SEGMENTS,
     ChatMessages,
@@ -279,7 +280,7 @@ class SequenceModel:
         self.model.eval()
         outputs = []
         starts = range(0, len(prompts), self.batch_size)
-        if progress:
+        if show_bars(progress):
             from tqdm.auto import tqdm
 
             starts = tqdm(starts, desc=description, unit="batch")

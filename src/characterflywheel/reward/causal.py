@@ -31,6 +31,7 @@ from characterflywheel.reward.backbones import (
     pick_device,
     save_folder,
 )
+from characterflywheel.models.progress import show_bars
 from characterflywheel.reward.examples import PreferenceExample, RatingExample
 from characterflywheel.reward.scorer import KIND, PointwiseScorer, input_format, normalisation, unique_replies
 from characterflywheel.reward.settings import RewardConfig
@@ -96,7 +97,7 @@ def train_pointwise_causal(ratings: list[RatingExample], preferences: list[Prefe
         weight_decay=settings.weight_decay, warmup_steps=settings.warmup_share, seed=settings.seed,
         max_length=fmt.max_length, save_strategy="epoch", logging_steps=10, report_to="none",
         use_cpu=device.type == "cpu", bf16=False, activation_checkpointing=False,
-        disable_tqdm=not progress)
+        disable_tqdm=not show_bars(progress))
     trainer = RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
     last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
     result = trainer.train(resume_from_checkpoint=last)

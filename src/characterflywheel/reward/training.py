@@ -38,6 +38,8 @@ import torch
 from torch import nn
 from transformers import get_linear_schedule_with_warmup
 
+from characterflywheel.models.progress import show_bars
+
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
@@ -134,7 +136,7 @@ def train_loop(module: nn.Module, example_count: int, loss_of_batch: Callable[[S
         start_epoch = int(state["epochs_done"])
         losses = list(state["losses"])
     bar = None
-    if progress:
+    if show_bars(progress):
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total_steps, initial=start_epoch * steps_per_epoch, desc=description, unit="step")

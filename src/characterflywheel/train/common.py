@@ -27,6 +27,7 @@ from transformers import (
 
 from characterflywheel.models import load_causal_lm, resolve_model
 from characterflywheel.models.loading import cpu_has_native_bf16
+from characterflywheel.models.progress import show_bars
 from characterflywheel.train.settings import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -148,7 +149,7 @@ def common_arguments(
         "max_steps": max_steps,
         "per_device_train_batch_size": batch_size,
         "gradient_accumulation_steps": grad_accum,
-        "gradient_checkpointing": settings.gradient_checkpointing,
+        "activation_checkpointing": settings.gradient_checkpointing,
         "lr_scheduler_type": settings.lr_scheduler,
         "warmup_steps": settings.warmup_ratio,  # transformers 5: a float below 1 is a ratio
         "logging_steps": settings.logging_steps,
@@ -159,7 +160,7 @@ def common_arguments(
         "dataloader_num_workers": 0,
         "seed": settings.seed,
         "data_seed": settings.seed,
-        "disable_tqdm": not progress,
+        "disable_tqdm": not show_bars(progress),
         **precision_flags(settings),
     }
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from datasets import Dataset
 from trl import DPOConfig, DPOTrainer
 
+from characterflywheel.models.progress import quiet_trainer
 from characterflywheel.train.common import (
     SkipFinalCheckpoint,
     StepClock,
@@ -80,6 +81,7 @@ def run_dpo(
         peft_config=lora_config(settings),
         callbacks=[clock, SkipFinalCheckpoint()],
     )
+    quiet_trainer(trainer)
 
     # 4. train (resuming an interrupted run), save the child, report
     return train_and_save(trainer, clock, tokenizer, parent_folder, Path(out_dir), Path(work_dir), settings,
