@@ -30,8 +30,10 @@ def all_modules() -> dict[str, Path]:
 
 
 def imports_of(name: str, source: str, modules: dict[str, Path], is_package: bool = False) -> set[str]:
-    """The package's own modules that ``source`` (module ``name``) imports."""
+    """The package's own modules (and namespace packages, such as ``simulate``) that ``source``
+    (module ``name``) imports."""
     package = name if is_package else name.rsplit(".", 1)[0]
+    known = set(modules) | {".".join(m.split(".")[:depth]) for m in modules for depth in range(1, m.count(".") + 1)}
     found = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
@@ -42,9 +44,9 @@ def imports_of(name: str, source: str, modules: dict[str, Path], is_package: boo
                 base = ".".join([*parts[: len(parts) - node.level + 1], *([node.module] if node.module else [])])
             else:
                 base = node.module or ""
-            found.update(f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
+            found.update(f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base
                          for alias in node.names)
-    return {module for module in found if module in modules and module != name}
+    return {module for module in found if module in known and module != name}
 
 
 def import_graph() -> dict[str, set[str]]:
