@@ -123,6 +123,18 @@ def test_non_inferiority_passes_a_marginal_loss_and_stops_a_significant_one() ->
     assert "significantly worse than the parent" in significant.reasons[0]
 
 
+def test_the_demo_gates_on_the_point_estimate() -> None:
+    """Run five3's generation 4 (reward models 0.462 [0.405, 0.521] over its parent, truth -0.011) was
+    promoted under non-inferiority; the demo's point gate stops it and passes generation 5 (0.539)."""
+    from characterflywheel.config import load_config
+
+    demo = load_config(preset="demo").evaluate
+    stopped = apply_gates(_marginal(0.462, 0.405, 0.521), settings=demo)
+    assert not stopped.passed
+    assert "0.462" in stopped.reasons[0] and "is not above 0.500" in stopped.reasons[0]
+    assert apply_gates(_marginal(0.539, 0.476, 0.601), settings=demo).passed
+
+
 def test_non_inferiority_still_stops_the_deliberately_bad_child() -> None:
     decision = apply_gates(_bad_child(), settings=EvaluateConfig(win_rate_test="non_inferiority"))
     check = _by_name(decision)["win_rate_vs_parent.reward_model"]
