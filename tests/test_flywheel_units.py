@@ -72,11 +72,13 @@ class ScriptedTraffic:
     def __init__(self, turns: dict[str, int], users: int = 90) -> None:
         self.turns, self.users = turns, users
         self.served: list = []
+        self.scales: list[float] = []
 
-    def collect_traffic(self, config, arms, out_dir, generation):
+    def collect_traffic(self, config, arms, out_dir, generation, scale=1.0):
         from characterflywheel.deploy.gateway import route
 
         self.served.append(arms)
+        self.scales.append(scale)
         with (out_dir / "traffic.jsonl").open("w") as out:
             for i in range(self.users):
                 served = route(f"u{i}", arms)
@@ -143,3 +145,25 @@ def test_the_online_rl_reward_crosses_to_herding_s_own_process_unloaded(tmp_path
     reward = RewardFromModels(load_config(preset="tiny"), tmp_path / "reward")
     copy = pickle.loads(pickle.dumps(reward))  # what run_herding_in_own_process sends
     assert copy.reward_dir == tmp_path / "reward" and "_reward" not in copy.__dict__  # models load on first call
+
+
+def test_only_the_run_s_last_window_is_scaled_up(tmp_path, monkeypatch):
+    """``flywheel.final_window_scale`` reaches the environment for the last generation's window only."""
+    import characterflywheel.flywheel as flywheel
+    import characterflywheel.summary as summary
+
+    seen = []
+    monkeypatch.setattr(flywheel, "run_generation_zero", lambda config, env, stage: None)
+    monkeypatch.setattr(flywheel, "run_generation", lambda config, env, generation, stage, final=False:
+                        seen.append((generation, final)))
+    monkeypatch.setattr(summary, "write_generation_summary", lambda root, generation, elapsed: None)
+    config = load_config(preset="tiny", overrides=[f"runs_dir={tmp_path}", "flywheel.final_window_scale=3"])
+    flywheel.run_flywheel(config, ScriptedTraffic({}), generations=3)
+    assert seen == [(1, False), (2, False), (3, True)]
+
+    env = ScriptedTraffic({"gen-0": 1, "gen-1": 2, "gen-2": 3})
+    out = tmp_path / "gen-2" / "deploy"
+    out.mkdir(parents=True)
+    deploy_stage(config, env, 2, ("parent", "gen-1"), ("child", "gen-2"), ("base", "gen-0"), scale=3.0)(
+        StageContext("deploy", 2, out, tmp_path / "work", {}, {}))
+    assert env.scales == [3.0]

@@ -28,6 +28,7 @@ from characterflywheel.simulate.users import SimUser, make_users
 # Conversations kept out of every traffic window: their first lines are the fixed truth set on which
 # the report scores every generation's model against the hidden landscape (never a training prompt).
 TRUTH_SCRIPTS = 256
+NEWCOMER_SEED_OFFSET = 7919
 
 
 @dataclass
@@ -76,6 +77,19 @@ def build_world(config: Config, users: int | None = None) -> World:
     landscape = Landscape(load_embedder(config.model.embedder), seed=config.seed)
     population = make_users(scripts, count, sorted(characters), seed=config.seed, later_scripts=later)
     return World(landscape, population, characters)
+
+
+def with_newcomers(config: Config, world: World, count: int) -> World:
+    """``world`` with ``count`` more users who never came before: an independent draw from the same
+    population (their own ids and tastes), for a window larger than the usual ones (the run's last,
+    ``flywheel.final_window_scale``). Their first scripts may be lines earlier windows' users said;
+    nothing trains on the last window."""
+    scripts = seed_scripts(limit=max(400, count * 8))
+    later = seed_scripts()[len(scripts):-TRUTH_SCRIPTS]
+    # A seed of its own: ids (``sim-<seed>-<i>``) and tastes apart from the regular users'.
+    newcomers = make_users(scripts, count, sorted(world.characters), seed=config.seed + NEWCOMER_SEED_OFFSET,
+                           later_scripts=later)
+    return World(world.landscape, [*world.users, *newcomers], world.characters)
 
 
 def headroom_stage(config: Config, world: Callable[[], World]) -> Callable[[StageContext], None]:
@@ -202,9 +216,12 @@ class SimulatedEnvironment:
                                        seed=self.config.seed)
         return self._pool.annotate(list(tasks), per_task=self.config.world.annotators_per_task)
 
-    def collect_traffic(self, config: Config, arms: list[Any], out_dir: Path, generation: int) -> dict[str, float]:
+    def collect_traffic(self, config: Config, arms: list[Any], out_dir: Path, generation: int,
+                        scale: float = 1.0) -> dict[str, float]:
         served = config.model_copy(update={"serve": config.serve.model_copy(update={"arms": arms})})
-        return simulate_traffic(served, self.world, out_dir, generation=generation)
+        extra = round(len(self.world.users) * (scale - 1.0))
+        world = with_newcomers(config, self.world, extra) if extra > 0 else self.world
+        return simulate_traffic(served, world, out_dir, generation=generation)
 
     def truth_prompts(self, count: int) -> list[dict[str, Any]]:
         """The fixed truth set (``truth_set``): prompts no traffic window ever served."""

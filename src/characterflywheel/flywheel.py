@@ -67,8 +67,10 @@ class Environment(Protocol):
         """Annotations (``characterflywheel.data.annotation``) for the tasks."""
         ...
 
-    def collect_traffic(self, config: Config, arms: list[ArmConfig], out_dir: Path, generation: int) -> dict[str, float]:
-        """Serve ``arms`` to users and leave their traffic log in ``out_dir/traffic.jsonl``."""
+    def collect_traffic(self, config: Config, arms: list[ArmConfig], out_dir: Path, generation: int,
+                        scale: float = 1.0) -> dict[str, float]:
+        """Serve ``arms`` to users and leave their traffic log in ``out_dir/traffic.jsonl``; ``scale``
+        times the usual traffic (the run's last window, ``flywheel.final_window_scale``)."""
         ...
 
     def truth(self, prompts: Records, replies: list[str]) -> list[float] | None:
@@ -161,8 +163,10 @@ def deploy_arms(config: Config, champion: tuple[str, str], challenger: tuple[str
 
 
 def deploy_stage(config: Config, env: Environment, generation: int, champion: tuple[str, str],
-                 challenger: tuple[str, str] | None, generation0: tuple[str, str]) -> Callable[[StageContext], None]:
-    """Serve the arms, collect a window of traffic, ingest it, read out the A/B, decide promotion.
+                 challenger: tuple[str, str] | None, generation0: tuple[str, str],
+                 scale: float = 1.0) -> Callable[[StageContext], None]:
+    """Serve the arms, collect a window of traffic (``scale`` times the usual), ingest it, read out the
+    A/B, decide promotion.
     The previous window's traffic (input ``pre_period``, the same users) gives the CUPED covariates.
     With a holdout arm, ``vs-generation0/ab.json`` reads every served model against generation 0."""
 
@@ -170,7 +174,7 @@ def deploy_stage(config: Config, env: Environment, generation: int, champion: tu
         from characterflywheel.data import ingest
 
         arms = deploy_arms(config, champion, challenger, generation0)
-        context.log_metrics(env.collect_traffic(config, arms, context.out_dir, generation))
+        context.log_metrics(env.collect_traffic(config, arms, context.out_dir, generation, scale=scale))
         report = ingest([context.out_dir / "traffic.jsonl"], context.out_dir / "ingested", progress=False)
         context.log_metrics({"traffic_accepted": report.accepted, "traffic_quarantined": report.quarantined})
         traffic = context.out_dir / "ingested" / "conversations.parquet"
@@ -578,7 +582,8 @@ def run_generation_zero(config: Config, env: Environment, stage: StageRunner) ->
                  config_hash=config.section_hash("model", "generation", "serve", "world", "seed") + holdout)
 
 
-def run_generation(config: Config, env: Environment, generation: int, stage: StageRunner) -> None:
+def run_generation(config: Config, env: Environment, generation: int, stage: StageRunner, final: bool = False) -> None:
+    """One turn of the wheel; the ``final`` generation's window is ``flywheel.final_window_scale`` times the others."""
     lineage = lineage_before(config, stage, generation)
     parent = lineage.champion
     previous = stage.run.stage_dir(generation - 1, "deploy")
@@ -620,11 +625,13 @@ def run_generation(config: Config, env: Environment, generation: int, stage: Sta
                   config_hash=hash_of("evaluate"))
     passed = json.loads((gated.out_dir / artifacts.GATES).read_text())["passed"]
     challenger = (str(child), f"gen-{generation}") if passed else None
+    scale = config.flywheel.final_window_scale if final else 1.0
     deployed = stage("deploy", deploy_stage(config, env, generation, (parent, lineage.champion_version), challenger,
-                                                (lineage.history[0], "gen-0")),
+                                            (lineage.history[0], "gen-0"), scale=scale),
                      inputs={"gate": gated.out_dir / artifacts.GATES,
                              "pre_period": previous / "ingested" / "conversations.parquet"},
-                     config_hash=hash_of("model", "generation", "serve", "world", "ab", "flywheel", "seed"))
+                     config_hash=hash_of("model", "generation", "serve", "world", "ab", "flywheel", "seed")
+                     + (f"+x{scale:g}" if scale != 1 else ""))
     decision = json.loads((deployed.out_dir / artifacts.DECISION).read_text())
     registry = registry_for(config)  # follows the deploy decision (idempotent on a re-run)
     if decision["promoted"]:
@@ -663,7 +670,7 @@ def run_flywheel(config: Config, env: Environment, generations: int | None = Non
         if generation == 0:
             run_generation_zero(config, env, stage)
         else:
-            run_generation(config, env, generation, stage)
+            run_generation(config, env, generation, stage, final=generation == total)
         write_generation_summary(stage.run.root, generation, elapsed=time.perf_counter() - began)
     shutil.rmtree(Path(config.runs_dir) / config.name / "tmp", ignore_errors=True)
     return Path(config.runs_dir) / config.name

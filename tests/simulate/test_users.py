@@ -140,3 +140,15 @@ def test_the_truth_set_is_never_served(world) -> None:
     for prompt in truth:  # each prompt is spoken by a real simulated user to that user's character
         assert users[prompt["user_id"]].character_id == prompt["character_id"]
         assert [m["role"] for m in prompt["prompt"]] == ["system", "user"]
+
+
+def test_newcomers_join_the_last_window_with_their_own_ids_and_tastes(world) -> None:
+    """``flywheel.final_window_scale``: the regular users unchanged, then as many again who never came."""
+    config = load_config(preset="demo", overrides=[f"world.users={USERS}", "seed=0"])
+    bigger = demo.with_newcomers(config, world, USERS)
+    assert bigger.users[:USERS] == world.users and len(bigger.users) == 2 * USERS
+    regular = {u.user_id for u in world.users}
+    newcomers = bigger.users[USERS:]
+    assert len({u.user_id for u in newcomers}) == USERS and not regular & {u.user_id for u in newcomers}
+    assert len({repr(u.taste) for u in newcomers}) == USERS
+    assert bigger.landscape is world.landscape and bigger.characters is world.characters
