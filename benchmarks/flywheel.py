@@ -2,7 +2,8 @@
 4x, 16x traffic.
 
 Usage: ``python benchmarks/flywheel.py [--preset tiny] [--generations 1] [--scales 1 4 16] [--out /tmp/fwbench]``
-(the demo preset's own figures: ``--preset demo --generations 2 --scales 1``)
+(the demo preset's own figures: ``--preset demo --generations 2 --scales 1``; the figures of a run that
+already finished, such as ``make demo``'s: ``--run-dir runs/demo``)
 
 Disk written per generation is the size of its ``gen-N/`` folder when the run ends (models, checkpoints
 that were kept, data); the run's shared folders (MLflow store, embedding and truth caches) are listed
@@ -51,13 +52,31 @@ def generation_rows(run_dir: Path, rows: list[tuple[int, str, float, float]]) ->
     return out
 
 
+def print_run(run_dir: Path) -> None:
+    """Per stage and per generation: seconds, peak RSS and disk, from the run's stage manifests."""
+    rows = stage_rows(run_dir)
+    print(f"{'gen':>3} {'stage':<10} {'seconds':>8} {'peak RSS MiB':>13}")
+    for generation, stage, seconds, rss in rows:
+        print(f"{generation:>3} {stage:<10} {seconds:>8.1f} {rss:>13.0f}")
+    print(f"{'gen':>3} {'wall s':>8} {'peak RSS GiB':>13} {'disk MB':>9}")
+    for generation, seconds, rss, size in generation_rows(run_dir, rows):
+        print(f"{generation:>3} {seconds:>8.0f} {rss / 1024:>13.2f} {size / 1e6:>9.0f}")
+    shared = {path.name: folder_bytes(path) for path in run_dir.iterdir() if path.is_dir()
+              and not path.name.startswith("gen-")}
+    print("shared folders: " + ", ".join(f"{name} {size / 1e6:.0f} MB" for name, size in sorted(shared.items())))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--generations", type=int, default=1)
     parser.add_argument("--scales", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--out", type=Path, default=Path("/tmp/characterflywheel-bench"))
+    parser.add_argument("--run-dir", type=Path, help="only print the figures of this finished run (e.g. runs/demo)")
     args = parser.parse_args()
+    if args.run_dir is not None:
+        print_run(args.run_dir)
+        return
     from characterflywheel.config import load_config
 
     base_users = load_config(preset=args.preset).world.users
@@ -69,19 +88,9 @@ def main() -> None:
         began = time.perf_counter()
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"})
         wall = time.perf_counter() - began
-        rows = stage_rows(next(runs_dir.iterdir()))
         print(f"\n{scale}x traffic ({base_users * scale} simulated users): {wall:.0f} s wall for "
               f"{args.generations + 1} generations")
-        print(f"{'gen':>3} {'stage':<10} {'seconds':>8} {'peak RSS MiB':>13}")
-        for generation, stage, seconds, rss in rows:
-            print(f"{generation:>3} {stage:<10} {seconds:>8.1f} {rss:>13.0f}")
-        run_dir = next(runs_dir.iterdir())
-        print(f"{'gen':>3} {'wall s':>8} {'peak RSS GiB':>13} {'disk MB':>9}")
-        for generation, seconds, rss, size in generation_rows(run_dir, rows):
-            print(f"{generation:>3} {seconds:>8.0f} {rss / 1024:>13.2f} {size / 1e6:>9.0f}")
-        shared = {path.name: folder_bytes(path) for path in run_dir.iterdir() if path.is_dir()
-                  and not path.name.startswith("gen-")}
-        print("shared folders: " + ", ".join(f"{name} {size / 1e6:.0f} MB" for name, size in sorted(shared.items())))
+        print_run(next(runs_dir.iterdir()))
 
 
 if __name__ == "__main__":
