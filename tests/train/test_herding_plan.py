@@ -39,3 +39,11 @@ def test_herding_in_its_own_process_returns_its_metrics_and_raises_its_errors(sf
     assert metrics["sft/steps_run"] == 1 and (out / "model" / "config.json").is_file()
     with pytest.raises(ValueError, match="needs inputs\\['preferences'\\]"):
         run_herding_in_own_process(EMBEDDED_POLICY, ["dpo"], {"sft": sft_path}, tmp_path / "h2", settings, tmp_path / "w2")
+    # a recipe's own error crosses back from the recipe's process, its one line intact
+    import json
+
+    bad = tmp_path / "bad.jsonl"
+    row = json.loads(sft_path.read_text().splitlines()[0])
+    bad.write_text(json.dumps({**row, "weight": "x"}) + "\n")
+    with pytest.raises(ValueError, match="record 1: field 'weight'"):
+        run_herding_in_own_process(EMBEDDED_POLICY, ["sft"], {"sft": bad}, tmp_path / "h3", settings, tmp_path / "w3")

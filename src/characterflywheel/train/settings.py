@@ -36,8 +36,9 @@ class TrainConfig(Section):
     logging_steps: int = Field(1, ge=1, description="Optimizer steps between logged metrics.")
     own_process: bool = Field(
         True,
-        description="The flywheel's herd stage trains in a fresh process, so the trainers' peak memory goes "
-        "back to the OS when it ends and never adds to what the run process holds from earlier stages.",
+        description="The flywheel's herd stage trains each recipe in a fresh process of its own, so a trainer's "
+        "peak memory goes back to the OS when it ends and never adds to what the run process, or the recipe "
+        "before it, held.",
     )
     gradient_checkpointing: bool = Field(
         False, description="Recompute activations in the backward pass (saves GPU memory, costs ~30% time; off on CPU)."
