@@ -428,9 +428,11 @@ def render_html(run_dir: Path) -> str:
         ("instructions", "instructions"), ("reward-hacking", "reward hacking"), ("style", "style"), ("data", "data"),
         ("gates", "gates"), *((("experiments", "experiments"),) if experiments else ())))
     title = f"characterflywheel run {run_dir.name}"
+    last = max((int(summary.get("generation", 0)) for summary in summaries), default=0)
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_esc(title)}</title>'
             f"<style>{_STYLE}</style></head><body><h1>{_esc(title)}</h1>"
-            f'<p class="note">{len(summaries)} generation(s); written {_esc(now)}.</p><nav>{nav}</nav>'
+            f'<p class="note">Generations 0 to {last} ({len(summaries)} models); written {_esc(now)}.</p>'
+            f"<nav>{nav}</nav>"
             f"{body}</body></html>\n")
 
 
