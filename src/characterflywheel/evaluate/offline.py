@@ -54,7 +54,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -71,6 +71,7 @@ from characterflywheel.evaluate.style import (
     style_monitor,
     wilson,
 )
+from characterflywheel.reward.protocols import Judge
 
 __all__ = [
     "AnnotatorFiller",
@@ -89,11 +90,6 @@ AnnotatorFiller = Callable[[list[AnnotationTask]], list[Annotation]]
 PARENT, REFERENCE = "parent", "reference"
 TASKS_FILE, KEY_FILE, ANNOTATIONS_FILE = "annotation_tasks.jsonl", "annotation_key.jsonl", "annotations.jsonl"
 REPLIES_FILE, REPORT_FILE = "replies.jsonl", "offline_report.json"
-
-
-class Judge(Protocol):
-    def win_rate(self, prompts: Sequence[list[dict]], replies_a: Sequence[str],
-                 replies_b: Sequence[str]) -> np.ndarray: ...
 
 
 # --------------------------------------------------------------------------------------------------
