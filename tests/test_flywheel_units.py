@@ -167,3 +167,17 @@ def test_only_the_run_s_last_window_is_scaled_up(tmp_path, monkeypatch):
     deploy_stage(config, env, 2, ("parent", "gen-1"), ("child", "gen-2"), ("base", "gen-0"), scale=3.0)(
         StageContext("deploy", 2, out, tmp_path / "work", {}, {}))
     assert env.scales == [3.0]
+
+
+def test_a_window_nobody_would_read_is_not_served(tmp_path):
+    """The run's last window after a child stopped at its gates (no holdout): the decision, no traffic."""
+    config = load_config(preset="tiny", overrides=["ab.bootstrap=50"])
+    env = ScriptedTraffic({"gen-1": 2})
+    out = tmp_path / "gen-2" / "deploy"
+    out.mkdir(parents=True)
+    deploy_stage(config, env, 2, ("parent", "gen-1"), None, ("base", "gen-0"), serve=False)(
+        StageContext("deploy", 2, out, tmp_path / "work", {}, {}))
+    decision = json.loads((out / "decision.json").read_text())
+    assert env.served == [] and not (out / "traffic.jsonl").exists()
+    assert decision["promoted"] is False and decision["champion_version"] == "gen-1"
+    assert "no window served" in decision["reason"]

@@ -366,6 +366,8 @@ def _decision_lines(result: StageResult) -> list[str]:
         if decision.get("challenger_version"):
             verb = "promoted" if decision.get("promoted") else "not promoted"
             return [f"{decision['challenger_version']} {verb}: {decision.get('reason', '')}".rstrip(": ")]
+        if decision.get("reason"):
+            return [str(decision["reason"])]
     return []
 
 

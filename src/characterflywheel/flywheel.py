@@ -164,9 +164,9 @@ def deploy_arms(config: Config, champion: tuple[str, str], challenger: tuple[str
 
 def deploy_stage(config: Config, env: Environment, generation: int, champion: tuple[str, str],
                  challenger: tuple[str, str] | None, generation0: tuple[str, str],
-                 scale: float = 1.0) -> Callable[[StageContext], None]:
+                 scale: float = 1.0, serve: bool = True) -> Callable[[StageContext], None]:
     """Serve the arms, collect a window of traffic (``scale`` times the usual), ingest it, read out the
-    A/B, decide promotion.
+    A/B, decide promotion. ``serve=False``: no window (nothing would read it), only the decision.
     The previous window's traffic (input ``pre_period``, the same users) gives the CUPED covariates.
     With a holdout arm, ``vs-generation0/ab.json`` reads every served model against generation 0."""
 
@@ -174,6 +174,14 @@ def deploy_stage(config: Config, env: Environment, generation: int, champion: tu
         from characterflywheel.data import ingest
 
         arms = deploy_arms(config, champion, challenger, generation0)
+        if not serve:
+            (context.out_dir / artifacts.DECISION).write_text(json.dumps({
+                "champion_model": champion[0], "champion_version": champion[1], "challenger_model": None,
+                "challenger_version": None, "promoted": False, "arms": {},
+                "reason": "no window served: no challenger, no holdout arm and no later generation to read it"},
+                indent=2))
+            context.log_metrics({"window_served": 0.0})
+            return
         context.log_metrics(env.collect_traffic(config, arms, context.out_dir, generation, scale=scale))
         report = ingest([context.out_dir / "traffic.jsonl"], context.out_dir / "ingested", progress=False)
         context.log_metrics({"traffic_accepted": report.accepted, "traffic_quarantined": report.quarantined})
@@ -626,12 +634,15 @@ def run_generation(config: Config, env: Environment, generation: int, stage: Sta
     passed = json.loads((gated.out_dir / artifacts.GATES).read_text())["passed"]
     challenger = (str(child), f"gen-{generation}") if passed else None
     scale = config.flywheel.final_window_scale if final else 1.0
+    # The last window of a run whose child was stopped at its gates has no reader: no A/B, no holdout
+    # read-out, no next generation to curate it (extending the run later serves it: the hash differs).
+    idle = final and challenger is None and not config.flywheel.holdout_weight
     deployed = stage("deploy", deploy_stage(config, env, generation, (parent, lineage.champion_version), challenger,
-                                            (lineage.history[0], "gen-0"), scale=scale),
+                                            (lineage.history[0], "gen-0"), scale=scale, serve=not idle),
                      inputs={"gate": gated.out_dir / artifacts.GATES,
                              "pre_period": previous / "ingested" / "conversations.parquet"},
                      config_hash=hash_of("model", "generation", "serve", "world", "ab", "flywheel", "seed")
-                     + (f"+x{scale:g}" if scale != 1 else ""))
+                     + (f"+x{scale:g}" if scale != 1 else "") + ("+idle" if idle else ""))
     decision = json.loads((deployed.out_dir / artifacts.DECISION).read_text())
     registry = registry_for(config)  # follows the deploy decision (idempotent on a re-run)
     if decision["promoted"]:
