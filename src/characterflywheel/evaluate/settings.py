@@ -161,11 +161,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {"heldout_prompts": 8, "bootstrap": 200, "style_min_replies": 6, "truth_prompts": 8, "truth_samples": 2},
     # 32 held-out prompts cannot resolve one generation's step (a reward-model win rate's CI is about
     # +-0.06), so no significance test can pass a good child. Its point estimate is a weak but useful
-    # sign (docs/climb.md, "Fifth round"): over 28 measured generations of 12 runs, the 20 children above
-    # 0.5 gained +0.024 true P(continue) on average and 1 lost; the 8 below gained +0.009 and 4 lost.
-    # Non-inferiority (the demo's gate in rounds 3-4) passes all 28, the 5 losers with them; the point
-    # gate stops 4 climbers among its 8, which slows the climb but keeps promoted children at or above
-    # their parents. Superiority (the default) is for production-sized evaluations.
+    # sign (docs/climb.md, "Fifth round"): over 32 measured generations of 14 runs, the 22 children above
+    # 0.5 gained +0.025 true P(continue) on average and 1 lost; the 10 below gained +0.005 and 5 lost.
+    # Of the six losers, non-inferiority (the demo's gate in rounds 3-4) passes five, the point gate one;
+    # the point gate also stops five climbers, which slows the climb but keeps promoted children at or
+    # above their parents. Superiority (the default) is for production-sized evaluations.
     # 64 prompts x 6 replies: a paired CI of about +-0.028 (x 8: +-0.026) for ~25 s less per model.
     "demo": {"heldout_prompts": 32, "bootstrap": 1000, "win_rate_test": "point",
              "truth_samples": 6},
