@@ -173,7 +173,6 @@ def deploy_stage(config: Config, env: Environment, generation: int, champion: tu
     def run(context: StageContext) -> None:
         from characterflywheel.data import ingest
 
-        arms = deploy_arms(config, champion, challenger, generation0)
         if not serve:
             (context.out_dir / artifacts.DECISION).write_text(json.dumps({
                 "champion_model": champion[0], "champion_version": champion[1], "challenger_model": None,
@@ -182,6 +181,7 @@ def deploy_stage(config: Config, env: Environment, generation: int, champion: tu
                 indent=2))
             context.log_metrics({"window_served": 0.0})
             return
+        arms = deploy_arms(config, champion, challenger, generation0)
         context.log_metrics(env.collect_traffic(config, arms, context.out_dir, generation, scale=scale))
         report = ingest([context.out_dir / "traffic.jsonl"], context.out_dir / "ingested", progress=False)
         context.log_metrics({"traffic_accepted": report.accepted, "traffic_quarantined": report.quarantined})

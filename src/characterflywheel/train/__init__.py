@@ -132,9 +132,8 @@ def run_herding(
             step_metrics = {"skipped_no_data": 1.0}
             done.write_text(json.dumps(step_metrics, indent=2))
         else:
-            run = in_own_process if own_processes else _call
-            step_metrics = run(run_recipe, recipe, current, Path(inputs[key]), child, settings, work_dir / name,
-                               reward_fn, progress)
+            args = (recipe, current, Path(inputs[key]), child, settings, work_dir / name, reward_fn, progress)
+            step_metrics = in_own_process(run_recipe, *args) if own_processes else run_recipe(*args)
             done.write_text(json.dumps(step_metrics, indent=2))
         metrics.update({f"{name}/{metric}": value for metric, value in step_metrics.items()})
         if not step_metrics.get("skipped_no_data"):
@@ -170,10 +169,6 @@ def in_own_process(function: Any, *args: Any) -> Any:
 
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
         return pool.submit(function, *args).result()
-
-
-def _call(function: Any, *args: Any) -> Any:
-    return function(*args)
 
 
 def _holds_model(folder: Path) -> bool:
