@@ -7,7 +7,11 @@ optionally a reference model's replies to them (one reply per prompt, aligned), 
 * **win rate vs parent / vs reference judged by the reward models**: ``judge.win_rate(prompts, a, b)``
   gives per-prompt P(a beats b); with ``symmetrize_judge`` each pair is also judged in the swapped
   order and ``(p_ab + 1 - p_ba) / 2`` is used, which cancels a pairwise model's position bias. The
-  figure is the mean over prompts with a percentile-bootstrap CI over prompts.
+  figure is the mean over prompts with a percentile-bootstrap CI over prompts. With several replies
+  per prompt (``child_samples`` / ``parent_samples``; ``samples_per_prompt`` in the stage) a prompt's
+  figure is the mean over its pairs of replies: one reply a prompt leaves each reply's sampling noise
+  in the figure, and 32 prompts x 1 pair could not tell a child that gained +0.03 true engagement from
+  one that lost (docs/climb.md, "Sixth round").
 * **win rate judged by annotators** (when ``annotator_filler`` is given): one pairwise task per prompt
   and opponent, the child's reply shown first or second at random (seeded), written as
   ``annotation_tasks.jsonl`` (the :mod:`characterflywheel.data.annotation` format, so real annotators
@@ -48,6 +52,7 @@ object with ``win_rate`` (and ``pointwise.score`` or ``score_groups``), as in th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections import defaultdict
@@ -130,6 +135,19 @@ def _check_replies(replies: Sequence[str], count: int, name: str) -> list[str]:
     return list(replies)
 
 
+def _check_samples(samples: Sequence[Sequence[str]] | None, first: list[str], name: str) -> list[list[str]]:
+    """Every reply per prompt; without samples, the one reply per prompt."""
+    if samples is None:
+        return [[reply] for reply in first]
+    groups = [list(group) for group in samples]
+    if len(groups) != len(first):
+        raise ValueError(f"{name}: {len(groups)} groups of replies for {len(first)} prompts (one per prompt, aligned)")
+    for index, group in enumerate(groups):
+        if not group or not all(isinstance(reply, str) for reply in group) or group[0] != first[index]:
+            raise ValueError(f"{name}[{index}]: must be a non-empty list of strings starting with the prompt's reply")
+    return groups
+
+
 def read_prompt_records(path: Path | str) -> list[dict[str, Any]]:
     """Prompt records from a JSONL file; a bad line is a one-line error naming file, line and field."""
     path = Path(path)
@@ -174,8 +192,14 @@ def generate_replies(backend: Any, prompts: Sequence[Mapping[str, Any]], params:
     """One reply per prompt record from any generation backend (``params``: ``SamplingParams``, n=1)."""
     if getattr(params, "n", 1) != 1:
         raise ValueError(f"params.n: offline evaluation takes one reply per prompt (got n={params.n})")
+    return [replies[0] for replies in generate_samples(backend, prompts, params, progress)]
+
+
+def generate_samples(backend: Any, prompts: Sequence[Mapping[str, Any]], params: Any,
+                     progress: bool = False) -> list[list[str]]:
+    """``params.n`` replies per prompt record from any generation backend."""
     conversations = [list(_check_record(record, index, "prompts")["prompt"]) for index, record in enumerate(prompts)]
-    return [replies[0] for replies in backend.chat(conversations, params, progress=progress)]
+    return [list(replies) for replies in backend.chat(conversations, params, progress=progress)]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -219,12 +243,29 @@ def _pointwise_rewards(judge: Any, conversations: Sequence[list[dict]], replies:
     return np.asarray(scores, dtype=float).reshape(-1)
 
 
-def _user_signal_wins(user_signal: Any, conversations: Sequence[list[dict]], child: Sequence[str],
-                      parent: Sequence[str]) -> np.ndarray:
-    """1 / 0.5 / 0 per prompt: the child's mean predicted signal above / equal / below the parent's."""
-    child_scores = np.asarray(user_signal.predict(conversations, child), dtype=float).reshape(len(child), -1)
-    parent_scores = np.asarray(user_signal.predict(conversations, parent), dtype=float).reshape(len(parent), -1)
-    child_mean, parent_mean = child_scores.mean(axis=1), parent_scores.mean(axis=1)
+def sample_win_rates(judge: Judge, conversations: Sequence[list[dict]], child: Sequence[Sequence[str]],
+                     opponent: Sequence[Sequence[str]], symmetrize: bool = True) -> np.ndarray:
+    """Per-prompt P(child beats opponent): ``judge_win_rates`` over the prompt's pairs of replies (the
+    j-th child reply against the j-th opponent reply, as many pairs as the shorter side has), averaged."""
+    pairs = [min(len(a), len(b)) for a, b in zip(child, opponent)]
+    flat_conversations = [conversation for conversation, k in zip(conversations, pairs) for _ in range(k)]
+    wins = judge_win_rates(judge, flat_conversations, [r for group, k in zip(child, pairs) for r in group[:k]],
+                           [r for group, k in zip(opponent, pairs) for r in group[:k]], symmetrize)
+    return np.asarray([chunk.mean() for chunk in np.split(wins, np.cumsum(pairs)[:-1])])
+
+
+def _user_signal_wins(user_signal: Any, conversations: Sequence[list[dict]], child: Sequence[Sequence[str]],
+                      parent: Sequence[Sequence[str]]) -> np.ndarray:
+    """1 / 0.5 / 0 per prompt: the child's mean predicted signal (over its replies and the model's heads)
+    above / equal / below the parent's."""
+
+    def means(groups: Sequence[Sequence[str]]) -> np.ndarray:
+        flat_conversations = [c for c, group in zip(conversations, groups) for _ in group]
+        scores = np.asarray(user_signal.predict(flat_conversations, [r for group in groups for r in group]),
+                            dtype=float).reshape(sum(map(len, groups)), -1).mean(axis=1)
+        return np.asarray([chunk.mean() for chunk in np.split(scores, np.cumsum([len(g) for g in groups])[:-1])])
+
+    child_mean, parent_mean = means(child), means(parent)
     return np.where(child_mean > parent_mean, 1.0, np.where(child_mean < parent_mean, 0.0, 0.5))
 
 
@@ -441,8 +482,14 @@ def evaluate_child(
     user_signal: Any = None,
     style_rewards: Sequence[float] | np.ndarray | None = None,
     out_dir: Path | str | None = None,
+    child_samples: Sequence[Sequence[str]] | None = None,
+    parent_samples: Sequence[Sequence[str]] | None = None,
 ) -> OfflineReport:
     """Evaluate the child's replies against the parent's (and a reference's) on held-out prompts.
+
+    ``child_samples`` / ``parent_samples``: every reply per prompt (the first of each being
+    ``child_replies[i]`` / ``parent_replies[i]``), for the win rates against the parent; annotation
+    tasks, steerability and the monitors read the first reply.
 
     ``judge``: the reward models (``RewardJudge`` or anything with ``win_rate``); required.
     ``style_rewards``: rewards of the child's replies for the style monitor (default: the judge's
@@ -462,8 +509,11 @@ def evaluate_child(
     conversations = [list(record["prompt"]) for record in records]
     boot = (settings.confidence, settings.bootstrap, settings.seed)
 
+    child_all = _check_samples(child_samples, child, "child_samples")
+    parent_all = _check_samples(parent_samples, parent, "parent_samples")
+
     # Reward-model win rates, per prompt.
-    per_prompt = {PARENT: judge_win_rates(judge, conversations, child, parent, settings.symmetrize_judge)}
+    per_prompt = {PARENT: sample_win_rates(judge, conversations, child_all, parent_all, settings.symmetrize_judge)}
     if reference is not None:
         per_prompt[REFERENCE] = judge_win_rates(judge, conversations, child, reference, settings.symmetrize_judge)
 
@@ -538,7 +588,7 @@ def evaluate_child(
 
     user_signal_figure = None
     if user_signal is not None:
-        user_signal_figure = bootstrap_mean(_user_signal_wins(user_signal, conversations, child, parent), *boot)
+        user_signal_figure = bootstrap_mean(_user_signal_wins(user_signal, conversations, child_all, parent_all), *boot)
 
     unknown = sorted({key for key in by_character if key not in cards})
     return OfflineReport(
@@ -563,13 +613,18 @@ def evaluate_child(
 # --------------------------------------------------------------------------------------------------
 
 
-def _cached_replies(path: Path, prompt_ids: list[str], names: list[str]) -> dict[str, list[str]] | None:
+def _cached_replies(path: Path, prompt_ids: list[str], names: list[str],
+                    samples: int) -> tuple[dict[str, list[str]], dict[str, list[list[str]]]] | None:
     if not path.exists():
         return None
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if [row.get("prompt_id") for row in rows] != prompt_ids or not all(name in row for row in rows for name in names):
         return None
-    return {name: [row[name] for row in rows] for name in names}
+    sampled = [name for name in (PARENT, "child") if samples > 1]
+    if not all(len(row.get("samples", {}).get(name, [])) == samples for row in rows for name in sampled):
+        return None
+    return ({name: [row[name] for row in rows] for name in names},
+            {name: [row["samples"][name] for row in rows] for name in sampled})
 
 
 def run_offline_evaluation(
@@ -591,7 +646,9 @@ def run_offline_evaluation(
 
     Backends come from ``models.make_backend`` (any of fast / transformers / openai); ``sampling`` is a
     ``SamplingParams`` (default: ``settings.max_new_tokens`` or 64 tokens, ``settings.temperature``,
-    ``settings.seed``). Replies already in ``replies.jsonl`` for the same prompts are reused.
+    ``settings.seed``; the temperature falls back to SamplingParams' own). Child and parent answer each prompt ``settings.samples_per_prompt`` times (the
+    reference once); a row of ``replies.jsonl`` holds each model's first reply and, with several, all of
+    them under ``samples``. Replies already there for the same prompts are reused.
     """
     from characterflywheel.models import SamplingParams
 
@@ -601,24 +658,33 @@ def run_offline_evaluation(
     prompts = select_heldout_prompts(read_prompt_records(prompts_path), settings.heldout_prompts, settings.seed)
     if not prompts:
         raise ValueError(f"{prompts_path}: no prompt records")
-    params = sampling or SamplingParams(max_new_tokens=settings.max_new_tokens or 64,
-                                        temperature=settings.temperature, seed=settings.seed)
+    temperature = {} if settings.temperature is None else {"temperature": settings.temperature}
+    params = sampling or SamplingParams(max_new_tokens=settings.max_new_tokens or 64, seed=settings.seed, **temperature)
+    k = settings.samples_per_prompt
     prompt_ids = [str(record.get("prompt_id", index)) for index, record in enumerate(prompts)]
     backends = {"child": child_backend, "parent": parent_backend}
     if reference_backend is not None:
         backends["reference"] = reference_backend
-    replies = _cached_replies(out / REPLIES_FILE, prompt_ids, list(backends))
-    if replies is None:
-        replies = {}
+    cached = _cached_replies(out / REPLIES_FILE, prompt_ids, list(backends), k)
+    if cached is None:
+        groups: dict[str, list[list[str]]] = {}
         for name, backend in backends.items():
             # the same backend (the parent is the reference until a child is promoted) samples the same replies
-            same = next((other for other in replies if backends[other] is backend), None)
-            replies[name] = replies[same] if same else generate_replies(backend, prompts, params, progress)
+            same = next((other for other in groups if backends[other] is backend), None)
+            n = k if name in ("child", PARENT) else 1
+            groups[name] = (groups[same] if same else
+                            generate_samples(backend, prompts, dataclasses.replace(params, n=n), progress))
+        replies = {name: [group[0] for group in groups[name]] for name in backends}
+        samples = {name: groups[name] for name in ("child", PARENT)} if k > 1 else {}
         _write_jsonl_rows(out / REPLIES_FILE, (
-            {"prompt_id": prompt_id, **{name: replies[name][index] for name in backends}}
+            {"prompt_id": prompt_id, **{name: replies[name][index] for name in backends},
+             **({"samples": {name: samples[name][index] for name in samples}} if samples else {})}
             for index, prompt_id in enumerate(prompt_ids)))
+    else:
+        replies, samples = cached
     report = evaluate_child(prompts, replies["child"], replies["parent"], replies.get("reference"), judge,
-                            annotator_filler, characters, settings, user_signal=user_signal, out_dir=out)
+                            annotator_filler, characters, settings, user_signal=user_signal, out_dir=out,
+                            child_samples=samples.get("child"), parent_samples=samples.get(PARENT))
     temporary = out / (REPORT_FILE + ".tmp")
     temporary.write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
     os.replace(temporary, out / REPORT_FILE)

@@ -51,6 +51,10 @@ class EvaluateConfig(Section):
     temperature: float | None = Field(
         None, ge=0.0, description="Sampling temperature of the evaluated replies (None: generation.temperature, "
         "what users are served).")
+    samples_per_prompt: int = Field(
+        1, ge=1, description="Replies per held-out prompt from child and parent: the win rates against the parent "
+        "average each prompt's pairs of replies (prompts stay the bootstrap's clusters). Annotation tasks, "
+        "steerability and the monitors read the first reply.")
     truth_prompts: int = Field(
         64, ge=1, description="Simulated runs only: prompts of the fixed truth set (never served, never trained "
         "on) on which every generation's model is scored against the hidden landscape, paired by prompt and seed.")
