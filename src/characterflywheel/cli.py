@@ -139,19 +139,13 @@ def generate(
     overrides: SetOpt = None,
 ) -> None:
     """Chat with the policy from the terminal (interactive without --prompt)."""
-    from characterflywheel.models import SamplingParams, make_backend
-    from characterflywheel.pipeline import backend_options
+    from characterflywheel.models import make_backend
+    from characterflywheel.pipeline import backend_options, sampling_params
 
     with one_line_errors():
         cfg = _config(config, preset, overrides)
         backend = make_backend(**backend_options(cfg))
-    params = SamplingParams(
-        max_new_tokens=cfg.generation.max_new_tokens,
-        temperature=cfg.generation.temperature,
-        top_p=cfg.generation.top_p,
-        n=n,
-        seed=cfg.seed,
-    )
+    params = sampling_params(cfg, n=n)
     head = [{"role": "system", "content": system}] if system else []
     if prompt:
         replies = backend.chat([[*head, {"role": "user", "content": line}] for line in prompt], params)

@@ -94,13 +94,13 @@ def with_newcomers(config: Config, world: World, count: int) -> World:
 
 def headroom_stage(config: Config, world: Callable[[], World]) -> Callable[[StageContext], None]:
     def run(context: StageContext) -> None:
-        from characterflywheel.models import SamplingParams, make_backend
-        from characterflywheel.pipeline import backend_options
+        from characterflywheel.models import make_backend
+        from characterflywheel.pipeline import backend_options, sampling_params
         from characterflywheel.simulate.headroom import measure_headroom
 
         built = world()
         backend = make_backend(**backend_options(config))
-        params = SamplingParams(max_new_tokens=config.generation.max_new_tokens, temperature=1.0, top_p=0.95)
+        params = sampling_params(config, temperature=1.0, top_p=0.95, seed=None)
         result = measure_headroom(backend, built.landscape, built.users[: config.world.headroom_prompts],
                                   built.characters, k=config.world.headroom_k, params=params, seed=config.seed)
         (context.out_dir / "headroom.json").write_text(json.dumps(asdict(result), indent=2))

@@ -50,6 +50,7 @@ from characterflywheel.pipeline import (
     analyze_traffic,
     backend_options,
     ingest_stage,
+    sampling_params,
     seed_stage,
 )
 from characterflywheel.runs import StageContext, StageResult
@@ -91,15 +92,6 @@ def write_jsonl(path: Path, records: Sequence[dict[str, Any]]) -> int:
         for record in records:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     return len(records)
-
-
-def sampling(config: Config, **changes: Any) -> Any:
-    from characterflywheel.models import SamplingParams
-
-    gen = config.generation
-    values = {"max_new_tokens": gen.max_new_tokens, "temperature": gen.temperature, "top_p": gen.top_p,
-              "seed": config.seed} | changes
-    return SamplingParams(**values)
 
 
 def backend_for(config: Config, model: str | Path) -> Any:
@@ -286,7 +278,7 @@ def annotate_stage(config: Config, env: Environment, parent: str) -> Callable[[S
         settings = config.curate
         records = list(read_prompt_records(context.inputs["curated"]))[: settings.annotation_prompts]
         candidates = generate_candidates(records, backend_for(config, parent),
-                                         sampling(config, n=max(1, settings.policy_candidates),
+                                         sampling_params(config, n=max(1, settings.policy_candidates),
                                                   temperature=config.sample.temperature, top_p=config.sample.top_p,
                                                   max_new_tokens=config.sample.max_new_tokens),
                                          progress=True)
@@ -420,7 +412,7 @@ def evaluate_stage(config: Config, env: Environment, parent: str, reference: str
             context.inputs["heldout"], context.out_dir, backends[str(context.inputs["child"])], backends[parent],
             judge, config.evaluate, reference_backend=backends[reference], annotator_filler=env.fill_annotations,
             characters=load_characters(), user_signal=load_user_signal(reward_dir / "user_signal"), progress=True,
-            sampling=sampling(config, max_new_tokens=config.evaluate.max_new_tokens or config.generation.max_new_tokens,
+            sampling=sampling_params(config, max_new_tokens=config.evaluate.max_new_tokens or config.generation.max_new_tokens,
                               temperature=evaluation_temperature(config), seed=config.evaluate.seed))
         offline = report.to_dict()
         (context.out_dir / artifacts.OFFLINE).write_text(json.dumps(offline, indent=2))
@@ -468,7 +460,7 @@ def truth_set_figures(config: Config, env: Any, models: dict[str, str], backends
     from characterflywheel.evaluate.instructions import evaluate_replies
 
     prompts = env.truth_prompts(config.evaluate.truth_prompts)
-    params = sampling(config, n=config.evaluate.truth_samples, temperature=config.generation.temperature,
+    params = sampling_params(config, n=config.evaluate.truth_samples, temperature=config.generation.temperature,
                       seed=config.evaluate.seed)
     cache = config.run_dir() / "truth-cache"
     cache.mkdir(parents=True, exist_ok=True)

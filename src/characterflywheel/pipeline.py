@@ -82,23 +82,28 @@ def opening_prompts(dataset: Path, count: int, seed: int) -> list[list[dict[str,
 
 def generate_stage(config: Config) -> Callable[[StageContext], None]:
     def run(context: StageContext) -> None:
-        from characterflywheel.models import SamplingParams, make_backend
+        from characterflywheel.models import make_backend
 
         prompts = opening_prompts(context.inputs["traffic"], config.demo.prompts, config.seed)
         backend = make_backend(**backend_options(config))
-        params = SamplingParams(
-            max_new_tokens=config.generation.max_new_tokens,
-            temperature=config.generation.temperature,
-            top_p=config.generation.top_p,
-            seed=config.seed,
-        )
-        replies = backend.chat(prompts, params, progress=True)
+        replies = backend.chat(prompts, sampling_params(config), progress=True)
         with (context.out_dir / "replies.jsonl").open("w", encoding="utf-8") as out:
             for messages, candidates in zip(prompts, replies):
                 out.write(json.dumps({"messages": messages, "replies": candidates}) + "\n")
         context.log_metrics({"prompts": len(prompts)})
 
     return run
+
+
+def sampling_params(config: Config, **changes: Any) -> Any:
+    """The ``SamplingParams`` of the ``[generation]`` section (seeded with ``config.seed``), with ``changes``:
+    the one place a stage's sampling is built from the config."""
+    from characterflywheel.models import SamplingParams
+
+    gen = config.generation
+    values = {"max_new_tokens": gen.max_new_tokens, "temperature": gen.temperature, "top_p": gen.top_p,
+              "seed": config.seed} | changes
+    return SamplingParams(**values)
 
 
 def backend_options(config: Config) -> dict[str, Any]:
@@ -127,11 +132,10 @@ def build_arms(config: Config) -> list[Any]:
     from dataclasses import replace
 
     from characterflywheel.deploy.gateway import Arm
-    from characterflywheel.models import SamplingParams, make_backend
+    from characterflywheel.models import make_backend
 
     backends: dict[str, Any] = {}
-    base = SamplingParams(max_new_tokens=config.generation.max_new_tokens, temperature=config.generation.temperature,
-                          top_p=config.generation.top_p)
+    base = sampling_params(config, seed=None)  # each request draws its own
     arms = []
     for arm in config.serve.arms:
         model = arm.model or config.model.policy
