@@ -162,15 +162,14 @@ class EvaluateConfig(Section):
 
 # Merged into config.PRESETS["tiny"] / ["demo"] under the "evaluate" key.
 PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": {"heldout_prompts": 8, "bootstrap": 200, "style_min_replies": 6, "truth_prompts": 8, "truth_samples": 2},
-    # 32 held-out prompts cannot resolve one generation's step (a reward-model win rate's CI is about
-    # +-0.06), so no significance test can pass a good child. Its point estimate is a weak but useful
-    # sign (docs/climb.md, "Fifth round"): over 32 measured generations of 14 runs, the 22 children above
-    # 0.5 gained +0.025 true P(continue) on average and 1 lost; the 10 below gained +0.005 and 5 lost.
-    # Of the six losers, non-inferiority (the demo's gate in rounds 3-4) passes five, the point gate one;
-    # the point gate also stops five climbers, which slows the climb but keeps promoted children at or
-    # above their parents. Superiority (the default) is for production-sized evaluations.
-    # 64 prompts x 6 replies: a paired CI of about +-0.028 (x 8: +-0.026) for ~25 s less per model.
-    "demo": {"heldout_prompts": 32, "bootstrap": 1000, "win_rate_test": "point",
-             "truth_samples": 6},
+    "tiny": {"heldout_prompts": 8, "samples_per_prompt": 2, "bootstrap": 200, "style_min_replies": 6,
+             "truth_prompts": 8, "truth_samples": 2},
+    # The gate reads the reward models' point estimate of the child's win rate over its parent: no
+    # significance test can pass one generation's step on 32 prompts (a win rate's CI is about +-0.05).
+    # 4 replies a prompt (docs/climb.md, "Sixth round"): with one reply each, the gate's sampling noise
+    # stopped three children that had gained +0.028 to +0.039 true P(continue) among the 11 generations
+    # measured again; with four, it stopped the two that lost and no climber.
+    # Truth set 64 prompts x 4 replies (a paired CI of about +-0.03) pays for the gate's extra replies.
+    "demo": {"heldout_prompts": 32, "samples_per_prompt": 4, "bootstrap": 1000, "win_rate_test": "point",
+             "truth_samples": 4},
 }
