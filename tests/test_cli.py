@@ -123,11 +123,13 @@ def test_progress_says_why_a_gate_failed_and_what_the_window_decided(tmp_path: P
     (tmp_path / "gate" / "gates.json").write_text(json.dumps({"passed": False, "reasons": ["win rate 0.41 < 0.5"]}))
     (tmp_path / "deploy").mkdir()
     (tmp_path / "deploy" / "decision.json").write_text(json.dumps(
-        {"challenger_version": "gen-2", "promoted": True, "reason": "the A/B found no harm"}))
+        {"champion_model": "m", "champion_version": "gen-2", "challenger_version": "gen-2", "promoted": True,
+         "reason": "the A/B found no harm"}))
     assert _decision_lines(StageResult("gate", tmp_path / "gate", {}, False)) == ["gate failed: win rate 0.41 < 0.5"]
     assert _decision_lines(StageResult("deploy", tmp_path / "deploy", {}, False)) == [
         "gen-2 promoted: the A/B found no harm"]
     (tmp_path / "deploy" / "decision.json").write_text(json.dumps(
-        {"challenger_version": None, "promoted": False, "reason": "no window served: nothing would read it"}))
+        {"champion_model": "m", "champion_version": "gen-1", "challenger_version": None, "promoted": False,
+         "reason": "no window served: nothing would read it"}))
     assert _decision_lines(StageResult("deploy", tmp_path / "deploy", {}, False)) == [
         "no window served: nothing would read it"]

@@ -14,3 +14,6 @@ DECISION = "decision.json"    # deploy: arms served, promotion and why
 AB = "ab.json"                # deploy (and `ab`): the A/B read-out (evaluate.ab.ABResult)
 VS_GENERATION0 = "vs-generation0"  # deploy: folder of every served model's A/B against the holdout arm
 SUMMARY = "summary.json"      # per generation: what the report reads
+SFT = "sft.jsonl"             # sample: data.records.SFTRow, what SFT trains on
+PREFERENCES = "prefs.jsonl"   # sample: data.records.PreferencePair, what DPO trains on
+REPLIES = "replies.jsonl"     # evaluate: every model's replies to the held-out prompts (and `generate`'s)

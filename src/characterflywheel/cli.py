@@ -27,6 +27,8 @@ from rich.table import Table  # noqa: E402
 
 from characterflywheel import artifacts  # noqa: E402
 from characterflywheel.config import Config, ConfigError, load_config, render_commented  # noqa: E402
+from characterflywheel.data.jsonl import read_jsonl  # noqa: E402
+from characterflywheel.deploy.decision import read_decision  # noqa: E402
 from characterflywheel.runs import StageResult  # noqa: E402
 
 # Plain (click) help: this typer's rich panels show every flag as taking a value ("--force <bool>"),
@@ -209,7 +211,7 @@ def world(
         cfg = _config(config, preset, overrides)
         console.print(f"run directory: {cfg.run_dir()}")
         results = {r.name: r for r in run_demo(cfg, tuple(traffic or ()), notify=_print_stage)}
-    for record in map(json.loads, (results["generate"].out_dir / "replies.jsonl").read_text().splitlines()):
+    for record in read_jsonl(results["generate"].out_dir / artifacts.REPLIES):
         user = record["messages"][-1]["content"]
         console.print(f"\n[bold]user:[/bold] {user}\n[bold cyan]policy:[/bold cyan] {record['replies'][0]}", highlight=False)
     _print_headroom(json.loads((results["headroom"].out_dir / "headroom.json").read_text()))
@@ -356,12 +358,12 @@ def _decision_lines(result: StageResult) -> list[str]:
         gates = json.loads((result.out_dir / artifacts.GATES).read_text())
         return ["gates passed"] if gates.get("passed") else [f"gate failed: {reason}" for reason in gates.get("reasons", [])]
     if result.name == "deploy" and (result.out_dir / artifacts.DECISION).is_file():
-        decision = json.loads((result.out_dir / artifacts.DECISION).read_text())
-        if decision.get("challenger_version"):
-            verb = "promoted" if decision.get("promoted") else "not promoted"
-            return [f"{decision['challenger_version']} {verb}: {decision.get('reason', '')}".rstrip(": ")]
-        if decision.get("reason"):
-            return [str(decision["reason"])]
+        decision = read_decision(result.out_dir / artifacts.DECISION)
+        if decision.challenger_version:
+            verb = "promoted" if decision.promoted else "not promoted"
+            return [f"{decision.challenger_version} {verb}: {decision.reason}".rstrip(": ")]
+        if decision.reason:
+            return [decision.reason]
     return []
 
 
@@ -393,7 +395,7 @@ def _print_generations(run_dir: Path) -> None:
                    "truth vs parent"):
         table.add_column(column, justify="right")
 
-    def point(found: Optional[rd.Figure], percent: bool = False) -> str:
+    def point(found: Optional[rd.Reading], percent: bool = False) -> str:
         if found is None:
             return "–"
         return f"{found.value:+.1%}" if percent else f"{found.value:.3f}"

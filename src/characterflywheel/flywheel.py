@@ -43,15 +43,16 @@ from typing import Any, Protocol
 
 from characterflywheel import artifacts
 from characterflywheel.config import ArmConfig, Config
+from characterflywheel.data.jsonl import read_jsonl, write_json, write_jsonl
+from characterflywheel.deploy.decision import Decision, read_decision
 from characterflywheel.evaluate.ab import change, lift
 from characterflywheel.pipeline import (
     StageNotice,
     StageRunner,
     analyze_traffic,
     backend_options,
-    ingest_stage,
     sampling_params,
-    seed_stage,
+    seed_and_ingest,
 )
 from characterflywheel.runs import StageContext, StageResult
 
@@ -82,18 +83,6 @@ class Environment(Protocol):
         ...
 
 
-def read_jsonl(path: Path) -> Records:
-    with path.open(encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
-
-
-def write_jsonl(path: Path, records: Sequence[dict[str, Any]]) -> int:
-    with path.open("w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    return len(records)
-
-
 def backend_for(config: Config, model: str | Path) -> Any:
     from characterflywheel.models import make_backend
 
@@ -116,11 +105,10 @@ def lineage_before(config: Config, runner: StageRunner, generation: int) -> Line
     base = str(resolve_model(config.model.policy))
     champion, version, history = base, "gen-0", [base]
     for earlier in range(1, generation):
-        decision_path = runner.run.stage_dir(earlier, "deploy") / artifacts.DECISION
-        decision = json.loads(decision_path.read_text())
-        if decision.get("challenger_model"):
-            history.append(decision["challenger_model"])
-        champion, version = decision["champion_model"], decision["champion_version"]
+        decision = read_decision(runner.run.stage_dir(earlier, "deploy") / artifacts.DECISION)
+        if decision.challenger_model:
+            history.append(decision.challenger_model)
+        champion, version = decision.champion_model, decision.champion_version
     if generation > 1:
         registered = registry_for(config).champion()  # a `rollback` since moves the champion
         if registered is not None and registered.model_version != version:
@@ -166,11 +154,9 @@ def deploy_stage(config: Config, env: Environment, generation: int, champion: tu
         from characterflywheel.data import ingest
 
         if not serve:
-            (context.out_dir / artifacts.DECISION).write_text(json.dumps({
-                "champion_model": champion[0], "champion_version": champion[1], "challenger_model": None,
-                "challenger_version": None, "promoted": False, "arms": {},
-                "reason": "no window served: no challenger, no holdout arm and no later generation to read it"},
-                indent=2))
+            Decision(champion_model=champion[0], champion_version=champion[1],
+                     reason="no window served: no challenger, no holdout arm and no later generation to read it",
+                     ).write(context.out_dir / artifacts.DECISION)
             context.log_metrics({"window_served": 0.0})
             return
         arms = deploy_arms(config, champion, challenger, generation0)
@@ -179,25 +165,25 @@ def deploy_stage(config: Config, env: Environment, generation: int, champion: tu
         context.log_metrics({"traffic_accepted": report.accepted, "traffic_quarantined": report.quarantined})
         traffic = context.out_dir / "ingested" / "conversations.parquet"
         pre_period = context.inputs.get("pre_period")
-        decision: dict[str, Any] = {"champion_model": champion[0], "champion_version": champion[1],
-                                    "challenger_model": challenger[0] if challenger else None,
-                                    "challenger_version": challenger[1] if challenger else None,
-                                    "promoted": False, "arms": {arm.name: arm.model_version for arm in arms}}
+        decision = Decision(champion_model=champion[0], champion_version=champion[1],
+                            challenger_model=challenger[0] if challenger else None,
+                            challenger_version=challenger[1] if challenger else None,
+                            arms={arm.name: arm.model_version for arm in arms})
         seen = served_arms(traffic)  # a small window may route nobody to an arm
         if challenger is not None and {"champion", "challenger"} <= seen:
             result = analyze_traffic(ab_config(config, arms, "champion"), traffic, context.out_dir, pre_period=pre_period)
             promoted, reason = promotion_decision(result.to_dict(), config.flywheel.promote_rule)
-            decision |= {"promoted": promoted, "reason": reason}
+            decision.promoted, decision.reason = promoted, reason
             if promoted:
-                decision["champion_model"], decision["champion_version"] = challenger
+                decision.champion_model, decision.champion_version = challenger
             context.log_metrics({"promoted": float(promoted)})
         elif challenger is not None:
-            decision["reason"] = f"no A/B read-out: the window routed users only to {sorted(seen)}"
+            decision.reason = f"no A/B read-out: the window routed users only to {sorted(seen)}"
         if HOLDOUT_ARM in seen and len(seen) > 1:
             (context.out_dir / artifacts.VS_GENERATION0).mkdir(exist_ok=True)
             analyze_traffic(ab_config(config, arms, HOLDOUT_ARM), traffic, context.out_dir / artifacts.VS_GENERATION0,
                             pre_period=pre_period)
-        (context.out_dir / artifacts.DECISION).write_text(json.dumps(decision, indent=2))
+        decision.write(context.out_dir / artifacts.DECISION)
 
     return run
 
@@ -379,7 +365,7 @@ def herd_stage(config: Config, parent: str) -> Callable[[StageContext], None]:
         from characterflywheel.train import run_herding, run_herding_in_own_process
 
         sampled = context.inputs["sample"]
-        data = {"sft": sampled / "sft.jsonl", "preferences": sampled / "prefs.jsonl",
+        data = {"sft": sampled / artifacts.SFT, "preferences": sampled / artifacts.PREFERENCES,
                 "prompts": sampled / "hard_prompts.jsonl"}
         online = {"online_dpo", "grpo"} & set(config.train.recipes)  # only online RL needs the reward models loaded
         herd = run_herding_in_own_process if config.train.own_process else run_herding
@@ -415,10 +401,10 @@ def evaluate_stage(config: Config, env: Environment, parent: str, reference: str
             sampling=sampling_params(config, max_new_tokens=config.evaluate.max_new_tokens or config.generation.max_new_tokens,
                               temperature=evaluation_temperature(config), seed=config.evaluate.seed))
         offline = report.to_dict()
-        (context.out_dir / artifacts.OFFLINE).write_text(json.dumps(offline, indent=2))
+        write_json(context.out_dir / artifacts.OFFLINE, offline)
         context.log_metrics(report.metrics())
         records = {str(r.get("prompt_id")): r for r in read_prompt_records(context.inputs["heldout"])}
-        rows = read_jsonl(context.out_dir / "replies.jsonl")
+        rows = read_jsonl(context.out_dir / artifacts.REPLIES)
         prompts = [records[str(row["prompt_id"])] for row in rows]
         truth: dict[str, Any] = {"rm_score": {}, "n": len(rows)}
         for name in ("child", "parent"):
@@ -430,7 +416,7 @@ def evaluate_stage(config: Config, env: Environment, parent: str, reference: str
         if hasattr(env, "truth_prompts"):
             models = {"child": str(context.inputs["child"]), "parent": parent, "generation0": generation0}
             truth |= truth_set_figures(config, env, models, backends)
-        (context.out_dir / artifacts.TRUTH).write_text(json.dumps(truth, indent=2))
+        write_json(context.out_dir / artifacts.TRUTH, truth)
 
     return run
 
@@ -474,8 +460,8 @@ def truth_set_figures(config: Config, env: Any, models: dict[str, str], backends
             replies = backends[model].chat([p["prompt"] for p in prompts], params, progress=True)
             flat_prompts = [p for p, group in zip(prompts, replies) for _ in group]
             scores = env.truth(flat_prompts, [reply for group in replies for reply in group])
-            cached.write_text(json.dumps({"model": model, "scores": scores,
-                                          "replies": [reply for group in replies for reply in group]}))
+            write_json(cached, {"model": model, "scores": scores,
+                                "replies": [reply for group in replies for reply in group]})
         stored = json.loads(cached.read_text())
         scores = np.asarray(stored["scores"], dtype=float)
         per_prompt[name] = scores.reshape(len(prompts), -1).mean(axis=1)
@@ -516,7 +502,7 @@ def gate_stage(config: Config, generation: int, lineage: Lineage) -> Callable[[S
         user_signal = (offline.get("user_signal_win_rate_vs_parent") or {}).get("value")
         decision = apply_gates(offline, offline.get("style"), config.evaluate, user_signal_win_rate=user_signal)
         gates = decision.to_dict()
-        (context.out_dir / artifacts.GATES).write_text(json.dumps(gates, indent=2))
+        write_json(context.out_dir / artifacts.GATES, gates)
         registry = registry_for(config)
         version = registry.register(
             context.inputs["child"], generation=generation, parent_version=lineage.champion_version,
@@ -526,7 +512,7 @@ def gate_stage(config: Config, generation: int, lineage: Lineage) -> Callable[[S
             registry.set_alias("challenger", version)
         else:
             registry.clear_alias("challenger")
-        (context.out_dir / artifacts.REGISTRY).write_text(json.dumps({"version": str(version)}))
+        write_json(context.out_dir / artifacts.REGISTRY, {"version": str(version)})
         context.log_metrics({"passed": float(gates["passed"])})
 
     return run
@@ -544,7 +530,7 @@ def register_base_stage(config: Config) -> Callable[[StageContext], None]:
         version = registry.register(context.inputs["model"], generation=0, parent_version=None,
                                     lineage={"source": config.model.policy}, metrics={}, gates={"passed": True})
         registry.set_alias("champion", version)
-        (context.out_dir / artifacts.REGISTRY).write_text(json.dumps({"version": str(version)}))
+        write_json(context.out_dir / artifacts.REGISTRY, {"version": str(version)})
 
     return run
 
@@ -572,9 +558,7 @@ def flat_numbers(value: Any, prefix: str = "") -> dict[str, float]:
 def run_generation_zero(config: Config, env: Environment, stage: StageRunner) -> StageResult:
     from characterflywheel.models import resolve_model
 
-    seeded = stage("seed", seed_stage(config), config_hash=config.section_hash("data"))
-    extra = {f"traffic_{i}": Path(p) for i, p in enumerate(config.data.traffic)}
-    stage("ingest", ingest_stage, inputs={"seed": seeded.out_dir / "traffic.jsonl"} | extra)
+    seed_and_ingest(config, stage)
     base = str(resolve_model(config.model.policy))
     stage("register", register_base_stage(config), inputs={"model": Path(base)})
     holdout = f"+holdout{config.flywheel.holdout_weight:g}" if config.flywheel.holdout_weight else ""
@@ -608,7 +592,7 @@ def run_generation(config: Config, env: Environment, generation: int, stage: Sta
     sampled = stage("sample", sample_stage(config, lineage, parent_win_rate, earlier),
                     inputs={"curated": curated.out_dir / CURATED, "reward": rewarded.out_dir,
                             "parent": Path(parent)}
-                    | {f"replay_{g}": folder / "sft.jsonl" for g, folder in earlier if (folder / "sft.jsonl").is_file()},
+                    | {f"replay_{g}": folder / artifacts.SFT for g, folder in earlier if (folder / artifacts.SFT).is_file()},
                     config_hash=hash_of("sample", "generation", "flywheel", "seed"),
                     params={"parent_win_rate": parent_win_rate})
     herded = stage("herd", herd_stage(config, parent),
@@ -635,9 +619,9 @@ def run_generation(config: Config, env: Environment, generation: int, stage: Sta
                              "pre_period": previous / "ingested" / "conversations.parquet"},
                      config_hash=hash_of("model", "generation", "serve", "world", "ab", "flywheel", "seed")
                      + (f"+x{scale:g}" if scale != 1 else "") + ("+idle" if idle else ""))
-    decision = json.loads((deployed.out_dir / artifacts.DECISION).read_text())
+    decision = read_decision(deployed.out_dir / artifacts.DECISION)
     registry = registry_for(config)  # follows the deploy decision (idempotent on a re-run)
-    if decision["promoted"]:
+    if decision.promoted:
         version = json.loads((gated.out_dir / artifacts.REGISTRY).read_text())["version"]
         champion = registry.champion()
         if champion is None or str(champion.version) != str(version):

@@ -9,13 +9,14 @@ Each stage is resumable through ``RunDir``: re-running the pipeline skips what a
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from characterflywheel import artifacts
 from characterflywheel.config import Config
+from characterflywheel.data.jsonl import write_jsonl
 from characterflywheel.runs import RunDir, StageContext, StageHook, StageResult
 
 StageNotice = Callable[[StageResult], None]
@@ -87,9 +88,8 @@ def generate_stage(config: Config) -> Callable[[StageContext], None]:
         prompts = opening_prompts(context.inputs["traffic"], config.demo.prompts, config.seed)
         backend = make_backend(**backend_options(config))
         replies = backend.chat(prompts, sampling_params(config), progress=True)
-        with (context.out_dir / "replies.jsonl").open("w", encoding="utf-8") as out:
-            for messages, candidates in zip(prompts, replies):
-                out.write(json.dumps({"messages": messages, "replies": candidates}) + "\n")
+        write_jsonl(context.out_dir / artifacts.REPLIES,
+                    ({"messages": messages, "replies": candidates} for messages, candidates in zip(prompts, replies)))
         context.log_metrics({"prompts": len(prompts)})
 
     return run
@@ -168,15 +168,21 @@ def analyze_traffic(config: Config, dataset: Path, out_dir: Path, pre_period: Pa
                     pre_period=pre_period)
 
 
-def run_foundation(config: Config, traffic: Sequence[Path] = (), notify: StageNotice | None = None,
-                   stage: StageRunner | None = None) -> list[StageResult]:
-    """Generation 0 of the foundation recipe; returns each stage's result (skipped or run)."""
-    stage = stage or StageRunner(config, 0, notify)
+def seed_and_ingest(config: Config, stage: StageRunner, traffic: Sequence[Path] = ()) -> StageResult:
+    """Generation 0's data: the seed conversations, then ingest of them with the config's traffic
+    (``data.traffic``) and ``traffic``; returns the ingest stage's result."""
     seeded = stage("seed", seed_stage(config), config_hash=config.section_hash("data"),
                    params={"seed_conversations": config.data.seed_conversations})
     extra = [Path(p) for p in [*config.data.traffic, *traffic]]
     inputs = {"seed": seeded.out_dir / "traffic.jsonl"} | {f"traffic_{i}": p for i, p in enumerate(extra)}
-    ingested = stage("ingest", ingest_stage, inputs=inputs)
+    return stage("ingest", ingest_stage, inputs=inputs)
+
+
+def run_foundation(config: Config, traffic: Sequence[Path] = (), notify: StageNotice | None = None,
+                   stage: StageRunner | None = None) -> list[StageResult]:
+    """Generation 0 of the foundation recipe; returns each stage's result (skipped or run)."""
+    stage = stage or StageRunner(config, 0, notify)
+    ingested = seed_and_ingest(config, stage, traffic)
     stage(
         "generate",
         generate_stage(config),

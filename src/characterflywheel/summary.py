@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from characterflywheel import artifacts
+from characterflywheel.deploy.decision import Decision, read_decision
 from characterflywheel.evaluate.ab import lift
 from characterflywheel.runs import MANIFEST, RunDir
 
@@ -40,12 +41,12 @@ def _pick(source: dict[str, Any], *keys: str) -> dict[str, Any]:
     return {key: source[key] for key in keys if key in source}
 
 
-def _ab(decision: dict[str, Any] | None, ab: dict[str, Any] | None) -> dict[str, Any] | None:
+def _ab(decision: Decision | None, ab: dict[str, Any] | None) -> dict[str, Any] | None:
     if decision is None:
         return None
-    out: dict[str, Any] = {"control": decision.get("champion_version") if not decision.get("promoted")
-                           else None, "treatment": decision.get("challenger_version"),
-                           "promoted": decision.get("promoted", False), "reason": decision.get("reason", "")}
+    out: dict[str, Any] = {"control": None if decision.promoted else decision.champion_version,
+                           "treatment": decision.challenger_version, "promoted": decision.promoted,
+                           "reason": decision.reason}
     if ab:
         out["breadth_lift"] = lift(ab, "breadth")
         out["depth_lift"] = lift(ab, "depth")
@@ -53,11 +54,11 @@ def _ab(decision: dict[str, Any] | None, ab: dict[str, Any] | None) -> dict[str,
     return out
 
 
-def _vs_generation0(decision: dict[str, Any] | None, ab: dict[str, Any] | None) -> dict[str, Any] | None:
+def _vs_generation0(decision: Decision | None, ab: dict[str, Any] | None) -> dict[str, Any] | None:
     """Each served model's lift over the holdout arm (generation 0), per engagement metric."""
     if not ab or not decision:
         return None
-    versions = decision.get("arms", {})
+    versions = decision.arms
     return {arm: {"model_version": versions.get(arm), "breadth_lift": lift(ab, "breadth", arm),
                   "depth_lift": lift(ab, "depth", arm)}
             for arm in ab.get("challengers", {})}
@@ -70,7 +71,8 @@ def generation_summary(run_root: Path, generation: int, elapsed: float | None = 
     annotate = _metrics(run, generation, "annotate")
     sample = _metrics(run, generation, "sample")
     deploy = _metrics(run, generation, "deploy")
-    decision = _json(gen_dir / "deploy" / artifacts.DECISION)
+    decision_path = gen_dir / "deploy" / artifacts.DECISION
+    decision = read_decision(decision_path) if decision_path.is_file() else None
     counts = {
         "traffic_conversations": deploy.get("traffic_accepted") if generation == 0 else
         _metrics(run, generation - 1, "deploy").get("traffic_accepted"),
@@ -79,16 +81,15 @@ def generation_summary(run_root: Path, generation: int, elapsed: float | None = 
         "annotations": annotate.get("annotations"),
         "sft": sample.get("sft"), "prefs": sample.get("prefs"),
     }
-    served_arms = (decision or {}).get("arms", {})
+    served_arms = decision.arms if decision else {}
     summary: dict[str, Any] = {
         "generation": generation,
         "model_version": f"gen-{generation}",
         # the champion going into the generation (the decision's champion is the one coming out of it)
-        "parent_version": None if generation == 0 or not decision else served_arms.get("champion", (
-            decision.get("champion_version") if not decision.get("promoted") else None)),
+        "parent_version": None if generation == 0 or not decision else decision.parent_version,
         "served": bool(decision) and (generation == 0 or served_arms.get("challenger") == f"gen-{generation}"),
-        "promoted": generation > 0 and bool((decision or {}).get("promoted")),
-        "champion_version": (decision or {}).get("champion_version", "gen-0" if generation == 0 else None),
+        "promoted": generation > 0 and bool(decision and decision.promoted),
+        "champion_version": decision.champion_version if decision else ("gen-0" if generation == 0 else None),
         "data_counts": {k: v for k, v in counts.items() if v is not None},
         "stage_seconds": {},
     }

@@ -20,7 +20,7 @@ from characterflywheel.curate.annotate import (
     read_task_file,
     run_annotate,
 )
-from characterflywheel.curate.records import write_jsonl_records
+from characterflywheel.curate.records import write_jsonl
 from characterflywheel.curate.settings import CurateConfig
 from characterflywheel.data.annotation import Annotation, Label
 
@@ -96,7 +96,7 @@ def test_simulated_pool_fills_tasks_round_trip_and_agreement(embedder, tmp_path)
     from characterflywheel.simulate.landscape import Landscape
 
     pool = AnnotatorPool(Guideline(Landscape(embedder), load_characters()), make_annotators(3))
-    write_jsonl_records(tmp_path / "stratified.jsonl", curated_records())
+    write_jsonl(tmp_path / "stratified.jsonl", curated_records())
     settings = CurateConfig(annotation_prompts=18, pairs_per_prompt=1, ratings_per_prompt=2)
     report = run_annotate(tmp_path / "stratified.jsonl", tmp_path / "out", settings, candidates=CANDIDATES,
                           filler=lambda tasks: pool.annotate(tasks, per_task=2))

@@ -15,7 +15,7 @@ from characterflywheel.curate.diversity import (
 )
 from characterflywheel.curate.embedding import EmbeddingCache
 from characterflywheel.curate.prompts import explode_prompts
-from characterflywheel.curate.records import read_prompt_records, write_jsonl_records
+from characterflywheel.curate.records import read_prompt_records, write_jsonl
 from characterflywheel.curate.settings import CurateConfig
 from characterflywheel.data import read_conversations
 
@@ -45,7 +45,7 @@ def diversity_cache(embedding_cache_dir):
 def test_selection_covers_better_than_random_on_real_prompts(method, embedder, chitchat_parquet, diversity_cache,
                                                              tmp_path):
     records = list(explode_prompts(read_conversations(chitchat_parquet), 4))
-    write_jsonl_records(tmp_path / "clean.jsonl", records)
+    write_jsonl(tmp_path / "clean.jsonl", records)
     settings = CurateConfig(keep_share=0.3, clusters=5, diversity_method=method)
     report = run_diversity(tmp_path / "clean.jsonl", tmp_path / "out", settings, embedder, cache_dir=diversity_cache)
     kept = list(read_prompt_records(tmp_path / "out" / DIVERSE_FILENAME))

@@ -17,7 +17,7 @@ from characterflywheel.curate.privacy import (
     run_privacy,
 )
 from characterflywheel.curate.prompts import explode_prompts
-from characterflywheel.curate.records import read_prompt_records, write_jsonl_records
+from characterflywheel.curate.records import read_prompt_records, write_jsonl
 from characterflywheel.curate.settings import CurateConfig
 from characterflywheel.data import Conversation, read_conversations
 
@@ -51,7 +51,7 @@ def test_unsafe_conversations_are_dropped_whole_and_pii_is_masked(safety_classif
     ]
     records = list(explode_prompts([*real, *planted], max_history_turns=8))
     path = tmp_path / "prompts.jsonl"
-    write_jsonl_records(path, records)
+    write_jsonl(path, records)
     report = run_privacy(path, tmp_path / "out", CurateConfig(unsafe_scope="conversation"), classifier=safety_classifier)
 
     assert report.records_in == len(records) == report.kept + report.dropped
@@ -95,7 +95,7 @@ def test_default_scope_keeps_the_turns_before_the_unsafe_message(safety_classifi
 
 def test_privacy_off_copies_records_through(chitchat_parquet, tmp_path):
     records = list(explode_prompts(read_conversations(chitchat_parquet), 4))
-    write_jsonl_records(tmp_path / "p.jsonl", records)
+    write_jsonl(tmp_path / "p.jsonl", records)
     report = run_privacy(tmp_path / "p.jsonl", tmp_path / "out", CurateConfig(privacy=False))
     assert not report.enabled and report.kept == len(records) and report.dropped == 0
     assert list(read_prompt_records(tmp_path / "out" / CLEAN_FILENAME)) == records

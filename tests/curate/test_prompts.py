@@ -68,5 +68,5 @@ def test_bad_prompt_record_is_a_one_line_error_naming_file_line_and_field(tmp_pa
     path.write_text('{"prompt_id": "p", "conversation_id": "c", "user_id": "u", "character_id": "x", '
                     '"model_version": "m", "depth": 1, "prompt": [{"role": "assistant", "content": "hi"}], '
                     '"reply": "r"}\n')
-    with pytest.raises(ValueError, match=r"prompts.jsonl:1: prompt: must end with a user turn"):
+    with pytest.raises(ValueError, match=r"prompts.jsonl:1 \(prompt_id p\): prompt: must end with a user turn"):
         list(read_prompt_records(path))

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from characterflywheel.curate.records import read_prompt_records, write_jsonl_records
+from characterflywheel.curate.records import read_prompt_records, write_jsonl
 from characterflywheel.curate.settings import CurateConfig
 from characterflywheel.curate.stratify import (
     STRATIFIED_FILENAME,
@@ -67,12 +67,12 @@ def test_greedy_meets_given_targets_when_the_data_allows():
 
 def test_run_stratify_writes_and_names_missing_cluster(tmp_path):
     records = skewed_records(200)
-    write_jsonl_records(tmp_path / "diverse.jsonl", records)
+    write_jsonl(tmp_path / "diverse.jsonl", records)
     report = run_stratify(tmp_path / "diverse.jsonl", tmp_path / "out", CurateConfig(max_prompts=50))
     assert len(list(read_prompt_records(tmp_path / "out" / STRATIFIED_FILENAME))) == report.kept == 50
     for record in records:
         del record["cluster"]
-    write_jsonl_records(tmp_path / "nocluster.jsonl", records)
+    write_jsonl(tmp_path / "nocluster.jsonl", records)
     with pytest.raises(ValueError, match=r"nocluster.jsonl: record 'p0': cluster: missing"):
         run_stratify(tmp_path / "nocluster.jsonl", tmp_path / "out2", CurateConfig(max_prompts=50))
 

@@ -15,8 +15,8 @@ from characterflywheel.data.annotation import (
     Label,
     read_annotations,
     read_tasks,
-    write_jsonl,
 )
+from characterflywheel.data.jsonl import write_jsonl
 
 HISTORY = [{"role": "system", "content": "You are Captain Saltbeard."}, {"role": "user", "content": "hey 👋"}]
 

@@ -11,6 +11,7 @@ import pytest
 from rich.console import Console
 
 from characterflywheel.evaluate.ab import ABResult, analyze_ab
+from characterflywheel.evaluate.ab_render import plot_ab, render_ab
 
 START = datetime(2026, 11, 24, tzinfo=timezone.utc)
 USER = {"role": "user", "content": "hey"}
@@ -454,7 +455,7 @@ def test_to_dict_is_json_safe(small_result: ABResult) -> None:
 
 def test_render_table(small_result: ABResult) -> None:
     console = Console(file=io.StringIO(), width=200, record=True, color_system=None)
-    small_result.render_table(console)
+    render_ab(small_result, console)
     text = console.export_text()
     for needle in ("Arms", "Relative lift vs control", "Guardrails", "breadth", "depth", "SRM", "B:"):
         assert needle in text
@@ -462,6 +463,6 @@ def test_render_table(small_result: ABResult) -> None:
 
 
 def test_plot_writes_png(small_result: ABResult, tmp_path) -> None:
-    path = small_result.plot(tmp_path / "out" / "lifts.png")
+    path = plot_ab(small_result, tmp_path / "out" / "lifts.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert path.stat().st_size > 5000

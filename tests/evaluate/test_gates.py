@@ -11,7 +11,7 @@ from characterflywheel.characters import character_by_id
 from characterflywheel.evaluate.gates import apply_gates
 from characterflywheel.evaluate.offline import evaluate_child
 from characterflywheel.evaluate.settings import EvaluateConfig
-from characterflywheel.evaluate.style import Figure
+from characterflywheel.evaluate.stats import Estimate
 
 N = 60
 SETTINGS = EvaluateConfig(bootstrap=300)
@@ -183,7 +183,7 @@ def test_missing_figures_and_user_signal_inputs() -> None:
     assert not checks["no_style_artifact"].passed
     good = _good_child(seed=1)
     assert apply_gates(good, user_signal_win_rate=0.6).passed
-    figure = Figure(0.66, 0.6, 0.72, 60).to_dict()
+    figure = Estimate(0.66, 0.6, 0.72, 60).to_dict()
     absolute = EvaluateConfig(user_signal_gate="absolute")
     assert not _by_name(apply_gates(good, settings=absolute, user_signal_win_rate=figure))["user_signal_win_rate"].passed
     assert not _by_name(apply_gates(dict(good, user_signal_win_rate_vs_parent=figure), settings=absolute))[

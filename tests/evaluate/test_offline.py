@@ -241,7 +241,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path: Path) -> None:
         evaluate_child(records, child, parent)
     path = tmp_path / "prompts.jsonl"
     path.write_text(json.dumps(records[0]) + "\n" + json.dumps({"prompt_id": "x", "prompt": "hello"}) + "\n")
-    with pytest.raises(ValueError, match=r"prompts.jsonl: record 2 \(prompt_id x\): prompt: must be a non-empty list"):
+    with pytest.raises(ValueError, match=r"prompts.jsonl:2 \(prompt_id x\): prompt: Input should be a valid list"):
         read_prompt_records(path)
 
 

@@ -8,16 +8,8 @@ import numpy as np
 import pytest
 
 from characterflywheel.evaluate.settings import EvaluateConfig
-from characterflywheel.evaluate.style import (
-    Figure,
-    bootstrap_mean,
-    bootstrap_mean_difference,
-    newcombe_difference,
-    style_feature_names,
-    style_features,
-    style_monitor,
-    wilson,
-)
+from characterflywheel.evaluate.stats import Estimate, bootstrap_mean, bootstrap_mean_difference, newcombe_difference, wilson
+from characterflywheel.evaluate.style import style_feature_names, style_features, style_monitor
 
 
 def test_features_of_handmade_replies() -> None:
@@ -131,5 +123,5 @@ def test_interval_helpers_cover_the_truth() -> None:
     assert wilson(0, 10).lo == pytest.approx(0.0, abs=1e-12) and wilson(0, 10).hi > 0.2
     difference = newcombe_difference(30, 40, 10, 40)
     assert difference.value == pytest.approx(0.5) and 0.25 < difference.lo < 0.5 < difference.hi < 0.7
-    assert Figure.from_dict(bootstrap_mean([1.0]).to_dict()).n == 1
+    assert Estimate.from_dict(bootstrap_mean([1.0]).to_dict()).n == 1
     assert bootstrap_mean([]).to_dict() == {"value": None, "lo": None, "hi": None, "n": 0}

@@ -137,7 +137,7 @@ def test_offline_report_spelling_and_missing_sections(tmp_path: Path) -> None:
     (run / "gen-2").mkdir()
     (run / "gen-2" / "summary.json").write_text(json.dumps({}))  # generation taken from the folder name
     [one, two] = rd.load_summaries(run)
-    assert rd.win_rate(one, "parent") == rd.Figure(0.61, 0.56, 0.66, 120)
+    assert rd.win_rate(one, "parent") == rd.Reading(0.61, 0.56, 0.66, 120)
     assert rd.win_rate(one, "parent", "annotators").n == 30
     assert rd.win_rate(one, "reference") is None
     assert rd.rate(one, "if").value == 0.7
@@ -146,7 +146,7 @@ def test_offline_report_spelling_and_missing_sections(tmp_path: Path) -> None:
     assert two["generation"] == 2 and rd.win_rate(two, "parent") is None
     page = write_report(run, tmp_path / "out" / "r.html").read_text()
     assert "<td>gen-2</td>" in page and "0.610 [0.560, 0.660] n=120" in page
-    assert rd.lift(one, "breadth") == rd.Figure(0.05, 0.01, 0.09, 300, relative=True)
+    assert rd.lift(one, "breadth") == rd.Reading(0.05, 0.01, 0.09, 300, relative=True)
     assert "+5.0% [+1.0%, +9.0%] n=300" in page
     assert "Smallest lifts these arms detect (80 % power): breadth 11%" in page
     assert plots.reward_hacking([one, two]) is None and plots.ab_lifts([two]) is None
@@ -227,21 +227,21 @@ def test_the_verdict_follows_the_runs_decisions_and_reads_the_truth(tmp_path: Pa
     def pair(diff: float) -> dict[str, Any]:
         return {"diff": diff, "lo": diff - 0.02, "hi": diff + 0.02, "n_prompts": 64, "samples": 8}
 
-    write(0, "deploy/decision.json", {"champion_version": "gen-0", "promoted": False, "arms": {"champion": "gen-0"}})
+    write(0, "deploy/decision.json", {"champion_model": "m", "champion_version": "gen-0", "promoted": False, "arms": {"champion": "gen-0"}})
     # gen 1: passed, served and promoted (truly better); gen 2: served, not promoted although truly better;
     # gen 3: stopped at its gates
     write(1, "gate/gates.json", {"passed": True, "checks": [], "reasons": []})
-    write(1, "deploy/decision.json", {"champion_version": "gen-1", "challenger_version": "gen-1", "promoted": True,
+    write(1, "deploy/decision.json", {"champion_model": "m", "champion_version": "gen-1", "challenger_version": "gen-1", "promoted": True,
                                       "arms": {"champion": "gen-0", "challenger": "gen-1"},
                                       "reason": "offline gates passed and the A/B found no harm"})
     write(1, "evaluate/truth.json", {"truth_set": {"child_vs_parent": pair(0.04), "child_vs_generation0": pair(0.04)}})
     write(2, "gate/gates.json", {"passed": True, "checks": [], "reasons": []})
-    write(2, "deploy/decision.json", {"champion_version": "gen-1", "challenger_version": "gen-2", "promoted": False,
+    write(2, "deploy/decision.json", {"champion_model": "m", "champion_version": "gen-1", "challenger_version": "gen-2", "promoted": False,
                                       "arms": {"champion": "gen-1", "challenger": "gen-2"},
                                       "reason": "A/B verdict no-ship: depth down"})
     write(2, "evaluate/truth.json", {"truth_set": {"child_vs_parent": pair(0.05), "child_vs_generation0": pair(0.09)}})
     write(3, "gate/gates.json", {"passed": False, "checks": [], "reasons": ["win rate 0.41 < 0.5"]})
-    write(3, "deploy/decision.json", {"champion_version": "gen-1", "challenger_version": None, "promoted": False,
+    write(3, "deploy/decision.json", {"champion_model": "m", "champion_version": "gen-1", "challenger_version": None, "promoted": False,
                                       "arms": {"champion": "gen-1"}})
     for generation in range(4):
         write_generation_summary(run, generation)

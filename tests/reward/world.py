@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from characterflywheel.characters import load_characters
-from characterflywheel.data.annotation import AnnotationTask, write_jsonl
+from characterflywheel.data.annotation import AnnotationTask
+from characterflywheel.data.jsonl import write_jsonl
 from characterflywheel.data.chitchat import iter_chitchat_conversations
 from characterflywheel.simulate import annotators as sim_annotators
 from characterflywheel.simulate.landscape import Landscape, UserTaste

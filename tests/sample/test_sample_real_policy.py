@@ -11,7 +11,7 @@ import pytest
 from sample_fakes import prompt_record
 
 from characterflywheel.models import EMBEDDED_POLICY, SamplingParams, make_backend
-from characterflywheel.sample.records import write_jsonl
+from characterflywheel.data.jsonl import write_jsonl
 from characterflywheel.sample.settings import SampleConfig
 from characterflywheel.sample.stage import run_pre_herding_sampling
 

@@ -180,9 +180,9 @@ def test_counts_reconcile_and_files_load_with_datasets(tmp_path):
 
 def test_bad_prompt_record_names_record_and_field():
     broken = [PROMPTS[0], {"prompt_id": "x", "prompt": [{"role": "assistant", "content": "hi"}]}]
-    with pytest.raises(ValueError, match=r"record 1 \(prompt_id=x\): field 'prompt' must end with a user turn"):
+    with pytest.raises(ValueError, match=r"record 1 \(prompt_id x\): prompt: must end with a user turn"):
         rejection_sample(broken, ["m"], EmbeddedScoreJudge(), lambda spec: None, settings())
-    with pytest.raises(ValueError, match="record 0: field 'prompt_id'"):
+    with pytest.raises(ValueError, match="record 0: prompt_id: Field required"):
         rejection_sample([{"prompt": []}], ["m"], EmbeddedScoreJudge(), lambda spec: None, settings())
 
 

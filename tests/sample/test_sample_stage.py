@@ -16,7 +16,7 @@ from sample_fakes import EmbeddedScoreJudge, EmbeddedSignal, ScriptedBackend, pr
 
 from characterflywheel.runs import RunDir
 from characterflywheel.sample import stage
-from characterflywheel.sample.records import write_jsonl
+from characterflywheel.data.jsonl import write_jsonl
 
 SCRIPT = {
     "a": [reply("x", 0.9, 0.1), reply("y", 0.6, 0.9), reply("z", 0.1, 0.5)],

@@ -45,5 +45,5 @@ def test_herding_in_its_own_process_returns_its_metrics_and_raises_its_errors(sf
     bad = tmp_path / "bad.jsonl"
     row = json.loads(sft_path.read_text().splitlines()[0])
     bad.write_text(json.dumps({**row, "weight": "x"}) + "\n")
-    with pytest.raises(ValueError, match="record 1: field 'weight'"):
+    with pytest.raises(ValueError, match=r"bad\.jsonl:1 \(prompt_id 0\): weight: Input should be a valid integer"):
         run_herding_in_own_process(EMBEDDED_POLICY, ["sft"], {"sft": bad}, tmp_path / "h3", settings, tmp_path / "w3")

@@ -72,13 +72,13 @@ def test_bad_records_name_file_record_and_field(tmp_path: Path) -> None:
         {"messages": [SYSTEM, {"role": "user", "content": "hi"}, {"role": "assistant", "content": "hey"}]},
         {"messages": [SYSTEM, {"role": "user", "content": 3}]},
     ])
-    with pytest.raises(TrainDataError, match=r"sft\.jsonl: record 2: field 'messages\[1\]'"):
+    with pytest.raises(TrainDataError, match=r"sft\.jsonl:2: messages\[1\]\.content: Input should be a valid string"):
         read_sft_records(path)
     path = write_jsonl(tmp_path / "prefs.jsonl", [
         {"prompt": [{"role": "user", "content": "hi"}], "chosen": [{"role": "assistant", "content": "a"}],
          "rejected": [{"role": "user", "content": "b"}]},
     ])
-    with pytest.raises(TrainDataError, match=r"prefs\.jsonl: record 1: field 'rejected'"):
+    with pytest.raises(TrainDataError, match=r"prefs\.jsonl:1: rejected: must be exactly one assistant message"):
         read_preference_records(path)
 
 
@@ -93,7 +93,7 @@ def test_an_sft_record_weight_repeats_it_and_a_bad_weight_is_named(tmp_path: Pat
     path = write_jsonl(tmp_path / "bad.jsonl", [
         {"messages": [SYSTEM, {"role": "user", "content": "hi"}, reply], "weight": 0.5},
     ])
-    with pytest.raises(TrainDataError, match=r"bad\.jsonl: record 1: field 'weight'"):
+    with pytest.raises(TrainDataError, match=r"bad\.jsonl:1: weight: Input should be a valid integer"):
         read_sft_records(path)
 
 

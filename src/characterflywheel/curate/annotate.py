@@ -39,7 +39,8 @@ from sklearn.metrics import cohen_kappa_score
 
 from characterflywheel.curate.records import read_prompt_records, write_json
 from characterflywheel.curate.settings import CurateConfig
-from characterflywheel.data.annotation import Annotation, AnnotationTask, read_annotations, read_tasks, write_jsonl
+from characterflywheel.data.annotation import Annotation, AnnotationTask, read_annotations, read_tasks
+from characterflywheel.data.jsonl import write_jsonl
 
 if TYPE_CHECKING:
     from characterflywheel.models import GenerationBackend, SamplingParams

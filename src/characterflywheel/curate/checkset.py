@@ -48,7 +48,7 @@ import phonenumbers
 from stdnum import luhn
 
 from characterflywheel.curate.pii import PII_TYPES, find_pii
-from characterflywheel.curate.records import iter_jsonl, write_jsonl_records
+from characterflywheel.curate.records import iter_jsonl, write_jsonl
 
 CHECKSET_FILENAME = "checkset.jsonl"
 CHECK_CONVERSATIONS = slice(5000, 6000)
@@ -402,7 +402,7 @@ def checkset_path() -> Path:
 
 def write_checkset(path: Path | None = None, seed: int = 0) -> int:
     """Regenerate the shipped check set (``python -m characterflywheel.curate.checkset``)."""
-    return write_jsonl_records(path or checkset_path(), build_checkset(seed))
+    return write_jsonl(path or checkset_path(), build_checkset(seed))
 
 
 def read_checkset(path: Path | None = None) -> list[dict[str, Any]]:

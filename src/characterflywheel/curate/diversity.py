@@ -35,7 +35,7 @@ import numpy as np
 from sklearn.cluster import KMeans
 
 from characterflywheel.curate.embedding import EmbeddingCache
-from characterflywheel.curate.records import read_prompt_records, write_json, write_jsonl_records
+from characterflywheel.curate.records import read_prompt_records, write_json, write_jsonl
 from characterflywheel.curate.settings import CurateConfig
 
 DIVERSE_FILENAME = "diverse.jsonl"
@@ -187,6 +187,6 @@ def run_diversity(input_path: Path, out_dir: Path, settings: CurateConfig, embed
     cache = EmbeddingCache(embedder, cache_dir, batch_size=settings.embed_batch_size,
                            max_chars=settings.embed_max_chars, progress=progress)
     kept, report = diversify(records, cache, settings, seed)
-    write_jsonl_records(out_dir / DIVERSE_FILENAME, kept)
+    write_jsonl(out_dir / DIVERSE_FILENAME, kept)
     write_json(out_dir / DIVERSITY_REPORT_FILENAME, report.to_json())
     return report

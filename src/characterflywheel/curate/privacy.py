@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 
 from characterflywheel.curate.embedding import EmbeddingCache
 from characterflywheel.curate.pii import PiiSpan, mask_pii
-from characterflywheel.curate.records import read_prompt_records, write_json, write_jsonl_records
+from characterflywheel.curate.records import read_prompt_records, write_json, write_jsonl
 from characterflywheel.curate.safety import SafetyClassifier, SafetyVerdict
 from characterflywheel.curate.settings import CurateConfig
 from characterflywheel.models.progress import show_bars
@@ -203,7 +203,7 @@ def run_privacy(
                                           cue_false_positive_rate=settings.unsafe_cue_false_positive_rate)
         kept, dropped, report = filter_records(records, classifier, settings.phone_region, progress,
                                                settings.unsafe_scope)
-    write_jsonl_records(out_dir / CLEAN_FILENAME, kept)
-    write_jsonl_records(out_dir / DROPPED_FILENAME, dropped)
+    write_jsonl(out_dir / CLEAN_FILENAME, kept)
+    write_jsonl(out_dir / DROPPED_FILENAME, dropped)
     write_json(out_dir / PRIVACY_REPORT_FILENAME, report.to_json())
     return report

@@ -27,7 +27,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from characterflywheel.curate.records import write_json, write_jsonl_records
+from characterflywheel.curate.records import write_json, write_jsonl
 from characterflywheel.curate.settings import CurateConfig
 from characterflywheel.data import Conversation, read_conversations
 from characterflywheel.models.progress import show_bars
@@ -114,7 +114,7 @@ def run_prompts(
     if show_bars(progress):
         conversations = tqdm(conversations, desc="prompts", unit="conv", leave=False)
     output = out_dir / PROMPTS_FILENAME
-    write_jsonl_records(output, explode_prompts(conversations, settings.max_history_turns, report))
+    write_jsonl(output, explode_prompts(conversations, settings.max_history_turns, report))
     report.output = str(output)
     write_json(out_dir / PROMPTS_REPORT_FILENAME, report.to_json())
     return report

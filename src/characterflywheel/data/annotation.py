@@ -27,8 +27,7 @@ Rules the readers enforce (decisions, so a team's tool knows what comes back in)
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -43,9 +42,8 @@ from pydantic import (
     model_serializer,
 )
 
-from characterflywheel.data._atomic import temporary_sibling
 
-__all__ = ["Annotation", "AnnotationTask", "ChatTurn", "Label", "read_annotations", "read_tasks", "write_jsonl"]
+__all__ = ["Annotation", "AnnotationTask", "ChatTurn", "Label", "read_annotations", "read_tasks"]
 
 _EXPECTED_RESPONSES = {"pairwise": 2, "rating": 1}
 
@@ -107,22 +105,6 @@ class Annotation(AnnotationTask):
             if label.preferred is not None:
                 raise ValueError("a rating task takes label.rating only, not label.preferred")
         return label
-
-
-def write_jsonl(path: Path | str, records: Iterable[BaseModel]) -> int:
-    """Write one record per line, atomically (readers see the old file or the whole new one)."""
-    path = Path(path)
-    temporary = temporary_sibling(path)
-    count = 0
-    try:
-        with temporary.open("w", encoding="utf-8") as out:
-            for record in records:
-                out.write(record.model_dump_json() + "\n")
-                count += 1
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return count
 
 
 def _field_name(loc: tuple[int | str, ...]) -> str:

@@ -58,8 +58,8 @@ CUPED, or a bootstrap that resamples users inside each arm and recomputes ratio 
 CUPED theta per resample, so those are written here, all from per-user sufficient statistics
 (sums of Y, N, X and their cross-products): the observed estimate and every bootstrap resample go
 through the same function, and resampling is a matrix product of multiplicity weights with the
-per-user columns. statsmodels is therefore not needed. numpy does the arithmetic; rich renders
-the table and matplotlib (Agg canvas, no pyplot global state) the plot.
+per-user columns (``evaluate.ab_stats``). statsmodels is therefore not needed. numpy does the
+arithmetic; ``evaluate.ab_render`` prints the tables (rich) and draws the plot (matplotlib).
 """
 
 from __future__ import annotations
@@ -68,14 +68,12 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import date, datetime, timezone
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from scipy import stats
 
-if TYPE_CHECKING:
-    from rich.console import Console
+from characterflywheel.evaluate.ab_stats import estimates, resample_sums, unpack
 
 __all__ = [
     "ABResult",
@@ -112,7 +110,6 @@ _GUARDRAILS: dict[str, bool] = {
     "violation_rate": True,
 }
 POWER = 0.8  # for the minimum detectable effect reported with each lift
-_BOOT_CELLS = 2_000_000  # multiplicity weights held at once (users x resamples)
 
 
 # --------------------------------------------------------------------------- results
@@ -171,7 +168,7 @@ class LiftEstimate:
     @property
     def primary(self) -> str:
         """Which estimate the verdict uses: "cuped" when available, else "delta"."""
-        if self.cuped is not None and _finite(self.cuped.ci_lo, self.cuped.ci_hi):
+        if self.cuped is not None and finite(self.cuped.ci_lo, self.cuped.ci_hi):
             return "cuped"
         return "delta"
 
@@ -202,7 +199,7 @@ class LiftEstimate:
         """
         lo, hi = self.primary_ci
         boot_lo, boot_hi = self.primary_boot_ci
-        checked = _finite(boot_lo, boot_hi)
+        checked = finite(boot_lo, boot_hi)
         if lo > 0 and (not checked or boot_lo > 0):  # type: ignore[operator]
             return 1
         if hi < 0 and (not checked or boot_hi < 0):  # type: ignore[operator]
@@ -267,14 +264,6 @@ class ABResult:
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe nested dict (NaN/inf become None)."""
         return _jsonable(self)
-
-    def render_table(self, console: Console | None = None) -> None:
-        """Print arms, lifts, guardrails and verdicts as rich tables."""
-        _render(self, console)
-
-    def plot(self, path: str | Path) -> Path:
-        """Write a PNG of the relative lifts with their CIs; returns the path."""
-        return _plot(self, Path(path))
 
 
 # --------------------------------------------------------------------------- reading
@@ -429,14 +418,6 @@ def _arm_columns(
     return _Arm(name, columns, has_history)
 
 
-# --------------------------------------------------------------------------- statistics
-# Everything below works on sums of per-user columns, shaped () for the observed data or (B,)
-# for B bootstrap resamples, so the point estimate and the bootstrap share one code path.
-
-_BASE_KEYS = ("y", "n", "yy", "nn", "yn")
-_COV_KEYS = ("x", "xx", "yx", "nx")
-
-
 def _design(arm: _Arm, metrics: Sequence[str], cuped: bool) -> tuple[np.ndarray, list[tuple[str, str]]]:
     """Matrix (users x k) of the per-user products whose sums the estimators need."""
     blocks: list[np.ndarray] = []
@@ -454,104 +435,6 @@ def _design(arm: _Arm, metrics: Sequence[str], cuped: bool) -> tuple[np.ndarray,
     return np.column_stack(blocks), labels
 
 
-def _unpack(sums: np.ndarray, labels: Sequence[tuple[str, str]]) -> dict[str, dict[str, np.ndarray]]:
-    out: dict[str, dict[str, np.ndarray]] = {}
-    for j, (metric, key) in enumerate(labels):
-        out.setdefault(metric, {})[key] = sums[..., j]
-    return out
-
-
-@dataclass(frozen=True)
-class _Moments:
-    n: int
-    ratio: np.ndarray
-    var_phi: np.ndarray
-    mean_x: np.ndarray | None = None
-    var_x: np.ndarray | None = None
-    cov_phi_x: np.ndarray | None = None
-
-
-def _moments(s: Mapping[str, np.ndarray], n: int) -> _Moments:
-    """Ratio R = sum Y / sum N and the per-user variance of its linearisation phi."""
-    dof = n - 1 if n > 1 else math.nan
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = s["y"] / s["n"]
-        mean_n = s["n"] / n
-        var_y = (s["yy"] - s["y"] ** 2 / n) / dof
-        var_n = (s["nn"] - s["n"] ** 2 / n) / dof
-        cov_yn = (s["yn"] - s["y"] * s["n"] / n) / dof
-        var_phi = (var_y - 2 * ratio * cov_yn + ratio**2 * var_n) / mean_n**2
-        if "x" not in s:
-            return _Moments(n, ratio, var_phi)
-        var_x = (s["xx"] - s["x"] ** 2 / n) / dof
-        cov_yx = (s["yx"] - s["y"] * s["x"] / n) / dof
-        cov_nx = (s["nx"] - s["n"] * s["x"] / n) / dof
-        cov_phi_x = (cov_yx - ratio * cov_nx) / mean_n
-    return _Moments(n, ratio, var_phi, s["x"] / n, var_x, cov_phi_x)
-
-
-def _relative(
-    rc: np.ndarray, vc: np.ndarray, rt: np.ndarray, vt: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Relative lift R_t/R_c - 1 and its delta-method variance (independent arms)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return rt / rc - 1.0, vt / rc**2 + rt**2 * vc / rc**4
-
-
-def _cuped_theta(mc: _Moments, mt: _Moments) -> np.ndarray:
-    assert mc.cov_phi_x is not None and mt.cov_phi_x is not None
-    assert mc.var_x is not None and mt.var_x is not None
-    wc, wt = max(mc.n - 1, 0), max(mt.n - 1, 0)
-    num = np.nan_to_num(wc * mc.cov_phi_x) + np.nan_to_num(wt * mt.cov_phi_x)
-    den = np.nan_to_num(wc * mc.var_x) + np.nan_to_num(wt * mt.var_x)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(den > 1e-12, num / den, 0.0)
-
-
-def _cuped_arm(m: _Moments, theta: np.ndarray, pooled_x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Adjusted ratio and its variance for one arm."""
-    assert m.mean_x is not None and m.var_x is not None and m.cov_phi_x is not None
-    ratio = m.ratio - theta * (m.mean_x - pooled_x)
-    var_res = m.var_phi - 2 * theta * m.cov_phi_x + theta**2 * m.var_x
-    return ratio, var_res / m.n
-
-
-def _estimates(
-    sc: Mapping[str, np.ndarray], st: Mapping[str, np.ndarray], nc: int, nt: int
-) -> dict[str, np.ndarray]:
-    """Point estimates (and delta variances) of one metric from the two arms' sums."""
-    mc, mt = _moments(sc, nc), _moments(st, nt)
-    lift, var_lift = _relative(mc.ratio, mc.var_phi / nc, mt.ratio, mt.var_phi / nt)
-    out = {
-        "control": mc.ratio,
-        "challenger": mt.ratio,
-        "lift": lift,
-        "var_lift": var_lift,
-        "diff": mt.ratio - mc.ratio,
-        "var_diff": mc.var_phi / nc + mt.var_phi / nt,
-    }
-    if mc.mean_x is not None and mt.mean_x is not None:
-        theta = _cuped_theta(mc, mt)
-        pooled_x = (mc.mean_x * nc + mt.mean_x * nt) / (nc + nt)
-        rc, vc = _cuped_arm(mc, theta, pooled_x)
-        rt, vt = _cuped_arm(mt, theta, pooled_x)
-        out["cuped_lift"], out["cuped_var_lift"] = _relative(rc, vc, rt, vt)
-        out["theta"] = theta
-    return out
-
-
-def _resample_sums(design: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """Column sums of ``resamples`` bootstrap resamples of the rows: shape (resamples, k)."""
-    n = design.shape[0]
-    out = np.empty((resamples, design.shape[1]))
-    chunk = max(1, min(resamples, _BOOT_CELLS // max(n, 1)))
-    for start in range(0, resamples, chunk):
-        b = min(chunk, resamples - start)
-        picks = rng.integers(0, n, size=(b, n)) + (np.arange(b) * n)[:, None]
-        weights = np.bincount(picks.ravel(), minlength=b * n).reshape(b, n)
-        out[start : start + b] = weights @ design
-    return out
-
 
 # --------------------------------------------------------------------------- per challenger
 
@@ -567,13 +450,13 @@ class _Settings:
 
 
 def _z_p(estimate: float, variance: float) -> float:
-    if not _finite(estimate, variance) or variance <= 0:
+    if not finite(estimate, variance) or variance <= 0:
         return math.nan
     return float(2 * stats.norm.sf(abs(estimate) / math.sqrt(variance)))
 
 
 def _ci(estimate: float, variance: float, z: float) -> tuple[float, float]:
-    if not _finite(estimate, variance) or variance < 0:
+    if not finite(estimate, variance) or variance < 0:
         return math.nan, math.nan
     half = z * math.sqrt(variance)
     return estimate - half, estimate + half
@@ -605,15 +488,15 @@ def _lift_estimate(
         c_lift, c_var = float(est["cuped_lift"]), float(est["cuped_var_lift"])
         c_lo, c_hi = _ci(c_lift, c_var, settings.z)
         c_boot = _percentile_ci(boot["cuped_lift"] if boot else None, settings.alpha)
-        reduction = 1 - c_var / var if _finite(c_var, var) and var > 0 else math.nan
+        reduction = 1 - c_var / var if finite(c_var, var) and var > 0 else math.nan
         cuped = CupedEstimate(
             c_lift, c_lo, c_hi, _z_p(c_lift, c_var), float(est["theta"]), reduction,
             c_boot[0], c_boot[1], users_with_history,
         )
-        if _finite(c_lo, c_hi):
+        if finite(c_lo, c_hi):
             primary_var = c_var
     power_z = settings.z + float(stats.norm.ppf(POWER))
-    mde = power_z * math.sqrt(primary_var) if _finite(primary_var) and primary_var >= 0 else None
+    mde = power_z * math.sqrt(primary_var) if finite(primary_var) and primary_var >= 0 else None
     return LiftEstimate(
         metric, float(est["control"]), float(est["challenger"]), lift, lo, hi,
         _z_p(lift, var), boot_lo, boot_hi, cuped, mde,
@@ -624,7 +507,7 @@ def _guardrail(metric: str, est: Mapping[str, np.ndarray], settings: _Settings) 
     worse_up = _GUARDRAILS[metric]
     diff, var = float(est["diff"]), float(est["var_diff"])
     lo, hi = _ci(diff, var, settings.z)
-    evaluated = _finite(lo, hi)
+    evaluated = finite(lo, hi)
     breached = evaluated and (lo > settings.margin if worse_up else hi < -settings.margin)
     return GuardrailCheck(
         metric, worse_up, float(est["control"]), float(est["challenger"]), diff, lo, hi,
@@ -671,15 +554,15 @@ def _challenger(
     dc, labels = _design(control, metrics, settings.cuped)
     dt, _ = _design(challenger, metrics, settings.cuped)
     nc, nt = control.n, challenger.n
-    observed_c, observed_t = _unpack(dc.sum(axis=0), labels), _unpack(dt.sum(axis=0), labels)
-    est = {m: _estimates(observed_c[m], observed_t[m], nc, nt) for m in metrics}
+    observed_c, observed_t = unpack(dc.sum(axis=0), labels), unpack(dt.sum(axis=0), labels)
+    est = {m: estimates(observed_c[m], observed_t[m], nc, nt) for m in metrics}
     boot: dict[str, dict[str, np.ndarray]] = {}
     if settings.bootstrap > 0:
         keep = [j for j, (m, _) in enumerate(labels) if m in ENGAGEMENT_METRICS]
         sub = [labels[j] for j in keep]
-        bc = _unpack(_resample_sums(dc[:, keep], settings.bootstrap, rng), sub)
-        bt = _unpack(_resample_sums(dt[:, keep], settings.bootstrap, rng), sub)
-        boot = {m: _estimates(bc[m], bt[m], nc, nt) for m in ENGAGEMENT_METRICS}
+        bc = unpack(resample_sums(dc[:, keep], settings.bootstrap, rng), sub)
+        bt = unpack(resample_sums(dt[:, keep], settings.bootstrap, rng), sub)
+        boot = {m: estimates(bc[m], bt[m], nc, nt) for m in ENGAGEMENT_METRICS}
     history = int(control.has_history.sum() + challenger.has_history.sum())
     lifts = [_lift_estimate(m, est[m], boot.get(m), settings, history) for m in ENGAGEMENT_METRICS]
     guardrails = tuple(_guardrail(m, est[m], settings) for m in metrics if m in _GUARDRAILS)
@@ -802,7 +685,7 @@ def analyze_ab(
 # --------------------------------------------------------------------------- output
 
 
-def _finite(*values: float | None) -> bool:
+def finite(*values: float | None) -> bool:
     return all(v is not None and math.isfinite(v) for v in values)
 
 
@@ -823,128 +706,6 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (float, np.floating)):
         return float(value) if math.isfinite(value) else None
     return value
-
-
-def _pct(value: float | None, digits: int = 2) -> str:
-    return f"{value:+.{digits}%}" if _finite(value) else "n/a"
-
-
-def _pct_ci(lo: float | None, hi: float | None) -> str:
-    return f"[{_pct(lo, 1)}, {_pct(hi, 1)}]" if _finite(lo, hi) else "n/a"
-
-
-def _num(value: float | None, spec: str = ".3f") -> str:
-    return format(value, spec) if _finite(value) else "n/a"
-
-
-_VERDICT_STYLE = {SHIP: "bold green", NO_SHIP: "bold red", INCONCLUSIVE: "yellow"}
-
-
-_LABELS = {"thumbs_down_rate": "thumbs down", "thumbs_up_rate": "thumbs up", "violation_rate": "violations"}
-
-
-def _table(title: str, columns: Sequence[str], left: int = 1) -> Any:
-    from rich import box
-    from rich.table import Table
-
-    table = Table(title=title, box=box.SIMPLE_HEAD)
-    for i, name in enumerate(columns):
-        table.add_column(name, justify="left" if i < left else "right", no_wrap=True)
-    return table
-
-
-def _arms_table(result: ABResult) -> Any:
-    with_viol = any(s.violation_rate is not None for s in result.arms.values())
-    columns = ["arm", "users", "sessions", "breadth", "depth", "up", "down"]
-    columns += ["violations"] if with_viol else []
-    table = _table("Arms (breadth = returning users, depth = user msgs/session, thumbs share)", columns)
-    for s in result.arms.values():
-        row = [s.arm, str(s.users), str(s.sessions), _num(s.breadth, ".2%"), _num(s.depth),
-               _num(s.thumbs_up_rate, ".1%"), _num(s.thumbs_down_rate, ".1%")]
-        table.add_row(*row, *([_num(s.violation_rate, ".2%")] if with_viol else []))
-    return table
-
-
-def _lifts_table(result: ABResult) -> Any:
-    columns = ["arm", "metric", "method", "lift", f"{result.confidence:.0%} CI", "p", "var red", "MDE"]
-    table = _table(f"Relative lift vs {result.control_arm}", columns, left=3)
-    for ch in result.challengers.values():
-        for lift in (ch.breadth, ch.depth):
-            table.add_row(ch.arm, lift.metric, "delta", _pct(lift.lift), _pct_ci(lift.ci_lo, lift.ci_hi),
-                          _num(lift.p_value, ".2g"), "", _num(lift.mde, ".1%"))
-            if lift.boot_ci_lo is not None:
-                boot = _pct_ci(lift.boot_ci_lo, lift.boot_ci_hi)
-                table.add_row("", "", "bootstrap", _pct(lift.lift), boot, "", "", "")
-            if (c := lift.cuped) is not None:
-                table.add_row("", "", "CUPED", _pct(c.lift), _pct_ci(c.ci_lo, c.ci_hi),
-                              _num(c.p_value, ".2g"), _num(c.variance_reduction, ".0%"), "")
-    return table
-
-
-def _guardrails_table(result: ABResult) -> Any:
-    columns = ["arm", "guardrail", "control", "arm rate", "diff", f"{result.confidence:.0%} CI", "breach"]
-    table = _table(f"Guardrails (arm - control, margin {result.guardrail_margin:g})", columns, left=2)
-    for ch in result.challengers.values():
-        for g in ch.guardrails:
-            breached = ("[red]yes[/red]" if g.breached else "no") if g.evaluated else "n/a"
-            ci = f"[{_num(g.ci_lo, '+.2%')}, {_num(g.ci_hi, '+.2%')}]" if g.evaluated else "n/a"
-            table.add_row(ch.arm, _LABELS[g.metric], _num(g.control, ".2%"), _num(g.challenger, ".2%"),
-                          _num(g.diff, "+.2%"), ci, breached)
-    return table
-
-
-def _render(result: ABResult, console: Console | None) -> None:
-    from rich.console import Console
-    from rich.markup import escape
-
-    console = console or Console()
-    console.print(_arms_table(result))
-    console.print(_lifts_table(result))
-    console.print(_guardrails_table(result))
-    srm = result.srm
-    console.print(
-        f"SRM: chi2={_num(srm.chi2, '.2f')} p={_num(srm.p_value, '.3g')} "
-        + ("[bold red]MISMATCH[/bold red]" if srm.mismatch else "ok")
-        + f"; users in several arms (excluded): {result.excluded_users}"
-        + f"; sessions without arm: {result.unassigned_sessions}",
-        highlight=False,
-    )
-    for ch in result.challengers.values():
-        style = _VERDICT_STYLE[ch.verdict]
-        reasons = escape("; ".join(ch.reasons))
-        console.print(f"[{style}]{escape(ch.arm)}: {ch.verdict}[/{style}] -- {reasons}", highlight=False)
-
-
-def _plot(result: ABResult, path: Path) -> Path:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    rows: list[tuple[str, float, float, float, str]] = []
-    for ch in result.challengers.values():
-        for lift in (ch.breadth, ch.depth):
-            rows.append((f"{ch.arm} {lift.metric} (delta)", lift.lift, lift.ci_lo, lift.ci_hi, "C0"))
-            if lift.boot_ci_lo is not None and lift.boot_ci_hi is not None:
-                label = f"{ch.arm} {lift.metric} (bootstrap)"
-                rows.append((label, lift.lift, lift.boot_ci_lo, lift.boot_ci_hi, "C1"))
-            if lift.cuped is not None:
-                c = lift.cuped
-                rows.append((f"{ch.arm} {lift.metric} (CUPED)", c.lift, c.ci_lo, c.ci_hi, "C2"))
-    fig = Figure(figsize=(7.5, 1.2 + 0.45 * max(len(rows), 1)))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    for i, (_, point, lo, hi, color) in enumerate(reversed(rows)):
-        if _finite(point, lo, hi):
-            xerr = [[100 * (point - lo)], [100 * (hi - point)]]
-            ax.errorbar(100 * point, i, xerr=xerr, fmt="o", color=color, capsize=4)
-    ax.set_yticks(range(len(rows)), [r[0] for r in reversed(rows)])
-    ax.axvline(0.0, color="grey", linestyle="--", linewidth=1)
-    ax.set_xlabel(f"relative lift vs {result.control_arm} (%), {result.confidence:.0%} CI")
-    verdicts = ", ".join(f"{ch.arm}: {ch.verdict}" for ch in result.challengers.values())
-    ax.set_title(f"A/B engagement lifts ({verdicts})" if verdicts else "A/B engagement lifts")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=110)
-    return path
 
 
 # --------------------------------------------------------------------------- reading ab.json

@@ -6,14 +6,15 @@ command and by any stage that reads out an experiment.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from characterflywheel import artifacts
 from characterflywheel.characters import Character, load_characters
+from characterflywheel.data.jsonl import write_json
 from characterflywheel.evaluate.ab import ABResult
+from characterflywheel.evaluate.ab_render import plot_ab
 from characterflywheel.evaluate.instructions import check_reply
 
 
@@ -61,6 +62,6 @@ def analyze_traffic(dataset: Path, out_dir: Path, *, control_arm: str, arm_weigh
     result = analyze_ab(sessions, pre_period=pre, control_arm=control_arm, bootstrap=bootstrap,
                         seed=seed, violation_of=violations_for(characters),
                         expected_split=configured_split(arm_weights, sessions))
-    (out_dir / artifacts.AB).write_text(json.dumps(result.to_dict(), indent=2))
-    result.plot(out_dir / "ab.png")
+    write_json(out_dir / artifacts.AB, result.to_dict())
+    plot_ab(result, out_dir / "ab.png")
     return result

@@ -39,7 +39,7 @@ from typing import Any
 
 from characterflywheel.evaluate.instructions import contains_phrase, count_emoji, has_list
 from characterflywheel.evaluate.settings import EvaluateConfig
-from characterflywheel.evaluate.style import Figure, newcombe_difference, wilson
+from characterflywheel.evaluate.stats import Estimate, newcombe_difference, wilson
 
 __all__ = [
     "FEATURE_DETECTORS",
@@ -107,11 +107,11 @@ class HistoryFeatureStats:
     feature: str
     n_present: int
     n_absent: int
-    rate_present: Figure
-    rate_absent: Figure
-    difference: Figure
-    output_rate: Figure
-    history_rate: Figure
+    rate_present: Estimate
+    rate_absent: Estimate
+    difference: Estimate
+    output_rate: Estimate
+    history_rate: Estimate
 
     @property
     def mirrors(self) -> bool:
@@ -137,7 +137,7 @@ class HistoryFeatureStats:
             feature=str(data["feature"]),
             n_present=int(data["n_present"]),
             n_absent=int(data["n_absent"]),
-            **{key: Figure.from_dict(data[key]) for key in
+            **{key: Estimate.from_dict(data[key]) for key in
                ("rate_present", "rate_absent", "difference", "output_rate", "history_rate")},
         )
 
@@ -211,9 +211,9 @@ def history_bias(
 @dataclass(frozen=True)
 class ReintroductionCheck:
     feature: str
-    parent_rate: Figure
-    child_rate: Figure
-    change: Figure
+    parent_rate: Estimate
+    child_rate: Estimate
+    change: Estimate
     rose: bool
     reward_sees_feature: bool
     flagged: bool
@@ -264,7 +264,7 @@ def _reward_sees(feature: str, reward_sees_feature: bool | Mapping[str, bool] | 
     return feature not in settings.reward_stripped_features
 
 
-def _count(rate: Figure) -> tuple[int, int]:
+def _count(rate: Estimate) -> tuple[int, int]:
     return int(round(rate.value * rate.n)) if rate.n else 0, rate.n
 
 

@@ -34,7 +34,7 @@ optionally a reference model's replies to them (one reply per prompt, aligned), 
   (:mod:`characterflywheel.evaluate.history_bias`).
 * a **per-character** breakdown of the win rates and instruction rates.
 
-Every figure is ``{value, lo, hi, n}`` (``Figure``); ``OfflineReport.to_dict()`` is JSON-ready and is
+Every figure is ``{value, lo, hi, n}`` (``Estimate``); ``OfflineReport.to_dict()`` is JSON-ready and is
 what ``gates.apply_gates`` reads.
 
 Generating the replies is the caller's job; ``generate_replies(backend, prompts, params)`` does it
@@ -63,19 +63,16 @@ from typing import Any
 
 import numpy as np
 
+from characterflywheel import artifacts
 from characterflywheel.characters import Character, load_characters
-from characterflywheel.data.annotation import Annotation, AnnotationTask, ChatTurn, read_annotations, write_jsonl
+from characterflywheel.data.annotation import Annotation, AnnotationTask, ChatTurn, read_annotations
+from characterflywheel.data.jsonl import write_jsonl
+from characterflywheel.data.records import check_prompts, read_prompts
 from characterflywheel.evaluate.history_bias import ReintroductionReport, history_bias, reintroduction_flag
 from characterflywheel.evaluate.instructions import Instruction, InstructionReport, evaluate_replies
 from characterflywheel.evaluate.settings import EvaluateConfig
-from characterflywheel.evaluate.style import (
-    Figure,
-    StyleReport,
-    bootstrap_mean,
-    newcombe_difference,
-    style_monitor,
-    wilson,
-)
+from characterflywheel.evaluate.stats import Estimate, bootstrap_mean, newcombe_difference, wilson
+from characterflywheel.evaluate.style import StyleReport, style_monitor
 from characterflywheel.reward.protocols import Judge
 
 __all__ = [
@@ -94,36 +91,12 @@ __all__ = [
 AnnotatorFiller = Callable[[list[AnnotationTask]], list[Annotation]]
 PARENT, REFERENCE = "parent", "reference"
 TASKS_FILE, KEY_FILE, ANNOTATIONS_FILE = "annotation_tasks.jsonl", "annotation_key.jsonl", "annotations.jsonl"
-REPLIES_FILE, REPORT_FILE = "replies.jsonl", "offline_report.json"
+REPLIES_FILE, REPORT_FILE = artifacts.REPLIES, "offline_report.json"
 
 
 # --------------------------------------------------------------------------------------------------
 # Input checks
 # --------------------------------------------------------------------------------------------------
-
-
-def _record_label(source: str, index: int, record: Any) -> str:
-    prompt_id = record.get("prompt_id") if isinstance(record, Mapping) else None
-    return f"{source}: record {index}" + (f" (prompt_id {prompt_id})" if prompt_id is not None else "")
-
-
-def _check_record(record: Any, index: int, source: str) -> dict[str, Any]:
-    where = _record_label(source, index, record)
-    if not isinstance(record, Mapping):
-        raise ValueError(f"{where}: <record>: must be an object (got {type(record).__name__})")
-    messages = record.get("prompt")
-    if not isinstance(messages, list) or not messages:
-        raise ValueError(f"{where}: prompt: must be a non-empty list of messages")
-    for position, message in enumerate(messages):
-        if (not isinstance(message, Mapping) or message.get("role") not in ("system", "user", "assistant")
-                or not isinstance(message.get("content"), str)):
-            raise ValueError(f"{where}: prompt[{position}]: must be {{role: system|user|assistant, content: str}}")
-    if messages[-1]["role"] != "user":
-        raise ValueError(f"{where}: prompt: must end with a user turn (ends with {messages[-1]['role']})")
-    character_id = record.get("character_id")
-    if character_id is not None and not isinstance(character_id, str):
-        raise ValueError(f"{where}: character_id: must be a string or null")
-    return dict(record)
 
 
 def _check_replies(replies: Sequence[str], count: int, name: str) -> list[str]:
@@ -149,19 +122,9 @@ def _check_samples(samples: Sequence[Sequence[str]] | None, first: list[str], na
 
 
 def read_prompt_records(path: Path | str) -> list[dict[str, Any]]:
-    """Prompt records from a JSONL file; a bad line is a one-line error naming file, line and field."""
-    path = Path(path)
-    records = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{number}: <record>: not valid JSON: {error.msg}") from None
-            records.append(_check_record(record, number, str(path)).copy())
-    return records
+    """Prompt records from a JSONL file (``data.records``); a bad line is a one-line error naming file,
+    line and field."""
+    return read_prompts(path)
 
 
 def select_heldout_prompts(records: Sequence[Mapping[str, Any]], count: int, seed: int = 0) -> list[dict[str, Any]]:
@@ -198,7 +161,7 @@ def generate_replies(backend: Any, prompts: Sequence[Mapping[str, Any]], params:
 def generate_samples(backend: Any, prompts: Sequence[Mapping[str, Any]], params: Any,
                      progress: bool = False) -> list[list[str]]:
     """``params.n`` replies per prompt record from any generation backend."""
-    conversations = [list(_check_record(record, index, "prompts")["prompt"]) for index, record in enumerate(prompts)]
+    conversations = [list(record["prompt"]) for record in check_prompts(prompts)]
     return [list(replies) for replies in backend.chat(conversations, params, progress=progress)]
 
 
@@ -307,7 +270,7 @@ def _task_preferences(annotations: Iterable[Annotation], key: Mapping[str, Mappi
 
 
 def _annotator_figures(annotations: Sequence[Annotation], key_rows: Sequence[Mapping[str, Any]],
-                       settings: EvaluateConfig) -> tuple[dict[str, Figure], dict[str, dict[str, Figure]], int]:
+                       settings: EvaluateConfig) -> tuple[dict[str, Estimate], dict[str, dict[str, Estimate]], int]:
     """Per opponent: overall figure; per opponent and character: figure; and annotations used."""
     key = {row["task_id"]: row for row in key_rows}
     prefs = _task_preferences(annotations, key)
@@ -326,7 +289,7 @@ def _annotator_figures(annotations: Sequence[Annotation], key_rows: Sequence[Map
 
 
 def annotator_win_rates(key_path: Path | str, annotations_path: Path | str,
-                        settings: EvaluateConfig | None = None) -> dict[str, Figure]:
+                        settings: EvaluateConfig | None = None) -> dict[str, Estimate]:
     """Win rate of the child per opponent from an answer key and a filled annotations file."""
     settings = settings or EvaluateConfig()
     key_rows = [json.loads(line) for line in Path(key_path).read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -357,7 +320,7 @@ def _instruction_items(prompts: Sequence[Mapping[str, Any]], replies: Sequence[s
 
 
 def _instruction_figures(child: InstructionReport, parent: InstructionReport, confidence: float
-                         ) -> tuple[dict[str, Figure], dict[str, Figure]]:
+                         ) -> tuple[dict[str, Estimate], dict[str, Estimate]]:
     following = {
         "child": wilson(child.followed, child.applicable, confidence),
         "parent": wilson(parent.followed, parent.applicable, confidence),
@@ -378,7 +341,7 @@ def _instruction_figures(child: InstructionReport, parent: InstructionReport, co
 # --------------------------------------------------------------------------------------------------
 
 
-def _figures_dict(figures: Mapping[str, Figure | None]) -> dict[str, Any]:
+def _figures_dict(figures: Mapping[str, Estimate | None]) -> dict[str, Any]:
     return {name: None if figure is None else figure.to_dict() for name, figure in figures.items()}
 
 
@@ -388,11 +351,11 @@ class OfflineReport:
 
     n_prompts: int
     characters: list[str]
-    win_rate_vs_parent: dict[str, Figure | None]
-    win_rate_vs_reference: dict[str, Figure | None] | None
-    user_signal_win_rate_vs_parent: Figure | None
-    instruction_following: dict[str, Figure]
-    violation_rate: dict[str, Figure]
+    win_rate_vs_parent: dict[str, Estimate | None]
+    win_rate_vs_reference: dict[str, Estimate | None] | None
+    user_signal_win_rate_vs_parent: Estimate | None
+    instruction_following: dict[str, Estimate]
+    violation_rate: dict[str, Estimate]
     per_character: dict[str, dict[str, Any]]
     style: StyleReport
     history_bias: dict[str, Any]
@@ -426,7 +389,7 @@ class OfflineReport:
         """Flat numeric figures for MLflow (``context.log_metrics``); undefined values left out."""
         flat: dict[str, float] = {}
 
-        def add(prefix: str, figure: Figure | None) -> None:
+        def add(prefix: str, figure: Estimate | None) -> None:
             if figure is not None:
                 for part, value in figure.to_dict().items():
                     if value is not None and part != "n":
@@ -446,7 +409,7 @@ class OfflineReport:
 
 
 def _nested_dict(value: Any) -> Any:
-    if isinstance(value, Figure):
+    if isinstance(value, Estimate):
         return value.to_dict()
     if isinstance(value, Mapping):
         return {key: _nested_dict(item) for key, item in value.items()}
@@ -459,14 +422,6 @@ def _card_map(characters: Mapping[str, Character] | Sequence[Character] | None) 
     if isinstance(characters, Mapping):
         return dict(characters)
     return {character.id: character for character in characters}
-
-
-def _write_jsonl_rows(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    with temporary.open("w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(temporary, path)
 
 
 def evaluate_child(
@@ -498,7 +453,7 @@ def evaluate_child(
     if judge is None:
         raise ValueError("judge: offline evaluation needs the reward models (an object with win_rate)")
     settings = settings or EvaluateConfig()
-    records = [_check_record(record, index, "prompts") for index, record in enumerate(prompts)]
+    records = check_prompts(prompts)
     if not records:
         raise ValueError("prompts: no held-out prompts to evaluate")
     count = len(records)
@@ -519,8 +474,8 @@ def evaluate_child(
 
     # Annotators.
     annotation_info: dict[str, Any] = {}
-    annotator_overall: dict[str, Figure] = {}
-    annotator_by_character: dict[str, dict[str, Figure]] = {}
+    annotator_overall: dict[str, Estimate] = {}
+    annotator_by_character: dict[str, dict[str, Estimate]] = {}
     opponents = {PARENT: parent, **({REFERENCE: reference} if reference is not None else {})}
     all_tasks: list[AnnotationTask] = []
     key_rows: list[dict[str, Any]] = []
@@ -532,7 +487,7 @@ def evaluate_child(
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         write_jsonl(out / TASKS_FILE, all_tasks)
-        _write_jsonl_rows(out / KEY_FILE, key_rows)
+        write_jsonl(out / KEY_FILE, key_rows)
         annotation_info.update({"tasks_path": str(out / TASKS_FILE), "key_path": str(out / KEY_FILE)})
     annotation_info["tasks"] = len(all_tasks)
     if annotator_filler is not None:
@@ -543,7 +498,7 @@ def evaluate_child(
             write_jsonl(Path(out_dir) / ANNOTATIONS_FILE, annotations)
             annotation_info["annotations_path"] = str(Path(out_dir) / ANNOTATIONS_FILE)
 
-    def judged(opponent: str) -> dict[str, Figure | None]:
+    def judged(opponent: str) -> dict[str, Estimate | None]:
         return {"reward_model": bootstrap_mean(per_prompt[opponent], *boot),
                 "annotators": annotator_overall.get(opponent)}
 
@@ -676,7 +631,7 @@ def run_offline_evaluation(
                             generate_samples(backend, prompts, dataclasses.replace(params, n=n), progress))
         replies = {name: [group[0] for group in groups[name]] for name in backends}
         samples = {name: groups[name] for name in ("child", PARENT)} if k > 1 else {}
-        _write_jsonl_rows(out / REPLIES_FILE, (
+        write_jsonl(out / REPLIES_FILE, (
             {"prompt_id": prompt_id, **{name: replies[name][index] for name in backends},
              **({"samples": {name: samples[name][index] for name in samples}} if samples else {})}
             for index, prompt_id in enumerate(prompt_ids)))

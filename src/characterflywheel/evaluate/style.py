@@ -23,19 +23,14 @@ with a question" mean exactly what the instruction checkers mean.
 Assumptions: rewards are one scalar per reply, higher is better (any scale); replies and rewards
 are aligned. Constant features explain nothing (R^2 = 0) and are left out of the joint model.
 
-Libraries: scipy does the bootstrap (``scipy.stats.bootstrap``, percentile method), the Pearson
-test and the Wilson interval (``binomtest(...).proportion_ci``); scikit-learn fits the joint
-linear model. The Newcombe interval for a difference of two proportions (hybrid Wilson score,
-Newcombe 1998, method 10) is not in scipy or scikit-learn, so it is written here from the two
-Wilson intervals. The ``Figure`` type and these interval helpers live here because every
-evaluation module (history bias, offline evaluation) shares them.
+Libraries: scipy does the Pearson test; scikit-learn fits the joint linear model.
+The intervals (bootstrap, Wilson, Newcombe) live in :mod:`characterflywheel.evaluate.stats`.
 """
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,123 +45,16 @@ from characterflywheel.evaluate.instructions import (
     word_count,
 )
 from characterflywheel.evaluate.settings import EvaluateConfig
+from characterflywheel.evaluate.stats import Estimate, bootstrap_mean, bootstrap_mean_difference, clean
 
 __all__ = [
-    "Figure",
     "StyleFeatureStats",
     "StyleReport",
-    "bootstrap_mean",
-    "bootstrap_mean_difference",
     "feature_matrix",
-    "newcombe_difference",
     "style_feature_names",
     "style_features",
     "style_monitor",
-    "wilson",
 ]
-
-
-# --------------------------------------------------------------------------------------------------
-# Figures with confidence intervals (shared by history_bias and offline)
-# --------------------------------------------------------------------------------------------------
-
-
-def _clean(value: float | None) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-@dataclass(frozen=True)
-class Figure:
-    """A measured value with its confidence interval and sample size (NaN: undefined)."""
-
-    value: float
-    lo: float
-    hi: float
-    n: int
-
-    def to_dict(self) -> dict[str, float | int | None]:
-        return {"value": _clean(self.value), "lo": _clean(self.lo), "hi": _clean(self.hi), "n": int(self.n)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Figure:
-        def number(key: str) -> float:
-            value = data.get(key)
-            return math.nan if value is None else float(value)
-
-        return cls(number("value"), number("lo"), number("hi"), int(data.get("n") or 0))
-
-    def excludes(self, point: float) -> bool:
-        """True when the whole interval lies on one side of ``point``."""
-        return (self.lo > point or self.hi < point) if math.isfinite(self.lo) and math.isfinite(self.hi) else False
-
-
-_NAN = math.nan
-
-
-def _undefined(n: int, value: float = _NAN) -> Figure:
-    return Figure(value, _NAN, _NAN, n)
-
-
-def bootstrap_mean(values: Sequence[float] | np.ndarray, confidence: float = 0.95, resamples: int = 1000,
-                   seed: int = 0) -> Figure:
-    """Mean with a percentile-bootstrap CI over the items."""
-    data = np.asarray(values, dtype=float)
-    if data.size == 0:
-        return _undefined(0)
-    mean = float(data.mean())
-    if data.size < 2:
-        return _undefined(1, mean)
-    if np.all(data == data[0]):
-        return Figure(mean, mean, mean, int(data.size))
-    result = stats.bootstrap((data,), np.mean, n_resamples=resamples, confidence_level=confidence,
-                             method="percentile", vectorized=True, rng=np.random.default_rng(seed))
-    interval = result.confidence_interval
-    return Figure(mean, float(interval.low), float(interval.high), int(data.size))
-
-
-def _mean_difference(first: np.ndarray, second: np.ndarray, axis: int = -1) -> np.ndarray:
-    return np.mean(first, axis=axis) - np.mean(second, axis=axis)
-
-
-def bootstrap_mean_difference(first: Sequence[float] | np.ndarray, second: Sequence[float] | np.ndarray,
-                              confidence: float = 0.95, resamples: int = 1000, seed: int = 0) -> Figure:
-    """mean(first) - mean(second) of two independent samples, percentile-bootstrap CI; n = both sizes."""
-    a, b = np.asarray(first, dtype=float), np.asarray(second, dtype=float)
-    n = int(a.size + b.size)
-    if a.size == 0 or b.size == 0:
-        return _undefined(n)
-    difference = float(a.mean() - b.mean())
-    if a.size < 2 or b.size < 2:
-        return _undefined(n, difference)
-    if np.all(a == a[0]) and np.all(b == b[0]):
-        return Figure(difference, difference, difference, n)
-    result = stats.bootstrap((a, b), _mean_difference, n_resamples=resamples, confidence_level=confidence,
-                             method="percentile", vectorized=True, rng=np.random.default_rng(seed))
-    interval = result.confidence_interval
-    return Figure(difference, float(interval.low), float(interval.high), n)
-
-
-def wilson(successes: int, n: int, confidence: float = 0.95) -> Figure:
-    """A proportion with its Wilson score interval."""
-    if n <= 0:
-        return _undefined(0)
-    interval = stats.binomtest(int(successes), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
-    return Figure(successes / n, float(interval.low), float(interval.high), int(n))
-
-
-def newcombe_difference(successes_a: int, n_a: int, successes_b: int, n_b: int,
-                        confidence: float = 0.95) -> Figure:
-    """p_a - p_b of two independent proportions, Newcombe's hybrid Wilson score interval."""
-    if n_a <= 0 or n_b <= 0:
-        return _undefined(max(n_a, 0) + max(n_b, 0))
-    a, b = wilson(successes_a, n_a, confidence), wilson(successes_b, n_b, confidence)
-    difference = a.value - b.value
-    lo = difference - math.sqrt((a.value - a.lo) ** 2 + (b.hi - b.value) ** 2)
-    hi = difference + math.sqrt((a.hi - a.value) ** 2 + (b.value - b.lo) ** 2)
-    return Figure(difference, lo, hi, int(n_a + n_b))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -234,17 +122,17 @@ class StyleFeatureStats:
     """One feature's figures (see the module docstring)."""
 
     name: str
-    mean: Figure
+    mean: Estimate
     high_reward_mean: float | None
     low_reward_mean: float | None
-    high_minus_low: Figure | None
+    high_minus_low: Estimate | None
     r2: float | None
     p_value: float | None
     partial_r2: float | None
     share: float | None
     flagged: bool
-    parent_mean: Figure | None = None
-    child_minus_parent: Figure | None = None
+    parent_mean: Estimate | None = None
+    child_minus_parent: Estimate | None = None
 
     @property
     def moved(self) -> bool | None:
@@ -252,18 +140,18 @@ class StyleFeatureStats:
         return None if self.child_minus_parent is None else self.child_minus_parent.excludes(0.0)
 
     def to_dict(self) -> dict[str, Any]:
-        def fig(value: Figure | None) -> dict[str, Any] | None:
+        def fig(value: Estimate | None) -> dict[str, Any] | None:
             return None if value is None else value.to_dict()
 
         return {
             "mean": self.mean.to_dict(),
-            "high_reward_mean": _clean(self.high_reward_mean),
-            "low_reward_mean": _clean(self.low_reward_mean),
+            "high_reward_mean": clean(self.high_reward_mean),
+            "low_reward_mean": clean(self.low_reward_mean),
             "high_minus_low": fig(self.high_minus_low),
-            "r2": _clean(self.r2),
-            "p_value": _clean(self.p_value),
-            "partial_r2": _clean(self.partial_r2),
-            "share": _clean(self.share),
+            "r2": clean(self.r2),
+            "p_value": clean(self.p_value),
+            "partial_r2": clean(self.partial_r2),
+            "share": clean(self.share),
             "flagged": self.flagged,
             "parent_mean": fig(self.parent_mean),
             "child_minus_parent": fig(self.child_minus_parent),
@@ -290,7 +178,7 @@ class StyleReport:
             "n_parent": self.n_parent,
             "threshold": self.threshold,
             "share_kind": self.share_kind,
-            "joint_r2": _clean(self.joint_r2),
+            "joint_r2": clean(self.joint_r2),
             "flagged": self.flagged,
             "features": {name: feature.to_dict() for name, feature in self.features.items()},
         }

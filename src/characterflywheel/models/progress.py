@@ -14,6 +14,7 @@ import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partialmethod
 
 from tqdm.auto import tqdm
 
@@ -40,6 +41,7 @@ def silence_libraries() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("PYTHONWARNINGS", "ignore")  # spawned processes start with it
     warnings.filterwarnings("ignore")
+    _disable_tqdm()
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
     try:
@@ -56,6 +58,18 @@ def silence_libraries() -> None:
         datasets.logging.set_verbosity_error()
     except ImportError:  # pragma: no cover
         pass
+
+
+def _disable_tqdm() -> None:
+    """Bars of libraries that call tqdm themselves (transformers' GGUF conversion, for one) off in this
+    process: ``TQDM_DISABLE`` only reaches processes started after it is set, since tqdm reads its
+    environment defaults when it is imported. A caller's explicit ``disable=False`` still wins."""
+    from tqdm import std
+
+    if not getattr(std.tqdm.__init__, "_characterflywheel_quiet", False):
+        quiet_init = partialmethod(std.tqdm.__init__, disable=True)
+        quiet_init._characterflywheel_quiet = True  # type: ignore[attr-defined]
+        std.tqdm.__init__ = quiet_init  # type: ignore[method-assign]
 
 
 def quiet_trainer(trainer: object) -> None:

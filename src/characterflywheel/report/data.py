@@ -42,7 +42,9 @@ class ReportInputError(ValueError):
 
 
 @dataclass(frozen=True)
-class Figure:
+class Reading:
+    """A figure read back from a run's JSON for display: value, optional interval and n."""
+
     value: float
     lo: float | None = None
     hi: float | None = None
@@ -115,16 +117,16 @@ def section(data: Any, *path: str) -> Any:
     return node
 
 
-def figure(node: Any) -> Figure | None:
+def figure(node: Any) -> Reading | None:
     """A ``{value, lo, hi, n}`` figure; a bare number is a figure without interval."""
     if isinstance(node, Mapping):
         value = number(node.get("value"))
         if value is None:
             return None
         n = number(node.get("n"))
-        return Figure(value, number(node.get("lo")), number(node.get("hi")), None if n is None else int(n))
+        return Reading(value, number(node.get("lo")), number(node.get("hi")), None if n is None else int(n))
     value = number(node)
-    return None if value is None else Figure(value)
+    return None if value is None else Reading(value)
 
 
 # --------------------------------------------------------------------------- reading files
@@ -199,14 +201,14 @@ def _experiment(path: Path) -> Experiment:
 # --------------------------------------------------------------------------- normalised views
 
 
-def _judged(node: Any) -> tuple[Figure | None, Figure | None]:
+def _judged(node: Any) -> tuple[Reading | None, Reading | None]:
     """(reward-model figure, annotator figure) of a win-rate node in either spelling."""
     if isinstance(node, Mapping) and "value" not in node:
         return figure(node.get("reward_model")), figure(node.get("annotators"))
     return figure(node), None
 
 
-def win_rate(summary: Mapping[str, Any], opponent: str, judge: str = "reward_model") -> Figure | None:
+def win_rate(summary: Mapping[str, Any], opponent: str, judge: str = "reward_model") -> Reading | None:
     """The child's win rate vs ``opponent`` ("parent"/"reference") judged by "reward_model" or "annotators"."""
     offline = summary.get("offline")
     model_figure, annotator_figure = _judged(section(offline, f"win_rate_vs_{opponent}"))
@@ -215,7 +217,7 @@ def win_rate(summary: Mapping[str, Any], opponent: str, judge: str = "reward_mod
     return annotator_figure or figure(section(offline, f"annotator_win_rate_vs_{opponent}"))
 
 
-def rate(summary: Mapping[str, Any], kind: str, who: str = "child") -> Figure | None:
+def rate(summary: Mapping[str, Any], kind: str, who: str = "child") -> Reading | None:
     """Instruction-following (``kind="if"``) or violation (``"violation"``) rate of child or parent."""
     offline = summary.get("offline")
     if kind == "if":
@@ -227,7 +229,7 @@ def rate(summary: Mapping[str, Any], kind: str, who: str = "child") -> Figure | 
     return figure(section(node, who))
 
 
-def lift(summary: Mapping[str, Any], metric: str, over_generation0: str | None = None) -> Figure | None:
+def lift(summary: Mapping[str, Any], metric: str, over_generation0: str | None = None) -> Reading | None:
     """A/B lift of ``breadth`` or ``depth`` (treatment vs control); with ``over_generation0`` (an arm,
     e.g. ``challenger``), that arm's lift over the generation-0 holdout arm instead.
 

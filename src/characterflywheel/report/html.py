@@ -54,7 +54,7 @@ def format_number(value: Any, digits: int = 3, signed: bool = False) -> str:
     return f"{found:.{digits}f}"
 
 
-def format_figure(found: rd.Figure | None, signed: bool = False) -> str:
+def format_figure(found: rd.Reading | None, signed: bool = False) -> str:
     """``0.580 [0.520, 0.640] n=120``; a relative figure as ``+3.0% [+1.0%, +5.0%]``; ``–`` when missing."""
     if found is None:
         return "–"

@@ -46,7 +46,7 @@ def _generations(summaries: Sequence[Summary]) -> list[int]:
     return [int(s["generation"]) for s in summaries]
 
 
-def _error_series(axes: Axes, summaries: Sequence[Summary], get: Callable[[Summary], rd.Figure | None],
+def _error_series(axes: Axes, summaries: Sequence[Summary], get: Callable[[Summary], rd.Reading | None],
                   label: str, color: str, offset: float = 0.0, marker: str = "o") -> bool:
     """Points with CI bars at each generation that has the figure; False when none has it."""
     xs, ys, lows, highs = [], [], [], []

@@ -20,9 +20,11 @@ from typing import Any, Literal
 
 import numpy as np
 
+from characterflywheel.data.jsonl import write_json, write_jsonl
+from characterflywheel.data.records import check_prompts
 from characterflywheel.models import GenerationBackend, SamplingParams
 from characterflywheel.sample.protocols import Judge
-from characterflywheel.sample.records import plain_messages, validate_prompt_records, write_json, write_jsonl
+from characterflywheel.sample.records import plain_messages
 from characterflywheel.sample.rejection import checked_score_groups
 
 HARD_PROMPTS_FILE = "hard_prompts.jsonl"
@@ -93,7 +95,7 @@ def select_hard_prompts_from_scores(
     """Select hard prompts from already scored replies (one score array per prompt)."""
     if by not in HARD_BY:
         raise ValueError(f"hard prompts: by must be one of {HARD_BY}, got {by!r}")
-    records = validate_prompt_records(list(prompts))
+    records = check_prompts(list(prompts))
     if len(scores) != len(records):
         raise ValueError(f"hard prompts: {len(scores)} score groups for {len(records)} prompts")
     means, variances = reward_statistics(scores)
@@ -144,7 +146,7 @@ def select_hard_prompts(
     ``sampling.n`` (default 4) replies per prompt. Writes hard_prompts.jsonl and its report
     when ``out_dir`` is set.
     """
-    records = validate_prompt_records(list(prompts))
+    records = check_prompts(list(prompts))
     conversations = [plain_messages(record["prompt"]) for record in records]
     if hasattr(replies, "chat"):  # a backend (duck-typed: any object with .chat)
         params = sampling or SamplingParams(n=4)

@@ -49,6 +49,9 @@ from typing import Any
 
 import numpy as np
 
+from characterflywheel import artifacts
+from characterflywheel.data.jsonl import write_json, write_jsonl
+from characterflywheel.data.records import check_prompts
 from characterflywheel.models import SamplingParams
 from characterflywheel.models.generation import reply_cut_off, trim_to_last_sentence
 from characterflywheel.sample.protocols import (
@@ -63,11 +66,11 @@ from characterflywheel.sample.protocols import (
 )
 from characterflywheel.sample.failures import Failures, find_failures
 from characterflywheel.sample.guided import add_guided_candidates
-from characterflywheel.sample.records import plain_messages, validate_prompt_records, write_json, write_jsonl
+from characterflywheel.sample.records import plain_messages
 from characterflywheel.sample.settings import SampleConfig
 
-SFT_FILE = "sft.jsonl"
-PREFS_FILE = "prefs.jsonl"
+SFT_FILE = artifacts.SFT
+PREFS_FILE = artifacts.PREFERENCES
 CANDIDATES_FILE = "candidates.jsonl"
 REPORT_FILE = "report.json"
 
@@ -378,7 +381,7 @@ def rejection_sample(
     ``opening`` (used when ``settings.guided``): the opening a prompt's rules demand, for the
     guided candidates appended to its group (``sample.guided``)."""
     settings = settings or SampleConfig()
-    records = validate_prompt_records(list(prompts))
+    records = check_prompts(list(prompts))
     pool = unique_pool(pool)
     backends = backend_factory if isinstance(backend_factory, CachedBackends) else CachedBackends(backend_factory)
     conversations = [plain_messages(record["prompt"]) for record in records]

@@ -18,22 +18,24 @@ generation's own rows. Why our own code: it is a filter over our own JSONL rows 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from characterflywheel import artifacts
+from characterflywheel.data.jsonl import iter_jsonl
+from characterflywheel.data.records import PreferencePair, SFTRow, check_record
 from characterflywheel.sample.protocols import Judge
 
 REPLAY_KEY = "replay"
 
 
-def _own_rows(path: Path) -> list[dict[str, Any]]:
+def _own_rows(path: Path, shape: type[SFTRow] | type[PreferencePair]) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [check_record(row, f"{path}:{number}", shape) for number, row in iter_jsonl(path)]
     return [row for row in rows if REPLAY_KEY not in row]
 
 
@@ -51,9 +53,10 @@ def replay_rows(earlier: Sequence[tuple[int, Path]], judge: Judge, tau: float, s
     Rows whose prompt this generation already has (``seen_prompts``) are not replayed twice."""
     sft_in, prefs_in = [], []
     for generation, folder in earlier:
-        sft_in += [row | {REPLAY_KEY: generation} for row in _own_rows(folder / "sft.jsonl")
+        sft_in += [row | {REPLAY_KEY: generation} for row in _own_rows(folder / artifacts.SFT, SFTRow)
                    if str(row.get("prompt_id")) not in seen_prompts]
-        prefs_in += [row | {REPLAY_KEY: generation} for row in _own_rows(folder / "prefs.jsonl")
+        prefs_in += [row | {REPLAY_KEY: generation}
+                     for row in _own_rows(folder / artifacts.PREFERENCES, PreferencePair)
                      if str(row.get("prompt_id")) not in seen_prompts]
     sft_scores = _score(judge, [_prompt_of(r) for r in sft_in], [[_reply_of(r)] for r in sft_in])
     sft = [row | {"score": float(score[0])} for row, score in zip(sft_in, sft_scores) if score[0] >= tau]

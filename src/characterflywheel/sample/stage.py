@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from characterflywheel.data.jsonl import write_json, write_jsonl
+from characterflywheel.data.records import read_prompts
 from characterflywheel.models import make_backend
 from characterflywheel.sample.guided import card_openings
 from characterflywheel.sample.hard_prompts import select_hard_prompts, select_hard_prompts_from_scores
@@ -29,7 +31,6 @@ from characterflywheel.sample.protocols import (
     RuleCheck,
     UserSignalPredictor,
 )
-from characterflywheel.sample.records import read_prompt_records, write_json, write_jsonl
 from characterflywheel.sample.rejection import PREFS_FILE, SFT_FILE, rejection_sample, sampling_params
 from characterflywheel.sample.replay import replay_rows
 from characterflywheel.sample.settings import SampleConfig
@@ -84,7 +85,7 @@ def run_pre_herding_sampling(
     if settings.guided and opening is None:
         opening = card_openings()
     out = Path(out_dir)
-    prompts = read_prompt_records(curated_prompts_path)
+    prompts = read_prompts(curated_prompts_path)
     backends = CachedBackends(backend_factory)
     result = rejection_sample(
         prompts, pool, judge, backends, settings, user_signal=user_signal,

@@ -27,19 +27,18 @@ line) and the field.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import regex
 
+from characterflywheel.data.records import PreferencePair, Prompt, SFTRow, read_records
 from characterflywheel.evaluate.instructions import is_emoji_cluster
 
 Message = dict[str, str]
 
 _GRAPHEME = regex.compile(r"\X")
-_ROLES = ("system", "user", "assistant")
 
 
 class TrainDataError(ValueError):
@@ -138,38 +137,18 @@ def fit_history(
 # ---------------------------------------------------------------------------------------------
 
 
-def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def _checked(path: Path, shape: type[SFTRow] | type[PreferencePair] | type[Prompt]) -> list[dict[str, Any]]:
+    """The file's records checked as ``shape`` (``data.records``, the shapes every stage shares)."""
     if not path.is_file():
         raise TrainDataError(f"{path}: file not found")
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise TrainDataError(f"{path}: record {number}: not valid JSON ({error.msg})") from None
-            if not isinstance(record, dict):
-                raise TrainDataError(f"{path}: record {number}: expected a JSON object")
-            yield number, record
+    try:
+        return read_records(path, shape)
+    except ValueError as error:
+        raise TrainDataError(str(error)) from None
 
 
-def _messages(path: Path, number: int, record: dict[str, Any], field: str) -> list[Message]:
-    value = record.get(field)
-    if not isinstance(value, list) or not value:
-        raise TrainDataError(f"{path}: record {number}: field '{field}': expected a non-empty list of messages")
-    messages: list[Message] = []
-    for index, message in enumerate(value):
-        if (
-            not isinstance(message, dict)
-            or message.get("role") not in _ROLES
-            or not isinstance(message.get("content"), str)
-        ):
-            raise TrainDataError(
-                f"{path}: record {number}: field '{field}[{index}]': expected {{role: system|user|assistant, content: str}}"
-            )
-        messages.append({"role": message["role"], "content": message["content"]})
-    return messages
+def _plain(messages: Sequence[Message]) -> list[Message]:
+    return [{"role": message["role"], "content": message["content"]} for message in messages]
 
 
 def read_sft_records(path: Path) -> list[dict[str, list[Message]]]:
@@ -179,46 +158,21 @@ def read_sft_records(path: Path) -> list[dict[str, list[Message]]]:
     data-mixing weight the sampling stage chose (TRL's SFTTrainer has no per-example loss weight, and
     repeating is what a weighted mixture does at this size)."""
     rows = []
-    for number, record in _records(path):
-        messages = _messages(path, number, record, "messages")
-        if messages[-1]["role"] != "assistant" or len(messages) < 2:
-            raise TrainDataError(f"{path}: record {number}: field 'messages': must end with an assistant turn after a prompt")
-        weight = record.get("weight", 1)
-        if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
-            raise TrainDataError(f"{path}: record {number}: field 'weight': expected a whole number >= 1, got {weight!r}")
-        rows += [{"prompt": messages[:-1], "completion": messages[-1:]}] * weight
-    if not rows:
-        raise TrainDataError(f"{path}: no records")
+    for record in _checked(path, SFTRow):
+        messages = _plain(record["messages"])
+        rows += [{"prompt": messages[:-1], "completion": messages[-1:]}] * record.get("weight", 1)
     return rows
 
 
 def read_preference_records(path: Path) -> list[dict[str, list[Message]]]:
     """Preference set -> ``[{"prompt", "chosen", "rejected"}]`` (each reply one assistant turn)."""
-    rows = []
-    for number, record in _records(path):
-        row = {field: _messages(path, number, record, field) for field in ("prompt", "chosen", "rejected")}
-        if row["prompt"][-1]["role"] != "user":
-            raise TrainDataError(f"{path}: record {number}: field 'prompt': must end with a user turn")
-        for field in ("chosen", "rejected"):
-            if [message["role"] for message in row[field]] != ["assistant"]:
-                raise TrainDataError(f"{path}: record {number}: field '{field}': expected one assistant message")
-        rows.append(row)
-    if not rows:
-        raise TrainDataError(f"{path}: no records")
-    return rows
+    return [{field: _plain(record[field]) for field in ("prompt", "chosen", "rejected")}
+            for record in _checked(path, PreferencePair)]
 
 
 def read_prompt_records(path: Path) -> list[dict[str, list[Message]]]:
     """Prompts set -> ``[{"prompt": messages ending with a user turn}]``."""
-    rows = []
-    for number, record in _records(path):
-        prompt = _messages(path, number, record, "prompt")
-        if prompt[-1]["role"] != "user":
-            raise TrainDataError(f"{path}: record {number}: field 'prompt': must end with a user turn")
-        rows.append({"prompt": prompt})
-    if not rows:
-        raise TrainDataError(f"{path}: no records")
-    return rows
+    return [{"prompt": _plain(record["prompt"])} for record in _checked(path, Prompt)]
 
 
 def prepare_rows(

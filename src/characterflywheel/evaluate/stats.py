@@ -1,0 +1,121 @@
+"""Estimates with confidence intervals, shared by every evaluation module.
+
+``Estimate`` is a measured value with its interval and sample size (NaN where undefined), as the
+offline report, the history-bias monitor and the style monitor write them. scipy supplies the
+percentile bootstrap (``scipy.stats.bootstrap``) and the Wilson interval
+(``binomtest(...).proportion_ci``); the Newcombe interval for a difference of two proportions
+(hybrid Wilson score, Newcombe 1998, method 10) is in neither scipy nor scikit-learn, so it is built
+here from the two Wilson intervals.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+__all__ = ["Estimate", "bootstrap_mean", "bootstrap_mean_difference", "clean", "newcombe_difference", "wilson"]
+
+
+
+def clean(value: float | None) -> float | None:
+    """A float for JSON: None where undefined (NaN or infinite)."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A measured value with its confidence interval and sample size (NaN: undefined)."""
+
+    value: float
+    lo: float
+    hi: float
+    n: int
+
+    def to_dict(self) -> dict[str, float | int | None]:
+        return {"value": clean(self.value), "lo": clean(self.lo), "hi": clean(self.hi), "n": int(self.n)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Estimate:
+        def number(key: str) -> float:
+            value = data.get(key)
+            return math.nan if value is None else float(value)
+
+        return cls(number("value"), number("lo"), number("hi"), int(data.get("n") or 0))
+
+    def excludes(self, point: float) -> bool:
+        """True when the whole interval lies on one side of ``point``."""
+        return (self.lo > point or self.hi < point) if math.isfinite(self.lo) and math.isfinite(self.hi) else False
+
+
+_NAN = math.nan
+
+
+def _undefined(n: int, value: float = _NAN) -> Estimate:
+    return Estimate(value, _NAN, _NAN, n)
+
+
+def bootstrap_mean(values: Sequence[float] | np.ndarray, confidence: float = 0.95, resamples: int = 1000,
+                   seed: int = 0) -> Estimate:
+    """Mean with a percentile-bootstrap CI over the items."""
+    data = np.asarray(values, dtype=float)
+    if data.size == 0:
+        return _undefined(0)
+    mean = float(data.mean())
+    if data.size < 2:
+        return _undefined(1, mean)
+    if np.all(data == data[0]):
+        return Estimate(mean, mean, mean, int(data.size))
+    result = stats.bootstrap((data,), np.mean, n_resamples=resamples, confidence_level=confidence,
+                             method="percentile", vectorized=True, rng=np.random.default_rng(seed))
+    interval = result.confidence_interval
+    return Estimate(mean, float(interval.low), float(interval.high), int(data.size))
+
+
+def _mean_difference(first: np.ndarray, second: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.mean(first, axis=axis) - np.mean(second, axis=axis)
+
+
+def bootstrap_mean_difference(first: Sequence[float] | np.ndarray, second: Sequence[float] | np.ndarray,
+                              confidence: float = 0.95, resamples: int = 1000, seed: int = 0) -> Estimate:
+    """mean(first) - mean(second) of two independent samples, percentile-bootstrap CI; n = both sizes."""
+    a, b = np.asarray(first, dtype=float), np.asarray(second, dtype=float)
+    n = int(a.size + b.size)
+    if a.size == 0 or b.size == 0:
+        return _undefined(n)
+    difference = float(a.mean() - b.mean())
+    if a.size < 2 or b.size < 2:
+        return _undefined(n, difference)
+    if np.all(a == a[0]) and np.all(b == b[0]):
+        return Estimate(difference, difference, difference, n)
+    result = stats.bootstrap((a, b), _mean_difference, n_resamples=resamples, confidence_level=confidence,
+                             method="percentile", vectorized=True, rng=np.random.default_rng(seed))
+    interval = result.confidence_interval
+    return Estimate(difference, float(interval.low), float(interval.high), n)
+
+
+def wilson(successes: int, n: int, confidence: float = 0.95) -> Estimate:
+    """A proportion with its Wilson score interval."""
+    if n <= 0:
+        return _undefined(0)
+    interval = stats.binomtest(int(successes), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
+    return Estimate(successes / n, float(interval.low), float(interval.high), int(n))
+
+
+def newcombe_difference(successes_a: int, n_a: int, successes_b: int, n_b: int,
+                        confidence: float = 0.95) -> Estimate:
+    """p_a - p_b of two independent proportions, Newcombe's hybrid Wilson score interval."""
+    if n_a <= 0 or n_b <= 0:
+        return _undefined(max(n_a, 0) + max(n_b, 0))
+    a, b = wilson(successes_a, n_a, confidence), wilson(successes_b, n_b, confidence)
+    difference = a.value - b.value
+    lo = difference - math.sqrt((a.value - a.lo) ** 2 + (b.hi - b.value) ** 2)
+    hi = difference + math.sqrt((a.hi - a.value) ** 2 + (b.value - b.lo) ** 2)
+    return Estimate(difference, lo, hi, int(n_a + n_b))
