@@ -175,3 +175,15 @@ def test_a_stage_peak_counts_the_processes_it_starts_and_only_its_own_time(tmp_p
     idle = run.run_stage(0, "idle", _idle, config_hash="h")
     assert holding.manifest["peak_rss_mib"] >= own_mib + 280
     assert idle.manifest["peak_rss_mib"] < holding.manifest["peak_rss_mib"] - 250
+
+
+def test_malloc_arenas_are_capped_for_the_cli_and_its_children_unless_the_user_chose():
+    probe = ("import os, characterflywheel.cli, subprocess, sys; print(os.environ['MALLOC_ARENA_MAX']); "
+             "print(subprocess.run([sys.executable, '-c', 'import os; print(os.environ[\"MALLOC_ARENA_MAX\"])'], "
+             "capture_output=True, text=True).stdout.strip())")
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    capped = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
+    assert capped.stdout.split() == ["2", "2"]
+    chosen = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            env=env | {"MALLOC_ARENA_MAX": "5"}, check=True)
+    assert chosen.stdout.split() == ["5", "5"]

@@ -29,7 +29,9 @@ from characterflywheel import artifacts  # noqa: E402
 from characterflywheel.config import Config, ConfigError, load_config, render_commented  # noqa: E402
 from characterflywheel.data.jsonl import read_jsonl  # noqa: E402
 from characterflywheel.deploy.decision import read_decision  # noqa: E402
-from characterflywheel.runs import StageResult  # noqa: E402
+from characterflywheel.runs import StageResult, limit_malloc_arenas  # noqa: E402
+
+limit_malloc_arenas()
 
 # Plain (click) help: this typer's rich panels show every flag as taking a value ("--force <bool>"),
 # and users typed `init --force true`.
