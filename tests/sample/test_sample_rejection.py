@@ -197,8 +197,8 @@ def test_judge_with_wrong_shape_is_reported():
 
 
 def breaks_if_c_or_f(record, reply_text):
-    """A stand-in rule: replies "c" and "f" break their character's rules."""
-    return reply_text.split("|")[0] not in {"c", "f"}
+    """A stand-in rule: replies "c" and "f" break one of their character's rules."""
+    return int(reply_text.split("|")[0] in {"c", "f"})
 
 
 def test_a_rule_breaker_is_never_kept_and_is_the_rejected_reply_whatever_the_margin():
@@ -225,7 +225,7 @@ def test_follow_rules_off_ignores_the_check():
 
 
 def test_a_prompt_whose_candidates_all_break_the_rules_falls_back_to_scores():
-    result, _ = run(rule_check=lambda record, text: not text.startswith(("i|", "j|", "k|", "l|")))
+    result, _ = run(rule_check=lambda record, text: int(text.startswith(("i|", "j|", "k|", "l|"))))
     flat = [row for row in result.candidates if row["prompt_id"] == "p2"]
     assert all(row["breaks_rules"] for row in flat)
     assert [row["kept"] for row in flat] == [True, True, True, True]  # all >= tau 0.4, judged on score
@@ -236,8 +236,8 @@ def test_a_prompt_whose_candidates_all_break_the_rules_falls_back_to_scores():
 
 def test_guided_candidates_open_as_the_rules_demand_and_can_be_the_only_rule_keepers():
     opening = lambda record: "Ahoy!" if record["prompt_id"] in {"p0", "p1"} else None  # noqa: E731
-    keeps = lambda record, text: record["prompt_id"] not in {"p0", "p1"} or text.startswith("Ahoy!")  # noqa: E731
-    result, backend = run(rule_check=keeps, opening=opening, settings=settings(guided=2))
+    broken = lambda record, text: int(record["prompt_id"] in {"p0", "p1"} and not text.startswith("Ahoy!"))  # noqa: E731
+    result, backend = run(rule_check=broken, opening=opening, settings=settings(guided=2))
     assert backend.calls == [(4, 4), (2, 2)]  # the guided ones: one call, for the two prompts with an opening
     rows = [row for row in result.candidates if row["prompt_id"] == "p0"]
     assert [row["guided"] for row in rows] == [False] * 4 + [True] * 2
@@ -260,7 +260,7 @@ def test_no_guided_candidates_without_the_setting():
 
 def breaks_if_o_or_p(record, reply_text):
     """On "low" (all below tau 0.4), the two best replies "o" 0.3 and "p" 0.35 break the rules."""
-    return reply_text.split("|")[0] not in {"o", "p"}
+    return int(reply_text.split("|")[0] in {"o", "p"})
 
 
 def test_a_prompt_whose_rule_keepers_are_all_below_tau_keeps_the_best_of_them():
@@ -280,3 +280,18 @@ def test_by_default_such_a_prompt_yields_nothing():
     result, _ = run(rule_check=breaks_if_o_or_p)
     assert "p3" not in {record["prompt_id"] for record in result.sft}
     assert result.report["kept_below_tau_keeping_rules"] == 0 and result.report["prompts_without_kept"] == 1
+
+
+def test_a_rule_out_of_reach_does_not_unbind_the_others_of_its_card():
+    """Every candidate of "hi" breaks one rule (out of the model's reach); "c" and "d" break a second one
+    as well: they are faulted like rule breakers, the others judged on score."""
+    def broken(record, reply_text):
+        return 1 + int(reply_text.split("|")[0] in {"c", "d"}) if record["prompt_id"] == "p0" else 0
+
+    result, _ = run(rule_check=broken)
+    rows = {row["reply"].split("|")[0]: row for row in result.candidates}
+    assert [rows[r]["broken_rules"] for r in "abcd"] == [1, 1, 2, 2]
+    assert not rows["c"]["kept"] and rows["b"]["kept"]  # "c" scored best, but broke the second rule
+    pairs = {pair["prompt_id"]: pair for pair in result.prefs}
+    assert pairs["p0"]["rule_pair"] and pairs["p0"]["rejected"][0]["content"][:2] in {"c|", "d|"}
+    assert result.report["prompts_rules_out_of_reach"] == 1  # no candidate keeps the whole card

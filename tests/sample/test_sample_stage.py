@@ -80,17 +80,18 @@ def test_stage_adapter_runs_in_a_run_directory(tmp_path, monkeypatch):
     assert sft["p-a"]["score"] == 0.6 and sft["p-c"]["score"] == 0.8
 
 
-def test_card_rule_check_reads_the_shipped_cards():
+def test_card_rule_check_counts_the_broken_rules_of_the_shipped_cards():
     from characterflywheel.sample.stage import card_rule_check
 
-    keeps_rules = card_rule_check()
+    broken_rules = card_rule_check()
 
     def record(character_id, line="hello there"):
         return {"prompt_id": "x", "character_id": character_id,
                 "prompt": [{"role": "system", "content": "card"}, {"role": "user", "content": line}]}
 
-    assert keeps_rules(record("unit-b0p"), "Beep boop. Hello, human.")
-    assert not keeps_rules(record("unit-b0p"), "Hello, human.")  # must start with "Beep boop."
-    assert not keeps_rules(record("unit-b0p"), "Beep boop. Hello! 😀")  # no emoji
-    assert keeps_rules(record("no-such-character"), "anything")
-    assert keeps_rules({"prompt_id": "y", "prompt": [{"role": "user", "content": "hi"}]}, "anything")
+    assert broken_rules(record("unit-b0p"), "Beep boop. Hello, human.") == 0
+    assert broken_rules(record("unit-b0p"), "Hello, human.") == 1  # must start with "Beep boop."
+    assert broken_rules(record("unit-b0p"), "Beep boop. Hello! 😀") == 1  # no emoji
+    assert broken_rules(record("unit-b0p"), "Hello! 😀") == 2
+    assert broken_rules(record("no-such-character"), "anything") == 0
+    assert broken_rules({"prompt_id": "y", "prompt": [{"role": "user", "content": "hi"}]}, "anything") == 0

@@ -69,19 +69,36 @@ def degenerate_reply(reply: str, min_words: int = MIN_WORDS) -> bool:
 
 @dataclass(frozen=True)
 class Failures:
-    """One prompt's candidates: which are cut off, degenerate (loop or generic closer) or break a
-    card rule, as boolean arrays over the candidates."""
+    """One prompt's candidates: which are cut off or degenerate (loop, generic closer, too short), as
+    boolean arrays, and how many of the card's applicable rules each breaks (``broken_rules``)."""
 
     cut_off: np.ndarray
     degenerate: np.ndarray
-    breaks_rules: np.ndarray
+    broken_rules: np.ndarray
+
+    @property
+    def breaks_rules(self) -> np.ndarray:
+        """The candidates that break more of the card's rules than the prompt's best candidate (the
+        fewest broken among those that could be kept: finished and not degenerate, else among all).
+
+        Rules bind where some candidate keeps them: a card with one rule the model never keeps
+        (no first person, lower case only) still has its other rules selected for, where counting a
+        reply as keeping or breaking its card as a whole left every rule of such a card unselected
+        (five5: 'end with a question' broken by 86 of 120 replies of the final champion, the card's
+        'no first person' by 81 of 88). With 0/1 counts this is "breaks a rule where some candidate
+        keeps them all"."""
+        broken = np.asarray(self.broken_rules, dtype=int)
+        if not broken.size:
+            return np.zeros(0, dtype=bool)
+        keepable = ~self.cut_off & ~self.degenerate
+        fewest = broken[keepable].min() if keepable.any() else broken.min()
+        return broken > fewest
 
     @property
     def binding_rules(self) -> np.ndarray:
-        """Rule breakers where the rules bind: only where some candidate keeps them (else the prompt
-        is out of the model's reach and no candidate is faulted for it)."""
-        binds = bool(self.breaks_rules.any()) and not bool(self.breaks_rules.all())
-        return self.breaks_rules & binds
+        """Rule breakers where the rules bind (see ``breaks_rules``: only candidates that break more
+        rules than another candidate of the prompt are faulted)."""
+        return self.breaks_rules
 
     @property
     def any(self) -> np.ndarray:
@@ -115,9 +132,10 @@ class Failures:
         return None
 
 
-def find_failures(replies: Sequence[str], cut_off: Sequence[bool], breaks_rules: Sequence[bool],
+def find_failures(replies: Sequence[str], cut_off: Sequence[bool], broken_rules: Sequence[int],
                   min_words: int = MIN_WORDS) -> Failures:
-    """The failure flags of one prompt's candidates."""
+    """The failure flags of one prompt's candidates; ``broken_rules``: how many of its card's rules each
+    breaks (booleans count as 0/1)."""
     degenerate = np.array([degenerate_reply(reply, min_words) for reply in replies], dtype=bool).reshape(-1)
     return Failures(np.asarray(cut_off, dtype=bool).reshape(-1), degenerate,
-                    np.asarray(breaks_rules, dtype=bool).reshape(-1))
+                    np.asarray(broken_rules, dtype=int).reshape(-1))

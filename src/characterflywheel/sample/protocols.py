@@ -19,8 +19,9 @@ __all__ = ["BackendFactory", "CachedBackends", "ChatMessages", "Judge", "ModelSp
 
 ModelSpec = str | Path
 BackendFactory = Callable[[ModelSpec], GenerationBackend]
-# (prompt record, reply) -> whether the reply keeps its character's rules (True when none apply).
-RuleCheck = Callable[[Mapping[str, Any], str], bool]
+# (prompt record, reply) -> how many of its character's applicable rules the reply breaks (0: keeps them all,
+# or none apply).
+RuleCheck = Callable[[Mapping[str, Any], str], int]
 # Prompt record -> the opening its reply must start with (None: no constraint).
 Opening = Callable[[Mapping[str, Any]], str | None]
 

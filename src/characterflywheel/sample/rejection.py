@@ -14,12 +14,13 @@ For each prompt:
    closer or a reply of one or two words (``sample.failures``). Otherwise
    a candidate is kept when its judge score >= tau (an absolute ``tau``, or
    ``tau_quantile`` of all candidate scores of the run, which does not depend on the judge's scale)
-   and, with ``follow_rules``, it keeps every applicable rule of its character card (a verifiable
-   check, so no reward model can trade it away: the steerability half of the paper's goal). A
-   prompt none of whose candidates keeps its rules is judged on score alone: the model cannot reach
-   compliance there yet, and dropping the prompt would only lose its engagement signal. A prompt
-   whose rule keepers all fall below tau yields nothing, unless ``keep_best_rule_keeper`` keeps the
-   best of them (often a guided candidate): that buys steerability with engagement (see settings).
+   and, with ``follow_rules``, it breaks no more of its character card's applicable rules than the
+   prompt's best candidate does (a verifiable check, so no reward model can trade it away: the
+   steerability half of the paper's goal). A rule no candidate keeps is out of the model's reach
+   there and faults nobody, but does not excuse the card's other rules; a prompt whose candidates
+   all break the same number is judged on score alone. A prompt whose best rule keepers all fall
+   below tau yields nothing, unless ``keep_best_rule_keeper`` keeps the best of them (often a guided
+   candidate): that buys steerability with engagement (see settings).
 4. **Ranking.** Kept candidates are ordered by judge score. Unless the reward model's win rate of
    the current model over its parent is ``user_signal_max_win_rate`` (65 % by default) or more, the
    user-signal model (trained on what users did: continue or leave) re-ranks them by a blend of
@@ -308,7 +309,8 @@ def select_for_prompt(
             "score": float(scores[position]), "kept": bool(kept[position]), "rank": rank_of.get(position),
             "p_continue": _lookup_p_continue(p_continue, kept_positions, position),
             "selected": bool(len(order)) and position == int(order[0]),
-            "breaks_rules": bool(breaks_rules[position]), "cut_off": bool(failures.cut_off[position]),
+            "breaks_rules": bool(failures.broken_rules[position] > 0),
+            "broken_rules": int(failures.broken_rules[position]), "cut_off": bool(failures.cut_off[position]),
             "degenerate": bool(failures.degenerate[position]), "guided": position >= len(replies) - guided,
         }
         for position, reply in enumerate(replies)
@@ -397,7 +399,7 @@ def rejection_sample(
            for index, group in enumerate(groups)]
     trimmed = trim_cut_offs(groups, cut) if settings.trim_cut_offs else None
     scores = checked_score_groups(judge, conversations, groups) if records else []
-    breaking = rule_breakers(records, groups, rule_check if settings.follow_rules else None)
+    breaking = broken_rule_counts(records, groups, rule_check if settings.follow_rules else None)
     tau, tau_source = effective_tau(scores, settings, [~np.asarray(flags, dtype=bool) for flags in cut])
     failures = [find_failures(group, cut_flags, breaks, settings.min_words)
                 for group, cut_flags, breaks in zip(groups, cut, breaking)]
@@ -441,9 +443,9 @@ def accepted(scores: np.ndarray, failures: Failures | np.ndarray, tau: float,
     judged on score alone). With ``keep_best_rule_keeper``, a prompt whose rules bind but whose rule
     keepers all score below tau keeps its best finished rule keeper: there the check decides, not the
     judge, as it does for the prompt's preference pair. ``failures`` may be a plain rule-breaker mask."""
-    if not isinstance(failures, Failures):  # a rule-breaker mask alone: nothing cut off or degenerate
+    if not isinstance(failures, Failures):  # broken-rule counts alone: nothing cut off or degenerate
         none = np.zeros(len(scores), dtype=bool)
-        failures = Failures(none, none, np.asarray(failures, dtype=bool))
+        failures = Failures(none, none, np.asarray(failures, dtype=int))
     eligible = ~failures.cut_off & ~failures.degenerate
     kept = (scores >= tau) & eligible & ~failures.binding_rules
     if keep_best_rule_keeper and failures.binding_rules.any() and not kept.any():
@@ -453,12 +455,12 @@ def accepted(scores: np.ndarray, failures: Failures | np.ndarray, tau: float,
     return kept
 
 
-def rule_breakers(records: Sequence[dict[str, Any]], groups: Sequence[Sequence[str]],
-                  rule_check: RuleCheck | None) -> list[np.ndarray]:
-    """Per prompt, which candidates break a rule of their character (all False without a check)."""
+def broken_rule_counts(records: Sequence[dict[str, Any]], groups: Sequence[Sequence[str]],
+                       rule_check: RuleCheck | None) -> list[np.ndarray]:
+    """Per prompt, how many of its character's rules each candidate breaks (all 0 without a check)."""
     if rule_check is None:
-        return [np.zeros(len(group), dtype=bool) for group in groups]
-    return [np.array([not rule_check(record, reply) for reply in group], dtype=bool)
+        return [np.zeros(len(group), dtype=int) for group in groups]
+    return [np.array([int(rule_check(record, reply)) for reply in group], dtype=int)
             for record, group in zip(records, groups, strict=True)]
 
 
@@ -517,7 +519,7 @@ def _report(
 ) -> dict[str, Any]:
     all_scores = np.concatenate(list(scores)) if scores else np.empty(0)
     trimmed_flat = np.concatenate(list(trimmed)) if trimmed else np.zeros(all_scores.size, dtype=bool)
-    breaks = np.concatenate(list(breaking)) if breaking else np.empty(0, dtype=bool)
+    breaks = np.concatenate(list(breaking)) > 0 if breaking else np.empty(0, dtype=bool)
     above_tau = all_scores >= tau
     kept_flat = np.concatenate(list(kept_masks)) if kept_masks else np.empty(0, dtype=bool)
     cut = np.concatenate([f.cut_off for f in failures]) if failures else np.zeros(all_scores.size, dtype=bool)
@@ -543,7 +545,7 @@ def _report(
         "degenerate_candidates": int(degenerate.sum()),
         "pairs_against_failures": sum(pair["rejected_reason"] != "lower score" for pair in prefs),
         "rejected_reasons": dict(Counter(pair["rejected_reason"] for pair in prefs)),
-        "prompts_rules_out_of_reach": sum(bool(len(b)) and bool(b.all()) for b in breaking),
+        "prompts_rules_out_of_reach": sum(bool(len(b)) and bool((b > 0).all()) for b in breaking),
         "rule_breaking_candidates": int(breaks.sum()),
         "rule_breaking_share": float(breaks.mean()) if breaks.size else 0.0,
         "pairs_against_rule_breakers": sum(bool(pair["rule_pair"]) for pair in prefs),

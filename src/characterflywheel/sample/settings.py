@@ -41,10 +41,10 @@ class SampleConfig(Section):
     )
     follow_rules: bool = Field(
         True,
-        description="A candidate that breaks an applicable rule of its character card (the deterministic "
-        "instruction checks) is not kept, whatever its score, when another candidate of the prompt keeps "
-        "the rules, and is then the rejected reply of the prompt's preference pair; steerability then "
-        "rises with each generation instead of drifting.",
+        description="A candidate that breaks more of its character card's applicable rules (the deterministic "
+        "instruction checks) than another candidate of the prompt is not kept, whatever its score, and is then "
+        "the rejected reply of the prompt's preference pair; steerability then rises with each generation "
+        "instead of drifting. A rule no candidate keeps faults nobody.",
     )
     keep_best_rule_keeper: bool = Field(
         False,

@@ -42,22 +42,22 @@ def local_backend_factory(kind: str = "fast", batch_size: int = 32) -> BackendFa
 
 
 def card_rule_check(characters: Iterable[Any] | None = None) -> RuleCheck:
-    """Whether a reply keeps every rule of its prompt's character card that applies to the turn
-    (``evaluate.instructions``); a prompt with no known character, or no rule applying, passes.
+    """How many rules of its prompt's character card that apply to the turn a reply breaks
+    (``evaluate.instructions``); 0 for a prompt with no known character, or no rule applying.
     ``characters``: ``Character`` cards, default the shipped ones."""
     from characterflywheel.characters import load_characters
-    from characterflywheel.evaluate.instructions import check_reply, follows_all
+    from characterflywheel.evaluate.instructions import check_reply
 
     rules = {card.id: card.instructions for card in (load_characters() if characters is None else characters)}
 
-    def keeps_rules(record: Mapping[str, Any], reply: str) -> bool:
+    def broken_rules(record: Mapping[str, Any], reply: str) -> int:
         instructions = rules.get(str(record.get("character_id")))
         if not instructions:
-            return True
+            return 0
         last_user = next((m["content"] for m in reversed(record["prompt"]) if m["role"] == "user"), None)
-        return follows_all(check_reply(reply, instructions, last_user)) is not False
+        return sum(result is False for result in check_reply(reply, instructions, last_user).values())
 
-    return keeps_rules
+    return broken_rules
 
 
 def run_pre_herding_sampling(
