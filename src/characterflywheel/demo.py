@@ -11,7 +11,6 @@ Generation 0 of the demo, after the foundation stages (seed, ingest, generate):
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 from characterflywheel.characters import Character, load_characters
 from characterflywheel.config import Config
+from characterflywheel.data.jsonl import write_json
 from characterflywheel.pipeline import StageNotice, StageRunner, analyze_traffic, build_gateway, run_foundation
 from characterflywheel.runs import StageContext, StageResult, release_freed_memory
 from characterflywheel.simulate.landscape import Landscape
@@ -103,7 +103,7 @@ def headroom_stage(config: Config, world: Callable[[], World]) -> Callable[[Stag
         params = sampling_params(config, temperature=1.0, top_p=0.95, seed=None)
         result = measure_headroom(backend, built.landscape, built.users[: config.world.headroom_prompts],
                                   built.characters, k=config.world.headroom_k, params=params, seed=config.seed)
-        (context.out_dir / "headroom.json").write_text(json.dumps(asdict(result), indent=2))
+        write_json(context.out_dir / "headroom.json", asdict(result))
         context.log_metrics({k: v for k, v in asdict(result).items() if isinstance(v, float)})
 
     return run
@@ -143,7 +143,7 @@ def simulate_traffic(config: Config, world: World, out_dir: Path, base_url: str 
         # The app and the server may keep the arms' models in reference cycles: free them before the
         # next stage loads its own.
         release_freed_memory()
-    (out_dir / "simulation.json").write_text(json.dumps(summary, indent=2))
+    write_json(out_dir / "simulation.json", summary)
     return summary
 
 

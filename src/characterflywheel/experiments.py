@@ -20,6 +20,7 @@ from typing import Any
 
 from characterflywheel import artifacts
 from characterflywheel.config import Config, ConfigError
+from characterflywheel.data.jsonl import write_json
 
 
 @dataclass(frozen=True)
@@ -96,9 +97,7 @@ def run_experiment(name: str, base: Config, seeds: int, generations: int,
             run_dir = run(config, generations)
             rows.append(result_row(variant, base.seed + seed, run_dir, generations))
     out = base.run_dir() / "experiments" / f"{name}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"name": name, "description": experiment.description, "columns": COLUMNS,
-                               "rows": rows}, indent=2))
+    write_json(out, {"name": name, "description": experiment.description, "columns": COLUMNS, "rows": rows})
     return out
 
 

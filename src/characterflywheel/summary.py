@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from characterflywheel import artifacts
+from characterflywheel.data.jsonl import write_json
 from characterflywheel.deploy.decision import Decision, read_decision
 from characterflywheel.evaluate.ab import lift
 from characterflywheel.runs import MANIFEST, RunDir
@@ -132,5 +133,5 @@ def write_generation_summary(run_root: Path, generation: int, elapsed: float | N
     previous = _json(path) or {}
     if elapsed is None and "elapsed_seconds" in previous:
         summary["elapsed_seconds"] = previous["elapsed_seconds"]
-    path.write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+    write_json(path, summary)
     return path

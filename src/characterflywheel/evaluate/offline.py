@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -66,7 +65,7 @@ import numpy as np
 from characterflywheel import artifacts
 from characterflywheel.characters import Character, load_characters
 from characterflywheel.data.annotation import Annotation, AnnotationTask, ChatTurn, read_annotations
-from characterflywheel.data.jsonl import write_jsonl
+from characterflywheel.data.jsonl import write_json, write_jsonl
 from characterflywheel.data.records import check_prompts, read_prompts
 from characterflywheel.evaluate.history_bias import ReintroductionReport, history_bias, reintroduction_flag
 from characterflywheel.evaluate.instructions import Instruction, InstructionReport, evaluate_replies
@@ -640,7 +639,5 @@ def run_offline_evaluation(
     report = evaluate_child(prompts, replies["child"], replies["parent"], replies.get("reference"), judge,
                             annotator_filler, characters, settings, user_signal=user_signal, out_dir=out,
                             child_samples=samples.get("child"), parent_samples=samples.get(PARENT))
-    temporary = out / (REPORT_FILE + ".tmp")
-    temporary.write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
-    os.replace(temporary, out / REPORT_FILE)
+    write_json(out / REPORT_FILE, report.to_dict())
     return report

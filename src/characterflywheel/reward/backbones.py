@@ -36,6 +36,7 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
+from characterflywheel.data.jsonl import write_json
 from characterflywheel.models import resolve_model
 from characterflywheel.models.progress import show_bars
 from characterflywheel.reward.inputs import (
@@ -313,7 +314,7 @@ def save_folder(folder: Path, model: torch.nn.Module, tokenizer: PreTrainedToken
     else:
         model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    (folder / CONFIG_NAME).write_text(json.dumps(reward_config, indent=2), encoding="utf-8")
+    write_json(folder / CONFIG_NAME, reward_config)
 
 
 def load_folder(path: Path | str, kind: str, device: str = "auto",

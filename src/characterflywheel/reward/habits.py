@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from characterflywheel.data.jsonl import write_json
 from characterflywheel.models.generation import ends_cleanly
 
 HABITS = ("asks_back", "ends_with_question", "log_words", "emoji", "exclamations", "unfinished")
@@ -72,9 +73,9 @@ class HabitModel:
 
     def save(self, folder: Path) -> None:
         names = list(HABITS)
-        (folder / HABITS_FILE).write_text(json.dumps({
+        write_json(folder / HABITS_FILE, {
             "features": names, "mean": self.mean.tolist(), "scale": self.scale.tolist(),
-            "coefficients": dict(zip(names, self.coef.tolist())), "intercept": self.intercept}, indent=2))
+            "coefficients": dict(zip(names, self.coef.tolist())), "intercept": self.intercept})
 
     @classmethod
     def load(cls, folder: Path) -> HabitModel | None:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from characterflywheel.data.jsonl import write_json
 from characterflywheel.reward import metrics
 from characterflywheel.reward.backbones import (
     SequenceModel,
@@ -136,5 +137,5 @@ def train_pairwise(annotations_path: Path | str, out_dir: Path | str, settings: 
     report = {"kind": KIND, "backbone": backbone, "epoch_losses": losses,
               "train": {"preferences": len(train), "augmented": len(both_orders), "distinct": len(pairs)}, "heldout_prompts": len(heldout),
               "heldout": evaluate_pairwise(scorer, held), "seconds": time.perf_counter() - began}
-    (out / "metrics.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    write_json(out / "metrics.json", report)
     return report

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from characterflywheel.data.jsonl import write_json
 from characterflywheel.reward.settings import RewardConfig
 
 MODEL_DIRS = ("pointwise", "pairwise", "user_signal")
@@ -44,5 +45,5 @@ def train_reward_models(annotations_path: Path | str, prompts_path: Path | str, 
         "user_signal": lambda folder: train_user_signal(prompts_path, folder, settings, work, progress),
     }
     report = {name: _done_or_train(out / name, lambda name=name: trainers[name](out / name)) for name in MODEL_DIRS}
-    (out / "metrics.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    write_json(out / "metrics.json", report)
     return report

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from characterflywheel.data.jsonl import write_json
 from characterflywheel.reward import metrics
 from characterflywheel.reward.backbones import (
     SequenceModel,
@@ -144,5 +145,5 @@ def train_user_signal(prompts_path: Path | str, out_dir: Path | str, settings: R
               "heldout_head_only": head_only,
               "habits": None if predictor.habits is None else json.loads((out / "habits.json").read_text()),
               "seconds": time.perf_counter() - began}
-    (out / "metrics.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    write_json(out / "metrics.json", report)
     return report

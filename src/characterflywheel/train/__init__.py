@@ -43,6 +43,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from characterflywheel.data.jsonl import write_json
 from characterflywheel.models import is_adapter_folder, resolve_model
 from characterflywheel.train.settings import RECIPES, TrainConfig
 
@@ -130,11 +131,11 @@ def run_herding(
         elif not _has_rows(Path(inputs[key])):  # e.g. every candidate was cut off: nothing to learn here
             child.mkdir(parents=True, exist_ok=True)
             step_metrics = {"skipped_no_data": 1.0}
-            done.write_text(json.dumps(step_metrics, indent=2))
+            write_json(done, step_metrics)
         else:
             args = (recipe, current, Path(inputs[key]), child, settings, work_dir / name, reward_fn, progress)
             step_metrics = in_own_process(run_recipe, *args) if own_processes else run_recipe(*args)
-            done.write_text(json.dumps(step_metrics, indent=2))
+            write_json(done, step_metrics)
         metrics.update({f"{name}/{metric}": value for metric, value in step_metrics.items()})
         if not step_metrics.get("skipped_no_data"):
             current = child
