@@ -1,5 +1,5 @@
 """Imports flow one way: no module imports itself back through others, and no stage package reaches
-up into the wiring (config, pipeline, flywheel, cli, demo, experiments, summary).
+up into the wiring (config, pipeline, flywheel, cli, demo, production, experiments, summary).
 
 ``from package import submodule`` counts as importing the submodule (every submodule import runs its
 package's ``__init__`` anyway, so counting the package too would make every re-export a cycle).
@@ -16,7 +16,7 @@ import characterflywheel
 PACKAGE_ROOT = Path(characterflywheel.__file__).parent
 STAGE_PACKAGES = {"data", "curate", "reward", "sample", "train", "evaluate", "deploy", "simulate", "models",
                   "characters", "report"}
-WIRING = {"config", "pipeline", "flywheel", "cli", "demo", "experiments", "summary"}
+WIRING = {"config", "pipeline", "flywheel", "cli", "demo", "production", "experiments", "summary"}
 ENTRY_POINTS = {"__main__.py"}  # `python -m characterflywheel.train` reads a flywheel config: a CLI, not a stage
 
 

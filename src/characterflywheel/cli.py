@@ -11,11 +11,12 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shlex
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -23,6 +24,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import typer  # noqa: E402
 from rich.console import Console  # noqa: E402
+from rich.markup import escape  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from characterflywheel import artifacts  # noqa: E402
@@ -68,6 +70,12 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         from characterflywheel.models import ModelNotFoundError
 
         errors.append(ModelNotFoundError)
+    except ImportError:
+        pass
+    try:
+        from characterflywheel.production import PeopleFolderError
+
+        errors.append(PeopleFolderError)
     except ImportError:
         pass
     return tuple(errors)
@@ -369,17 +377,21 @@ def _decision_lines(result: StageResult) -> list[str]:
     return []
 
 
-def _run_flywheel(cfg: Config, generations: Optional[int], verbose: bool = False) -> Path:
-    from characterflywheel.demo import SimulatedEnvironment
+def _run_flywheel(cfg: Config, generations: Optional[int], verbose: bool = False, environment: Any = None) -> Path:
+    """The flywheel in ``environment`` (default: the simulated world), then the report."""
     from characterflywheel.flywheel import run_flywheel
     from characterflywheel.models.progress import silence_libraries
     from characterflywheel.report import write_report
 
     if not verbose:
         silence_libraries()
+    if environment is None:
+        from characterflywheel.demo import SimulatedEnvironment
+
+        environment = SimulatedEnvironment(cfg)
 
     console.print(f"run directory: {cfg.run_dir()}")
-    run_dir = run_flywheel(cfg, SimulatedEnvironment(cfg), generations, notify=_flywheel_progress)
+    run_dir = run_flywheel(cfg, environment, generations, notify=_flywheel_progress)
     _print_generations(run_dir)
     report = write_report(run_dir)
     console.print(f"report: {report}")
@@ -417,6 +429,30 @@ def _print_generations(run_dir: Path) -> None:
         console.print(f"  {line}", highlight=False, soft_wrap=False)
 
 
+WAITING_FOR_PEOPLE_EXIT = 3
+
+
+@contextmanager
+def waiting_for_people() -> Iterator[None]:
+    """A production run that needs people's work (labels, a served window) stops with its message
+    (what to fill, where, the command to resume) and exit code 3: not a failure, a pause."""
+    from characterflywheel.production import WaitingForPeople
+
+    try:
+        yield
+    except WaitingForPeople as waiting:
+        err_console.print(f"[yellow]waiting for people:[/yellow] {escape(str(waiting))}", highlight=False,
+                          soft_wrap=True)
+        raise typer.Exit(WAITING_FOR_PEOPLE_EXIT) from None
+
+
+def _config_args(config: Optional[Path], preset: Optional[str], overrides: Optional[list[str]]) -> list[str]:
+    """The options that chose the config, as typed: repeated in the commands a waiting run prints."""
+    return ([*(["--config", str(config)] if config is not None else []),
+             *(["--preset", preset] if preset is not None else [])]
+            + [arg for override in overrides or () for arg in ("--set", override)])
+
+
 @app.command()
 def run(
     generations: Annotated[Optional[int], typer.Option("--generations", "-n", help="Generations after gen 0 (default: flywheel.generations).")] = None,
@@ -425,10 +461,24 @@ def run(
     overrides: SetOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Run the flywheel for N generations in the simulated world (resumes where it stopped)."""
-    with one_line_errors():
+    """Run the flywheel for N generations (resumes where it stopped): in the simulated world, or with the
+    team's annotators and users when the config says environment.kind = "production".
+
+    Exit codes: 0 done; 1 a bad input (one line naming file and field); 3 waiting for people (production:
+    tasks to label or an A/B window to serve; the message names the file to fill and the command to re-run)."""
+    with one_line_errors(), waiting_for_people():
         cfg = _config(config, preset, overrides)
-        _run_flywheel(cfg, generations, verbose)
+        environment = None
+        if cfg.environment.kind == "production":
+            from characterflywheel.production import ProductionEnvironment
+
+            args = _config_args(config, preset, overrides)
+            resume = shlex.join(["characterflywheel", "run", *args,
+                                 *(["--generations", str(generations)] if generations is not None else [])])
+            environment = ProductionEnvironment(
+                cfg, config_args=args, resume_command=resume,
+                say=lambda line: err_console.print(escape(line), highlight=False, soft_wrap=True))
+        _run_flywheel(cfg, generations, verbose, environment)
 
 
 @app.command()

@@ -113,6 +113,21 @@ class WorldConfig(Section):
     annotators_per_task: int = Field(2, ge=1, description="Simulated annotators labelling each task.")
 
 
+class EnvironmentConfig(Section):
+    kind: Literal["simulated", "production"] = Field(
+        "simulated", description="Where `run` gets annotations and traffic: simulated (the demo's world) or production "
+        "(the team's annotators fill exported tasks and its users' A/B windows are logged into the people folder; "
+        "`run` exits with code 3 while it waits for them, and re-running the same command resumes). `demo` is "
+        "always simulated.")
+    people_dir: str = Field(
+        "", description="production: the folder where the flywheel leaves work for people and picks up what they "
+        "return, gen-<N>/<stage>/ for each generation (empty: <run directory>/people).")
+    generation0_window: Literal["data_traffic", "serve"] = Field(
+        "data_traffic", description="production: generation 0's window. data_traffic: the team's logged traffic "
+        "(data.traffic), when set, stands for it (it serves the base model alone, the model the team serves "
+        "today); serve: wait for a window served like any other.")
+
+
 class ABConfig(Section):
     control_arm: str = Field("control", description="The arm challengers are compared with.")
     bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples over users for the CIs.")
@@ -153,6 +168,7 @@ class Config(Section):
     demo: DemoConfig = Field(default_factory=DemoConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     world: WorldConfig = Field(default_factory=WorldConfig)
+    environment: EnvironmentConfig = Field(default_factory=EnvironmentConfig)
     ab: ABConfig = Field(default_factory=ABConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     flywheel: FlywheelConfig = Field(default_factory=FlywheelConfig)

@@ -23,9 +23,10 @@ Generation g >= 1, parent = the champion after generation g-1::
                decides promotion; the logged traffic is generation g+1's input (near-policy data)
 
 What the world is — simulated users and annotators, or a team's own — is an ``Environment``; this
-module never imports the simulation (``demo.py`` supplies it), so the loop learns only from signals,
-annotations and its own models. ``truth`` is the one exception the report needs: an environment that
-knows the hidden landscape may score replies on it, and those figures only go to the report.
+module never imports the simulation (``demo.py`` supplies it, ``production.py`` a team's own world),
+so the loop learns only from signals, annotations and its own models. ``truth`` is the one exception
+the report needs: an environment that knows the hidden landscape may score replies on it, and those
+figures only go to the report.
 
 Every stage runs through ``RunDir``: a killed run re-run skips finished stages and training resumes
 from its checkpoints in ``<stage>.work/``.
@@ -61,7 +62,8 @@ POLICY_DIR = "model"
 
 
 class Environment(Protocol):
-    """Where annotations and traffic come from (simulated world, or a team's own people and users)."""
+    """Where annotations and traffic come from (simulated world, or a team's own people and users).
+    An environment may also offer ``enter_stage(generation, stage)`` (see ``tell_environment``)."""
 
     simulated: bool
 
@@ -81,6 +83,15 @@ class Environment(Protocol):
         set of prompts no window serves, on which the evaluate stage scores every model (the report's
         truth line)."""
         ...
+
+
+def tell_environment(env: Environment, context: StageContext) -> None:
+    """Tell an environment that files work for people by generation and stage (the production one:
+    ``enter_stage(generation, stage)``) which stage asks next; the annotate and the evaluate stage
+    both ask for labels, each with its own tasks. Other environments need not know."""
+    enter_stage = getattr(env, "enter_stage", None)
+    if enter_stage is not None:
+        enter_stage(context.generation, context.name)
 
 
 def backend_for(config: Config, model: str | Path) -> Any:
@@ -159,6 +170,7 @@ def deploy_stage(config: Config, env: Environment, generation: int, champion: tu
                      ).write(context.out_dir / artifacts.DECISION)
             context.log_metrics({"window_served": 0.0})
             return
+        tell_environment(env, context)
         arms = deploy_arms(config, champion, challenger, generation0)
         context.log_metrics(env.collect_traffic(config, arms, context.out_dir, generation, scale=scale))
         report = ingest([context.out_dir / "traffic.jsonl"], context.out_dir / "ingested", progress=False)
@@ -261,6 +273,7 @@ def annotate_stage(config: Config, env: Environment, parent: str) -> Callable[[S
         from characterflywheel.curate.annotate import generate_candidates, run_annotate
         from characterflywheel.curate.records import read_prompt_records
 
+        tell_environment(env, context)
         settings = config.curate
         records = list(read_prompt_records(context.inputs["curated"]))[: settings.annotation_prompts]
         candidates = generate_candidates(records, backend_for(config, parent),
@@ -385,6 +398,7 @@ def evaluate_stage(config: Config, env: Environment, parent: str, reference: str
         from characterflywheel.evaluate.offline import read_prompt_records, run_offline_evaluation
         from characterflywheel.reward import load_user_signal
 
+        tell_environment(env, context)
         reward_dir = context.inputs["reward"]
         judge = judge_from(config, reward_dir)
         from characterflywheel.models import resolve_model
