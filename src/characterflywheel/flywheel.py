@@ -34,6 +34,7 @@ from its checkpoints in ``<stage>.work/``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
@@ -42,11 +43,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
 from characterflywheel import artifacts
+from characterflywheel.characters import load_characters
 from characterflywheel.config import ArmConfig, Config
+from characterflywheel.curate import consolidate
+from characterflywheel.curate.annotate import generate_candidates, run_annotate
+from characterflywheel.curate.records import read_prompt_records as read_curated_prompts
+from characterflywheel.data import ingest, read_conversations
 from characterflywheel.data.jsonl import read_jsonl, write_json, write_jsonl
+from characterflywheel.data.records import read_prompts
 from characterflywheel.deploy.decision import Decision, read_decision
+from characterflywheel.deploy.registry import Registry
 from characterflywheel.evaluate.ab import change, lift
+from characterflywheel.evaluate.gates import apply_gates
+from characterflywheel.evaluate.instructions import evaluate_replies
+from characterflywheel.evaluate.offline import run_offline_evaluation
+from characterflywheel.models import load_embedder, make_backend, resolve_model
 from characterflywheel.pipeline import (
     StageNotice,
     StageRunner,
@@ -55,7 +69,11 @@ from characterflywheel.pipeline import (
     sampling_params,
     seed_and_ingest,
 )
-from characterflywheel.runs import StageContext, StageResult
+from characterflywheel.reward import load_judge, load_user_signal, train_reward_models
+from characterflywheel.runs import StageContext, StageResult, content_hash
+from characterflywheel.sample.stage import run_pre_herding_sampling
+from characterflywheel.summary import write_generation_summary
+from characterflywheel.train import run_herding, run_herding_in_own_process
 
 Records = list[dict[str, Any]]
 POLICY_DIR = "model"
@@ -95,8 +113,6 @@ def tell_environment(env: Environment, context: StageContext) -> None:
 
 
 def backend_for(config: Config, model: str | Path) -> Any:
-    from characterflywheel.models import make_backend
-
     return make_backend(**(backend_options(config) | {"model": str(model)}))
 
 
@@ -111,8 +127,6 @@ class Lineage:
 
 def lineage_before(config: Config, runner: StageRunner, generation: int) -> Lineage:
     """The champion after generation ``generation - 1``, read from its deploy decision."""
-    from characterflywheel.models import resolve_model
-
     base = str(resolve_model(config.model.policy))
     champion, version, history = base, "gen-0", [base]
     for earlier in range(1, generation):
@@ -128,8 +142,6 @@ def lineage_before(config: Config, runner: StageRunner, generation: int) -> Line
 
 
 def registry_for(config: Config) -> Any:
-    from characterflywheel.deploy.registry import Registry
-
     return Registry(config.run_dir(), model_name=f"{config.name}-policy",
                     copy_models=config.tracking.registry_copies_models)
 
@@ -162,8 +174,6 @@ def deploy_stage(config: Config, env: Environment, generation: int, champion: tu
     With a holdout arm, ``vs-generation0/ab.json`` reads every served model against generation 0."""
 
     def run(context: StageContext) -> None:
-        from characterflywheel.data import ingest
-
         if not serve:
             Decision(champion_model=champion[0], champion_version=champion[1],
                      reason="no window served: no challenger, no holdout arm and no later generation to read it",
@@ -201,8 +211,6 @@ def deploy_stage(config: Config, env: Environment, generation: int, champion: tu
 
 
 def served_arms(traffic: Path) -> set[str]:
-    from characterflywheel.data import read_conversations
-
     return {c.arm for c in read_conversations(traffic) if c.arm}
 
 
@@ -246,9 +254,6 @@ def curate_stage(config: Config) -> Callable[[StageContext], None]:
     conversations that contributed nothing to the curated (training) set."""
 
     def run(context: StageContext) -> None:
-        from characterflywheel.curate import consolidate
-        from characterflywheel.models import load_embedder
-
         report = consolidate(context.inputs["traffic"], context.out_dir, config.curate,
                              embedder=load_embedder(config.model.embedder), progress=True, seed=config.seed,
                              cache_dir=config.run_dir() / "embedding-cache")
@@ -270,12 +275,9 @@ def annotate_stage(config: Config, env: Environment, parent: str) -> Callable[[S
     environment's annotators; earlier generations' annotations are kept (the reward models see all)."""
 
     def run(context: StageContext) -> None:
-        from characterflywheel.curate.annotate import generate_candidates, run_annotate
-        from characterflywheel.curate.records import read_prompt_records
-
         tell_environment(env, context)
         settings = config.curate
-        records = list(read_prompt_records(context.inputs["curated"]))[: settings.annotation_prompts]
+        records = list(read_curated_prompts(context.inputs["curated"]))[: settings.annotation_prompts]
         candidates = generate_candidates(records, backend_for(config, parent),
                                          sampling_params(config, n=max(1, settings.policy_candidates),
                                                   temperature=config.sample.temperature, top_p=config.sample.top_p,
@@ -303,8 +305,6 @@ def reward_stage(config: Config) -> Callable[[StageContext], None]:
     logged so far (inputs ``prompts*``: each window's clean turns, with what the user did next)."""
 
     def run(context: StageContext) -> None:
-        from characterflywheel.reward import train_reward_models
-
         turns = context.out_dir / SIGNAL_TURNS
         with turns.open("w", encoding="utf-8") as out:
             for name in sorted(key for key in context.inputs if key.startswith("prompts")):
@@ -317,8 +317,6 @@ def reward_stage(config: Config) -> Callable[[StageContext], None]:
 
 
 def judge_from(config: Config, reward_dir: Path) -> Any:
-    from characterflywheel.reward import load_judge
-
     return load_judge(reward_dir, config.reward.pairwise_weight)
 
 
@@ -328,9 +326,6 @@ def sample_stage(config: Config, lineage: Lineage, parent_win_rate: float | None
     generations accepted, re-scored by this generation's reward models."""
 
     def run(context: StageContext) -> None:
-        from characterflywheel.reward import load_user_signal
-        from characterflywheel.sample.stage import run_pre_herding_sampling
-
         reward_dir = context.inputs["reward"]
         pool = [lineage.champion, *[m for m in reversed(lineage.history) if m != lineage.champion]]
         metrics = run_pre_herding_sampling(
@@ -349,8 +344,6 @@ def rl_reward(config: Config, reward_dir: Path) -> Callable[[list[Any], list[str
     against and which the training recipes refuse unless it is asked for by name here."""
     if config.flywheel.rl_reward == "judge":
         return judge_from(config, reward_dir).as_reward_fn()
-    from characterflywheel.reward import load_user_signal
-
     user_signal = load_user_signal(reward_dir / "user_signal")
 
     def thumbs_up_reward(prompts: list[Any], completions: list[str]) -> list[float]:
@@ -375,8 +368,6 @@ class RewardFromModels:
 
 def herd_stage(config: Config, parent: str) -> Callable[[StageContext], None]:
     def run(context: StageContext) -> None:
-        from characterflywheel.train import run_herding, run_herding_in_own_process
-
         sampled = context.inputs["sample"]
         data = {"sft": sampled / artifacts.SFT, "preferences": sampled / artifacts.PREFERENCES,
                 "prompts": sampled / "hard_prompts.jsonl"}
@@ -394,15 +385,9 @@ def evaluate_stage(config: Config, env: Environment, parent: str, reference: str
     the environment has one: the report's view of the proxy (reward) against the truth."""
 
     def run(context: StageContext) -> None:
-        from characterflywheel.characters import load_characters
-        from characterflywheel.evaluate.offline import read_prompt_records, run_offline_evaluation
-        from characterflywheel.reward import load_user_signal
-
         tell_environment(env, context)
         reward_dir = context.inputs["reward"]
         judge = judge_from(config, reward_dir)
-        from characterflywheel.models import resolve_model
-
         generation0 = str(resolve_model(config.model.policy))
         scored = [generation0] if hasattr(env, "truth_prompts") else []  # the truth set scores generation 0 too
         backends = dict.fromkeys([str(context.inputs["child"]), parent, reference, *scored])
@@ -417,7 +402,7 @@ def evaluate_stage(config: Config, env: Environment, parent: str, reference: str
         offline = report.to_dict()
         write_json(context.out_dir / artifacts.OFFLINE, offline)
         context.log_metrics(report.metrics())
-        records = {str(r.get("prompt_id")): r for r in read_prompt_records(context.inputs["heldout"])}
+        records = {str(r.get("prompt_id")): r for r in read_prompts(context.inputs["heldout"])}
         rows = read_jsonl(context.out_dir / artifacts.REPLIES)
         prompts = [records[str(row["prompt_id"])] for row in rows]
         truth: dict[str, Any] = {"rm_score": {}, "n": len(rows)}
@@ -452,13 +437,6 @@ def truth_set_figures(config: Config, env: Any, models: dict[str, str], backends
     ``violation_rate``; definitions in evaluate/instructions.py), averaged per prompt first like
     P(continue), over the prompts where a card rule applies: 8 replies a prompt on a fixed set, where the
     held-out figures have one reply on each generation's own prompts."""
-    import hashlib
-
-    import numpy as np
-
-    from characterflywheel.characters import load_characters
-    from characterflywheel.evaluate.instructions import evaluate_replies
-
     prompts = env.truth_prompts(config.evaluate.truth_prompts)
     params = sampling_params(config, n=config.evaluate.truth_samples, temperature=config.generation.temperature,
                       seed=config.evaluate.seed)
@@ -510,8 +488,6 @@ def truth_set_figures(config: Config, env: Any, models: dict[str, str], backends
 
 def gate_stage(config: Config, generation: int, lineage: Lineage) -> Callable[[StageContext], None]:
     def run(context: StageContext) -> None:
-        from characterflywheel.evaluate.gates import apply_gates
-
         offline = json.loads(context.inputs["evaluate"].read_text())
         user_signal = (offline.get("user_signal_win_rate_vs_parent") or {}).get("value")
         decision = apply_gates(offline, offline.get("style"), config.evaluate, user_signal_win_rate=user_signal)
@@ -533,8 +509,6 @@ def gate_stage(config: Config, generation: int, lineage: Lineage) -> Callable[[S
 
 
 def manifest_hashes(context: StageContext) -> dict[str, str]:
-    from characterflywheel.runs import content_hash
-
     return {f"input_{name}": content_hash(path)[:16] for name, path in context.inputs.items() if path.is_file()}
 
 
@@ -570,8 +544,6 @@ def flat_numbers(value: Any, prefix: str = "") -> dict[str, float]:
 
 
 def run_generation_zero(config: Config, env: Environment, stage: StageRunner) -> StageResult:
-    from characterflywheel.models import resolve_model
-
     seed_and_ingest(config, stage)
     base = str(resolve_model(config.model.policy))
     stage("register", register_base_stage(config), inputs={"model": Path(base)})
@@ -662,8 +634,6 @@ def reference_model(config: Config, lineage: Lineage) -> str:
 def run_flywheel(config: Config, env: Environment, generations: int | None = None,
                  notify: StageNotice | None = None) -> Path:
     """Run (or resume) generations 0..N; returns the run directory."""
-    from characterflywheel.summary import write_generation_summary
-
     total = config.flywheel.generations if generations is None else generations
     for generation in range(total + 1):
         stage = StageRunner(config, generation, notify)
