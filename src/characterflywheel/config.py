@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from characterflywheel.curate import settings as curate_settings
 from characterflywheel.evaluate import settings as evaluate_settings
@@ -74,6 +74,24 @@ class DataConfig(Section):
     traffic: list[str] = Field(
         default_factory=list, description="Extra traffic files (JSONL or Parquet, the traffic schema) to ingest."
     )
+
+
+class CharactersConfig(Section):
+    cards: str = Field(
+        "", description="The team's own character cards: a JSON file in the shipped cards.json format, added to the "
+        "shipped cards (a card with a shipped id replaces it) wherever cards are read: the gateway, rule checks, "
+        "evaluation, A/B guardrail. Empty: the shipped cards only. Characters that arrive only as a system "
+        "message need no card.")
+
+    @field_validator("cards")
+    @classmethod
+    def _cards_load(cls, cards: str) -> str:
+        # Checked when the config loads, so a bad card stops a run before its first stage, not hours in.
+        if cards:
+            from characterflywheel.characters import load_characters
+
+            load_characters(extra=cards)  # CharacterCardError (a ValueError): file, card and field
+        return cards
 
 
 class DemoConfig(Section):
@@ -165,6 +183,7 @@ class Config(Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     data: DataConfig = Field(default_factory=DataConfig)
+    characters: CharactersConfig = Field(default_factory=CharactersConfig)
     demo: DemoConfig = Field(default_factory=DemoConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     world: WorldConfig = Field(default_factory=WorldConfig)

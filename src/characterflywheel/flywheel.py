@@ -46,7 +46,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from characterflywheel import artifacts
-from characterflywheel.characters import load_characters
+from characterflywheel.characters.from_system import conversation_card
 from characterflywheel.config import ArmConfig, Config
 from characterflywheel.curate import consolidate
 from characterflywheel.curate.annotate import generate_candidates, run_annotate
@@ -66,6 +66,7 @@ from characterflywheel.pipeline import (
     StageRunner,
     analyze_traffic,
     backend_options,
+    characters_for,
     sampling_params,
     seed_and_ingest,
 )
@@ -332,7 +333,7 @@ def sample_stage(config: Config, lineage: Lineage, parent_win_rate: float | None
             context.inputs["curated"], pool[: config.flywheel.pool_size], judge_from(config, reward_dir),
             load_user_signal(reward_dir / "user_signal"), lambda model: backend_for(config, model),
             context.out_dir, config.sample, parent_win_rate=parent_win_rate, progress=True,
-            replay=list(earlier) if config.sample.replay else [])
+            replay=list(earlier) if config.sample.replay else [], characters=characters_for(config))
         context.log_metrics(flat_numbers(metrics))
 
     return run
@@ -396,7 +397,7 @@ def evaluate_stage(config: Config, env: Environment, parent: str, reference: str
         report = run_offline_evaluation(
             context.inputs["heldout"], context.out_dir, backends[str(context.inputs["child"])], backends[parent],
             judge, config.evaluate, reference_backend=backends[reference], annotator_filler=env.fill_annotations,
-            characters=load_characters(), user_signal=load_user_signal(reward_dir / "user_signal"), progress=True,
+            characters=characters_for(config), user_signal=load_user_signal(reward_dir / "user_signal"), progress=True,
             sampling=sampling_params(config, max_new_tokens=config.evaluate.max_new_tokens or config.generation.max_new_tokens,
                               temperature=evaluation_temperature(config), seed=config.evaluate.seed))
         offline = report.to_dict()
@@ -442,7 +443,7 @@ def truth_set_figures(config: Config, env: Any, models: dict[str, str], backends
                       seed=config.evaluate.seed)
     cache = config.run_dir() / "truth-cache"
     cache.mkdir(parents=True, exist_ok=True)
-    cards = {card.id: card.instructions for card in load_characters()}
+    cards = {card.id: card for card in characters_for(config)}
     per_prompt: dict[str, np.ndarray] = {}
     steering: dict[str, dict[str, np.ndarray]] = {"instruction_following": {}, "violation_rate": {}}
     for name, model in models.items():
@@ -460,7 +461,8 @@ def truth_set_figures(config: Config, env: Any, models: dict[str, str], backends
         replies = np.asarray(stored["replies"], dtype=object).reshape(len(prompts), -1)
         following, violation = [], []
         for prompt, group in zip(prompts, replies):
-            rules = cards.get(str(prompt.get("character_id")), ())
+            card = conversation_card(prompt.get("character_id"), prompt["prompt"], cards)
+            rules = card.instructions if card is not None else ()
             checked = evaluate_replies((str(reply), rules, prompt["prompt"][-1]["content"]) for reply in group)
             following.append(checked.following_rate if checked.applicable else np.nan)
             violation.append(checked.violation_rate if checked.checks else np.nan)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from characterflywheel import artifacts
-from characterflywheel.config import Config
+from characterflywheel.config import Config, ConfigError
 from characterflywheel.data.jsonl import write_jsonl
 from characterflywheel.runs import RunDir, StageContext, StageHook, StageResult
 
@@ -149,23 +149,34 @@ def build_arms(config: Config) -> list[Any]:
     return arms
 
 
+def characters_for(config: Config) -> list[Any]:
+    """The run's character cards: the shipped ones with the team's (``characters.cards``) added or
+    overriding by id; the one place a stage with a config gets its cards from. A bad card file is a
+    ConfigError naming the key, the file, the card and the field."""
+    from characterflywheel.characters import CharacterCardError, load_characters
+
+    try:
+        return load_characters(extra=config.characters.cards or None)
+    except CharacterCardError as error:
+        raise ConfigError(f"characters.cards: {error}") from None
+
+
 def build_gateway(config: Config, log_dir: Path) -> Any:
-    """The gateway the config describes: its arms, the shipped characters' cards, the batching settings."""
-    from characterflywheel.characters import load_characters
+    """The gateway the config describes: its arms, the run's character cards, the batching settings."""
     from characterflywheel.deploy.gateway import Gateway
 
-    prompts = {character.id: character.system_prompt() for character in load_characters()}
+    prompts = {character.id: character.system_prompt() for character in characters_for(config)}
     return Gateway(build_arms(config), log_dir, prompts, batch_size=config.serve.batch_size,
                    max_wait_ms=config.serve.max_wait_ms, continuous_batching=config.serve.continuous_batching)
 
 
 def analyze_traffic(config: Config, dataset: Path, out_dir: Path, pre_period: Path | None = None) -> Any:
-    """``evaluate.engagement.analyze_traffic`` with the config's control arm, arm weights and bootstrap."""
+    """``evaluate.engagement.analyze_traffic`` with the config's control arm, arm weights, bootstrap and cards."""
     from characterflywheel.evaluate.engagement import analyze_traffic as read_out
 
     return read_out(dataset, out_dir, control_arm=config.ab.control_arm, bootstrap=config.ab.bootstrap,
                     seed=config.seed, arm_weights={arm.name: arm.weight for arm in config.serve.arms},
-                    pre_period=pre_period)
+                    pre_period=pre_period, characters=characters_for(config))
 
 
 def seed_and_ingest(config: Config, stage: StageRunner, traffic: Sequence[Path] = ()) -> StageResult:

@@ -8,7 +8,10 @@ A card is a JSON object::
 
 A cards file is ``{"version": 1, "characters": [card, ...]}`` or just the list. The shipped file
 (``cards.json`` next to this module) holds 20+ characters that together use every instruction type;
-a user's own file with the same shape loads the same way.
+a user's own file with the same shape loads the same way, alone (``load_characters(path)``) or
+added to the shipped cards (``load_characters(extra=path)``: a team's card with a shipped id
+replaces it). Characters that exist only as a client's system message (user-created, no card) are
+``characters.from_system``'s.
 
 Assumptions and rules:
 
@@ -205,11 +208,19 @@ def _shipped_characters() -> tuple[Character, ...]:
     return _load_uncached(shipped_cards_path())
 
 
-def load_characters(path: Path | str | None = None) -> list[Character]:
-    """The characters in ``path`` (default: the shipped cards). Raises CharacterCardError."""
+def load_characters(path: Path | str | None = None, *, extra: Path | str | None = None) -> list[Character]:
+    """The characters in ``path`` (default: the shipped cards), then a team's own cards file ``extra``
+    (same format): a team card whose id is already there replaces that card in place, a new id is
+    added at the end. Raises CharacterCardError naming the file, card and field."""
     if path is None:
-        return list(_shipped_characters())  # parsed once per process; a fresh list each call
-    return list(_load_uncached(Path(path)))
+        characters = list(_shipped_characters())  # parsed once per process; a fresh list each call
+    else:
+        characters = list(_load_uncached(Path(path)))
+    if extra is None:
+        return characters
+    team = {character.id: character for character in _load_uncached(Path(extra))}
+    merged = [team.pop(character.id, character) for character in characters]
+    return [*merged, *team.values()]
 
 
 def character_by_id(character_id: str, path: Path | str | None = None) -> Character:

@@ -4,8 +4,13 @@ Endpoints (the official ``openai`` client works unchanged):
 
 * ``POST /v1/chat/completions``: ``model`` is either the public name (default
   ``characterflywheel``: the user is routed to an arm by a sticky hash of ``user``) or an arm's
-  name / model version (pins that arm, e.g. for evaluation). ``metadata.character_id`` makes that
-  character's card the system prompt (a client's own system message is replaced);
+  name / model version (pins that arm, e.g. for evaluation). ``metadata.character_id`` of a
+  character the gateway has a card for (the shipped cards plus the team's) makes that card the system
+  prompt (a client's own system message is replaced). A request with its own system message and no
+  such id is a *user-created* character: its system message is kept and it is logged under
+  ``metadata.character_id`` if given, else ``user-<first 10 hex of the message's SHA-256>``
+  (``characters.from_system``), so its traffic is stratified and rule-checked as that character; an
+  unknown ``metadata.character_id`` without a system message is a 400 (there is no persona to play);
   ``metadata.conversation_id`` groups turns into a session (default: ``<user>:<character>``);
   ``metadata.session_started_at`` (ISO 8601 with timezone) becomes the folded conversation's
   ``started_at`` (the simulator sends simulated times). Request sampling fields (``temperature``,
@@ -73,6 +78,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from characterflywheel.characters.from_system import user_character_id
 from characterflywheel.data.schema import (
     MAX_ID_CHARS,
     SchemaLimits,
@@ -474,10 +480,26 @@ class Gateway:
                 updates[name] = value
         return replace(arm.sampling, **updates)
 
+    def character_for(self, request: ChatRequest) -> str:
+        """The id the exchange is logged under: a carded ``metadata.character_id``; else, for a request
+        with its own system message (a user-created character), the given id or one derived from the
+        message; else "none". RequestError 400 for an unknown id with no system message to play."""
+        character_id = (request.metadata or {}).get("character_id")
+        if character_id is not None and character_id in self.system_prompts:
+            return character_id
+        own = next((m.text() for m in request.messages if m.role in ("system", "developer")), "")
+        if own.strip():
+            return character_id or user_character_id(own)
+        if character_id is not None:
+            raise RequestError(400, f"metadata.character_id: unknown character '{character_id}' (and no system "
+                               "message to play it from)", param="metadata.character_id")
+        return "none"
+
     def messages_for(self, request: ChatRequest, character_id: str | None) -> list[dict[str, str]]:
+        """The conversation sent to the arm: a carded character's system prompt replaces the client's."""
         messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
                     for m in request.messages]
-        if character_id is not None:
+        if character_id is not None and character_id in self.system_prompts:
             card = {"role": "system", "content": self.system_prompts[character_id]}
             messages = [card, *[m for m in messages if m["role"] != "system"]]
         return messages
@@ -560,22 +582,24 @@ def create_app(gateway: Gateway) -> FastAPI:
         if request.stream:
             return _openai_error(400, "stream=true is not supported by this gateway", param="stream")
         metadata = request.metadata or {}
-        character_id = metadata.get("character_id")
-        if character_id is not None and character_id not in gateway.system_prompts:
-            return _openai_error(400, f"metadata.character_id: unknown character '{character_id}'",
-                                 param="metadata.character_id")
+        try:
+            character_id = gateway.character_for(request)
+        except RequestError as error:
+            return _openai_error(error.status, str(error), error.kind, error.param)
+        except ValueError as error:  # a non-text content part in the system message
+            return _openai_error(400, str(error))
         user_id = request.user or "anonymous"
         arm = gateway.pick_arm(request.model, user_id)
         if arm is None:
             return _openai_error(404, f"The model '{request.model}' does not exist", "not_found_error", "model",
                                  "model_not_found")
-        conversation_id = metadata.get("conversation_id") or f"{user_id}:{character_id or 'none'}"
+        conversation_id = metadata.get("conversation_id") or f"{user_id}:{character_id}"
         session_started_at = metadata.get("session_started_at")
         try:
             messages = gateway.messages_for(request, character_id)
             params = gateway.sampling_for(arm, request)
             gateway.check_request(messages, conversation_id=conversation_id, user_id=user_id,
-                                  character_id=character_id or "none", arm=arm,
+                                  character_id=character_id, arm=arm,
                                   started_at=session_started_at or received_at)
         except RequestError as error:
             return _openai_error(error.status, str(error), error.kind, error.param)
@@ -592,7 +616,7 @@ def create_app(gateway: Gateway) -> FastAPI:
         response_id = f"chatcmpl-{uuid.uuid4().hex}"
         event = {
             "event": "exchange", "at": utc_now(), "received_at": received_at, "response_id": response_id,
-            "conversation_id": conversation_id, "user_id": user_id, "character_id": character_id or "none",
+            "conversation_id": conversation_id, "user_id": user_id, "character_id": character_id,
             "model_version": arm.model_version, "arm": arm.name, "session_started_at": session_started_at,
             "metadata": metadata, "sampling": {"temperature": params.temperature, "top_p": params.top_p,
                                                "max_new_tokens": params.max_new_tokens, "seed": params.seed},

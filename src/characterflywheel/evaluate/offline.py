@@ -64,6 +64,7 @@ import numpy as np
 
 from characterflywheel import artifacts
 from characterflywheel.characters import Character, load_characters
+from characterflywheel.characters.from_system import conversation_card
 from characterflywheel.data.annotation import Annotation, AnnotationTask, ChatTurn, read_annotations
 from characterflywheel.data.jsonl import write_json, write_jsonl
 from characterflywheel.data.records import check_prompts, read_prompts
@@ -312,7 +313,7 @@ def _instruction_items(prompts: Sequence[Mapping[str, Any]], replies: Sequence[s
                        ) -> list[tuple[str, Sequence[Instruction], str | None]]:
     items = []
     for index in indices:
-        card = cards.get(str(prompts[index].get("character_id")))
+        card = conversation_card(prompts[index].get("character_id"), prompts[index]["prompt"], cards)
         rules = card.instructions if card is not None else ()
         items.append((replies[index], rules, _last_user_message(prompts[index]["prompt"])))
     return items

@@ -44,14 +44,17 @@ def local_backend_factory(kind: str = "fast", batch_size: int = 32) -> BackendFa
 def card_rule_check(characters: Iterable[Any] | None = None) -> RuleCheck:
     """How many rules of its prompt's character card that apply to the turn a reply breaks
     (``evaluate.instructions``); 0 for a prompt with no known character, or no rule applying.
-    ``characters``: ``Character`` cards, default the shipped ones."""
+    ``characters``: ``Character`` cards, default the shipped ones; a prompt whose character has no
+    card (a user-created one) is held to the rules its system message states."""
     from characterflywheel.characters import load_characters
+    from characterflywheel.characters.from_system import conversation_card
     from characterflywheel.evaluate.instructions import check_reply
 
-    rules = {card.id: card.instructions for card in (load_characters() if characters is None else characters)}
+    cards = {card.id: card for card in (load_characters() if characters is None else characters)}
 
     def broken_rules(record: Mapping[str, Any], reply: str) -> int:
-        instructions = rules.get(str(record.get("character_id")))
+        card = conversation_card(record.get("character_id"), record.get("prompt") or (), cards)
+        instructions = card.instructions if card is not None else ()
         if not instructions:
             return 0
         last_user = next((m["content"] for m in reversed(record["prompt"]) if m["role"] == "user"), None)
@@ -73,17 +76,19 @@ def run_pre_herding_sampling(
     rule_check: RuleCheck | None = None,
     opening: Opening | None = None,
     replay: Sequence[tuple[int, Path]] = (),
+    characters: Sequence[Any] | None = None,
 ) -> dict[str, float]:
     """Rejection sampling + hard prompts on a curated prompt file; returns flat metrics.
-    ``rule_check``: default the shipped character cards' rules (when ``settings.follow_rules``);
+    ``characters``: the run's ``Character`` cards (default the shipped ones), for the two defaults:
+    ``rule_check``: default those cards' rules (when ``settings.follow_rules``);
     ``opening``: default the openings those cards demand (when ``settings.guided``);
     ``replay``: [(generation, sample dir)] of earlier generations, whose accepted rows are re-scored
     and appended (``sample.replay``)."""
     settings = settings or SampleConfig()
     if settings.follow_rules and rule_check is None:
-        rule_check = card_rule_check()
+        rule_check = card_rule_check(characters)
     if settings.guided and opening is None:
-        opening = card_openings()
+        opening = card_openings(characters)
     out = Path(out_dir)
     prompts = read_prompts(curated_prompts_path)
     backends = CachedBackends(backend_factory)
