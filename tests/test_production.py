@@ -5,11 +5,18 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import shlex
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import typer
+import uvicorn
+from fastapi import FastAPI, Request
 from typer.testing import CliRunner
 
 from characterflywheel.cli import app
@@ -17,10 +24,13 @@ from characterflywheel.config import ArmConfig, Config, ConfigError, load_config
 from characterflywheel.curate.annotate import annotate, build_tasks
 from characterflywheel.curate.settings import CurateConfig
 from characterflywheel.data import ingest, read_conversations
-from characterflywheel.data.annotation import AnnotationTask, read_tasks
+from characterflywheel.data.annotation import Annotation, AnnotationTask, read_tasks
 from characterflywheel.data.jsonl import read_jsonl
 from characterflywheel.production import (
     FILLED_FILE,
+    IMPORT_REPORT_FILE,
+    JUDGE_FILE,
+    JUDGE_REPORT_FILE,
     QUARANTINE_FILE,
     TASKS_FILE,
     PeopleFolderError,
@@ -172,6 +182,118 @@ def test_each_stage_that_asks_for_labels_gets_a_folder_of_its_own(tmp_path: Path
     custom = environment(tmp_path, [], f"environment.people_dir={tmp_path / 'shared'}")
     custom.enter_stage(1, "annotate")
     assert custom.stage_folder(tasks) == tmp_path / "shared" / "gen-1" / "annotate"
+
+
+# --------------------------------------------------------------------------- the LLM judge as annotator
+
+
+@pytest.fixture
+def judge_url() -> Iterator[tuple[str, list[dict]]]:
+    """A stub OpenAI-compatible judge on 127.0.0.1 preferring (and rating up) the reply with "Arr"
+    in either position; yields its base URL and the requests it got."""
+    asked: list[dict] = []
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def complete(request: Request) -> dict:
+        body = await request.json()
+        asked.append(body)
+        prompt = body["messages"][-1]["content"]
+        reply_a = re.search(r"<reply_a>\n(.*?)\n</reply_a>", prompt, re.DOTALL)
+        if reply_a:
+            answer = f"Answer: {'A' if 'Arr' in reply_a.group(1) else 'B'}"
+        else:
+            answer = f"Rating: {5 if 'Arr' in prompt.split('<reply>')[1] else 2}"
+        return {"id": "stub", "object": "chat.completion", "created": 0, "model": body["model"],
+                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": answer}}]}
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the stub judge did not start"
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}/v1", asked
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def judged_by(annotations: list[Annotation]) -> list[tuple[str, str, int | None]]:
+    return [(a.task_id, a.annotator_id, a.label.preferred if a.kind == "pairwise" else a.label.rating)
+            for a in annotations]
+
+
+def test_an_llm_judge_fills_the_tasks_at_once_and_is_asked_once(tmp_path: Path, judge_url) -> None:
+    url, asked = judge_url
+    said: list[str] = []
+    env = environment(tmp_path, said, "environment.annotators=llm_judge", f"llm_judge.base_url={url}",
+                      "llm_judge.model=stub-judge")
+    env.enter_stage(1, "annotate")
+    tasks = some_tasks()
+    filled = env.fill_annotations(tasks)  # no WaitingForPeople: nobody to wait for
+    assert judged_by(filled) == [("p-1/pair-0", "llm:stub-judge", 0), ("p-1/rate-0", "llm:stub-judge", 5),
+                                 ("p-1/pair-1", "llm:stub-judge", 1)]
+    folder = tmp_path / "runs" / "tiny" / "people" / "gen-1" / "annotate"
+    assert not (folder / FILLED_FILE).exists() and len(asked) == 5  # both orders of the two pairs, one rating
+    assert [a["task_id"] for a in read_jsonl(folder / JUDGE_FILE)] == ["p-1/pair-0", "p-1/rate-0", "p-1/pair-1"]
+    report = json.loads((folder / JUDGE_REPORT_FILE).read_text())
+    assert (report["model"], report["labelled"], report["position_disagreements"]) == ("stub-judge", 3, 0)
+    assert "3 of 3 tasks labelled" in said[-1]
+    # The loop's own check passes, and a re-run (the stage redone after a stop) reads the labels back.
+    assert judged_by(annotate(tasks, env.fill_annotations)) == judged_by(filled) and len(asked) == 5
+    changed = environment(tmp_path, [], "environment.annotators=llm_judge", f"llm_judge.base_url={url}",
+                          "llm_judge.model=stub-judge", "llm_judge.rubric='Short replies win.'")
+    changed.enter_stage(1, "annotate")
+    changed.fill_annotations(tasks)
+    assert len(asked) == 10 and "Short replies win." in asked[-1]["messages"][0]["content"]  # a new rubric: asked again
+
+
+def test_both_judges_at_once_then_waits_for_people_and_reports_the_agreement(tmp_path: Path, judge_url) -> None:
+    url, asked = judge_url
+    said: list[str] = []
+    env = environment(tmp_path, said, "environment.annotators=both", f"llm_judge.base_url={url}",
+                      "llm_judge.model=stub-judge")
+    env.enter_stage(2, "evaluate")
+    tasks = some_tasks()
+    with pytest.raises(WaitingForPeople) as waiting:
+        env.fill_annotations(tasks)
+    folder = waiting.value.path.parent
+    assert f"judged: {folder / JUDGE_FILE}" in str(waiting.value) and len(read_jsonl(folder / JUDGE_FILE)) == 3
+    with pytest.raises(WaitingForPeople):  # people still busy: the judge is not asked again
+        env.fill_annotations(tasks)
+    assert len(asked) == 5
+
+    pair, rate, other = tasks
+    waiting.value.path.write_text("\n".join([labelled(pair, "a1", {"preferred": 0}),
+                                             labelled(other, "a1", {"preferred": 0}),
+                                             labelled(rate, "a1", {"rating": 5})]) + "\n")
+    filled = env.fill_annotations(tasks)
+    assert judged_by(filled) == [("p-1/pair-0", "a1", 0), ("p-1/pair-1", "a1", 0), ("p-1/rate-0", "a1", 5),
+                                 ("p-1/pair-0", "llm:stub-judge", 0), ("p-1/rate-0", "llm:stub-judge", 5),
+                                 ("p-1/pair-1", "llm:stub-judge", 1)]
+    agreement = json.loads((folder / IMPORT_REPORT_FILE).read_text())["llm_judge_agreement"]
+    assert agreement["pairwise_tasks"] == 2 and agreement["pairwise_agreement"] == 0.5  # a1 chose "Ahoy." on pair-1
+    assert agreement["rating_tasks"] == 1 and agreement["rating_agreement"] == 1.0
+    assert said[-1].startswith("LLM judge vs people on 2 pairwise and 1 rating tasks: pairwise_agreement 0.50")
+
+
+def test_the_llm_judge_needs_a_server_that_answers(tmp_path: Path) -> None:
+    assert load_config().environment.annotators == "people"  # the default: nothing changes for a team
+    with pytest.raises(ConfigError, match="llm_judge.base_url: empty, but environment.annotators = llm_judge"):
+        environment(tmp_path, [], "environment.annotators=llm_judge")
+    with pytest.raises(ConfigError, match="llm_judge.model: empty, but environment.annotators = both"):
+        environment(tmp_path, [], "environment.annotators=both", "llm_judge.base_url=http://127.0.0.1:9/v1")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{probe.getsockname()[1]}/v1"  # nothing listens there
+    env = environment(tmp_path, [], "environment.annotators=llm_judge", f"llm_judge.base_url={down}",
+                      "llm_judge.model=stub-judge")
+    with pytest.raises(ConfigError, match=rf"llm_judge.base_url: LLM judge {re.escape(down)} \(model 'stub-judge'\)"):
+        env.fill_annotations(some_tasks())
 
 
 # --------------------------------------------------------------------------- traffic

@@ -25,6 +25,7 @@ import tomli_w
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from characterflywheel.curate import settings as curate_settings
+from characterflywheel.curate.llm_judge import DEFAULT_RUBRIC
 from characterflywheel.evaluate import settings as evaluate_settings
 from characterflywheel.reward import settings as reward_settings
 from characterflywheel.sample import settings as sample_settings
@@ -144,6 +145,28 @@ class EnvironmentConfig(Section):
         "data_traffic", description="production: generation 0's window. data_traffic: the team's logged traffic "
         "(data.traffic), when set, stands for it (it serves the base model alone, the model the team serves "
         "today); serve: wait for a window served like any other.")
+    annotators: Literal["people", "llm_judge", "both"] = Field(
+        "people", description="production: who fills annotation tasks. people: the team's annotators, through the "
+        "people folder; llm_judge: the LLM judge of [llm_judge] labels them at once, nothing waits; both: the "
+        "judge labels them at once (llm_judge.annotations.jsonl beside the tasks), the run still waits for "
+        "people, and then takes both their labels and reports the judge's agreement with people in "
+        "annotations.report.json.")
+
+
+class LLMJudgeConfig(Section):
+    base_url: str = Field(
+        "", description="environment.annotators = llm_judge or both: the judge's OpenAI-compatible server URL, "
+        "e.g. http://127.0.0.1:8000/v1.")
+    model: str = Field("", description="The judge's model name on that server.")
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", description="Environment variable holding the judge server's API key (unset: none sent).")
+    rubric: str = Field(
+        DEFAULT_RUBRIC, min_length=1, description="What makes a character reply good: the judge's system prompt, "
+        "with the conversation (the character's system prompt included) and the reply or replies.")
+    max_tokens: int = Field(
+        256, ge=8, le=4096, description="Tokens the judge answers with at most (a sentence or two of reasons and "
+        "the verdict line).")
+    concurrency: int = Field(8, ge=1, le=256, description="Judge requests in flight at once.")
 
 
 class ABConfig(Section):
@@ -188,6 +211,7 @@ class Config(Section):
     serve: ServeConfig = Field(default_factory=ServeConfig)
     world: WorldConfig = Field(default_factory=WorldConfig)
     environment: EnvironmentConfig = Field(default_factory=EnvironmentConfig)
+    llm_judge: LLMJudgeConfig = Field(default_factory=LLMJudgeConfig)
     ab: ABConfig = Field(default_factory=ABConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     flywheel: FlywheelConfig = Field(default_factory=FlywheelConfig)

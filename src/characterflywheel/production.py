@@ -51,6 +51,19 @@ today. With ``environment.generation0_window = "data_traffic"`` (the default) th
 generation 0's window and nothing waits; a log put in ``people/gen-0/deploy/traffic/`` wins over
 them; ``"serve"`` always waits for a served window.
 
+Who labels (``environment.annotators``): ``people`` as above; ``llm_judge``: the LLM judge of the
+``[llm_judge]`` section (``curate.llm_judge``: both orders of every pair, a label only when they
+agree) labels the exported tasks at once and nothing waits; ``both``: the judge labels them at once,
+the run still waits for people, then takes both their labels and adds the judge's agreement with
+people to ``annotations.report.json``. The judge's labels are kept beside the tasks::
+
+    people/gen-<N>/annotate/llm_judge.annotations.jsonl   written: the judge's labels
+    people/gen-<N>/annotate/llm_judge.report.json         written: its counts, model and rubric digest
+
+and a re-run (still waiting for people, or resuming) reads them back instead of asking again, unless
+the judge's model or rubric changed. A judge server that fails stops the run with one line naming
+its base_url (a ``ConfigError``: the fix is the section or the server).
+
 No hidden world: ``truth`` is None and there are no ``truth_prompts``; the report shows what
 production can measure. This module never imports the simulated world or the demo wiring.
 """
@@ -61,6 +74,7 @@ import gzip
 import hashlib
 import json
 import logging
+import os
 import shlex
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -69,8 +83,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from characterflywheel.config import ArmConfig, Config
-from characterflywheel.data.annotation import Annotation, AnnotationTask, read_tasks
+from characterflywheel.config import ArmConfig, Config, ConfigError
+from characterflywheel.curate.llm_judge import JudgeEndpointError, LLMJudge, judge_agreement
+from characterflywheel.data.annotation import Annotation, AnnotationTask, read_annotations, read_tasks
 from characterflywheel.data.jsonl import write_json, write_jsonl
 
 __all__ = ["ProductionEnvironment", "WaitingForPeople", "PeopleFolderError", "AnnotationImport",
@@ -84,6 +99,8 @@ TASKS_FILE = "annotation_tasks.jsonl"
 FILLED_FILE = "annotations.jsonl"
 QUARANTINE_FILE = "annotations.quarantine.jsonl"
 IMPORT_REPORT_FILE = "annotations.report.json"
+JUDGE_FILE = "llm_judge.annotations.jsonl"
+JUDGE_REPORT_FILE = "llm_judge.report.json"
 ARMS_FILE = "arms.json"
 TRAFFIC_DIR = "traffic"
 TRAFFIC_OUT = "traffic.jsonl"  # what the deploy stage ingests
@@ -137,6 +154,7 @@ class AnnotationImport:
     annotators: int = 0
     tasks_labelled: int = 0
     quarantined_by_field: dict[str, int] = field(default_factory=dict)
+    llm_judge_agreement: dict[str, float] = field(default_factory=dict)  # environment.annotators = both
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -355,6 +373,11 @@ class ProductionEnvironment:
             else config.run_dir() / "people"
         self.stage: tuple[int, str] | None = None
         self.imports: list[AnnotationImport] = []
+        judge = config.llm_judge
+        if config.environment.annotators != "people" and not (judge.base_url and judge.model):
+            # Checked here, when `run` starts, not when the first tasks are built hours in.
+            raise ConfigError(f"llm_judge.{'model' if judge.base_url else 'base_url'}: empty, but "
+                              f"environment.annotators = {config.environment.annotators} asks the LLM judge")
 
     # The loop tells the environment which stage asks (``flywheel.tell_environment``): both the
     # annotate and the evaluate stage ask for labels in one generation, each with its own tasks.
@@ -389,9 +412,15 @@ class ProductionEnvironment:
         else:
             write_jsonl(tasks_path, tasks)
             exported = tasks
+        annotators = self.config.environment.annotators
+        judged = self._judge_annotations(folder, exported) if annotators != "people" else []
+        if annotators == "llm_judge":
+            return judged
         if not filled.is_file():
             raise self._waiting_for_annotations(exported, tasks_path, filled)
         accepted, report, rejected = import_filled_annotations(filled, exported, folder / QUARANTINE_FILE)
+        if judged:
+            report.llm_judge_agreement = judge_agreement(judged, accepted)
         write_json(folder / IMPORT_REPORT_FILE, report.to_json())
         self.imports.append(report)
         for row in rejected[:SHOWN_QUARANTINED]:
@@ -405,7 +434,41 @@ class ProductionEnvironment:
             raise PeopleFolderError(f"{filled}: <file>: no usable annotation ({report.read} rows read, "
                                     f"{report.quarantined} quarantined: {folder / QUARANTINE_FILE}); "
                                     f"fix the rows and re-run")
-        return accepted
+        if judged:
+            agreement = report.llm_judge_agreement
+            self.say(f"LLM judge vs people on {agreement['pairwise_tasks']:.0f} pairwise and "
+                     f"{agreement['rating_tasks']:.0f} rating tasks: " + ", ".join(
+                         f"{key} {agreement[key]:.2f}" for key in ("pairwise_agreement", "pairwise_kappa",
+                                                                   "rating_kappa", "rating_correlation")
+                         if key in agreement))
+        return accepted + judged
+
+    def _judge_annotations(self, folder: Path, tasks: Sequence[AnnotationTask]) -> list[Annotation]:
+        """The LLM judge's labels of the exported tasks, asked once (see the module docstring)."""
+        settings = self.config.llm_judge
+        labels_path, report_path = folder / JUDGE_FILE, folder / JUDGE_REPORT_FILE
+        asked_as = {"model": settings.model, "rubric_sha256": hashlib.sha256(settings.rubric.encode()).hexdigest()}
+        if labels_path.is_file() and report_path.is_file():  # the report is written last: the labels are whole
+            saved = json.loads(report_path.read_text(encoding="utf-8"))
+            # A pass that labelled nothing is asked again (a server's bad day is not kept).
+            if {key: saved.get(key) for key in asked_as} == asked_as and saved.get("labelled"):
+                return list(read_annotations(labels_path))
+        judge = LLMJudge(settings.base_url, settings.model, settings.rubric,
+                         api_key=os.environ.get(settings.api_key_env, ""), max_tokens=settings.max_tokens,
+                         concurrency=settings.concurrency)
+        try:
+            judged, counts = judge.judge(tasks)
+        except JudgeEndpointError as error:
+            raise ConfigError(f"llm_judge.base_url: {error}") from None
+        write_jsonl(labels_path, judged)
+        write_json(report_path, asked_as | {"base_url": settings.base_url} | counts.to_json())
+        self.say(f"LLM judge {settings.model}: {counts.labelled} of {counts.tasks} tasks labelled "
+                 f"({counts.position_disagreements} position disagreements, {counts.unparseable} unparseable "
+                 f"answers) -> {labels_path}")
+        if not judged and self.config.environment.annotators == "llm_judge":
+            raise PeopleFolderError(f"{labels_path}: <file>: the LLM judge labelled none of {counts.tasks} tasks "
+                                    f"({report_path}); check llm_judge.model and llm_judge.rubric")
+        return judged
 
     def _waiting_for_annotations(self, tasks: Sequence[AnnotationTask], tasks_path: Path,
                                  filled: Path) -> WaitingForPeople:
@@ -420,6 +483,8 @@ class ProductionEnvironment:
             '          one JSON line per label: the task\'s line plus "annotator_id" and "label" '
             '({"preferred": 0 or 1} for a pairwise task, {"rating": 1 to 5} for a rating task); '
             "several annotators may label a task",
+            *([f"  judged: {tasks_path.parent / JUDGE_FILE} (the LLM judge's labels, done; its agreement with "
+               f"yours goes to {IMPORT_REPORT_FILE})"] if self.config.environment.annotators == "both" else []),
             f"  resume: {self.resume_command}",
         ])
         return WaitingForPeople(message, generation=generation, waiting_for="annotations", path=filled,
