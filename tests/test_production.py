@@ -8,14 +8,11 @@ import json
 import re
 import shlex
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import typer
-import uvicorn
 from fastapi import FastAPI, Request
 from typer.testing import CliRunner
 
@@ -26,6 +23,7 @@ from characterflywheel.curate.settings import CurateConfig
 from characterflywheel.data import ingest, read_conversations
 from characterflywheel.data.annotation import Annotation, AnnotationTask, read_tasks
 from characterflywheel.data.jsonl import read_jsonl
+from characterflywheel.deploy.serving import running_app
 from characterflywheel.production import (
     FILLED_FILE,
     IMPORT_REPORT_FILE,
@@ -207,19 +205,8 @@ def judge_url() -> Iterator[tuple[str, list[dict]]]:
         return {"id": "stub", "object": "chat.completion", "created": 0, "model": body["model"],
                 "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": answer}}]}
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the stub judge did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}/v1", asked
-    server.should_exit = True
-    thread.join(timeout=10)
+    with running_app(app, name="stub judge") as base_url:
+        yield base_url, asked
 
 
 def judged_by(annotations: list[Annotation]) -> list[tuple[str, str, int | None]]:

@@ -5,13 +5,9 @@ are counted, a dead server is one clear error, and the agreement with people is 
 from __future__ import annotations
 
 import re
-import socket
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -25,6 +21,7 @@ from characterflywheel.curate.llm_judge import (
     parse_rating,
 )
 from characterflywheel.data.annotation import Annotation, AnnotationTask
+from characterflywheel.deploy.serving import free_port, running_app
 
 HOST = "127.0.0.1"
 KEYWORD = "Arr"
@@ -69,27 +66,12 @@ def stub_app(requests: list[dict]) -> FastAPI:
     return app
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def judge_server() -> Iterator[tuple[str, list[dict]]]:
     """(base_url, the request bodies it received) of a stub judge on a free loopback port."""
     requests: list[dict] = []
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(stub_app(requests), host=HOST, port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the stub judge did not start"
-        time.sleep(0.02)
-    yield f"http://{HOST}:{port}/v1", requests
-    server.should_exit = True
-    thread.join(timeout=10)
+    with running_app(stub_app(requests), HOST, name="stub judge") as base_url:
+        yield base_url, requests
 
 
 def tasks() -> list[AnnotationTask]:
@@ -170,7 +152,7 @@ def test_the_rating_is_read_from_free_text(answer: str, rating: int | None) -> N
 
 
 def test_a_server_that_fails_is_one_clear_error_naming_it(judge_server) -> None:
-    down = f"http://{HOST}:{free_port()}/v1"  # nothing listens there
+    down = f"http://{HOST}:{free_port(HOST)}/v1"  # nothing listens there
     with pytest.raises(JudgeEndpointError, match=rf"^LLM judge {re.escape(down)} \(model 'keyword'\): ") as error:
         judge(down, "keyword").judge(tasks())
     assert "\n" not in str(error.value)

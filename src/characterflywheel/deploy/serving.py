@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 
@@ -32,24 +33,33 @@ class RunningGateway:
 
 
 @contextmanager
-def running_gateway(gateway: Gateway, host: str = "127.0.0.1", port: int = 0,
-                    startup_timeout: float = 120.0) -> Iterator[RunningGateway]:
-    """Serve ``gateway`` in a background thread until the block ends."""
+def running_app(app: Any, host: str = "127.0.0.1", port: int = 0, startup_timeout: float = 120.0,
+                name: str = "app-server") -> Iterator[str]:
+    """Serve an ASGI ``app`` with uvicorn in a background thread until the block ends; yields its
+    ``http://host:port/v1`` base URL (the shape OpenAI clients take)."""
     port = port or free_port(host)
-    server = uvicorn.Server(uvicorn.Config(create_app(gateway), host=host, port=port, log_level="warning",
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
                                            lifespan="on", timeout_keep_alive=KEEP_ALIVE_S))
-    thread = threading.Thread(target=server.run, name="gateway-server", daemon=True)
+    thread = threading.Thread(target=server.run, name=name, daemon=True)
     thread.start()
     deadline = time.monotonic() + startup_timeout
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError(f"gateway did not start on {host}:{port}")
+            raise RuntimeError(f"{name} did not start on {host}:{port}")
         time.sleep(0.05)
     try:
-        yield RunningGateway(f"http://{host}:{port}/v1", gateway)
+        yield f"http://{host}:{port}/v1"
     finally:
         server.should_exit = True
         thread.join(timeout=60)
+
+
+@contextmanager
+def running_gateway(gateway: Gateway, host: str = "127.0.0.1", port: int = 0,
+                    startup_timeout: float = 120.0) -> Iterator[RunningGateway]:
+    """Serve ``gateway`` in a background thread until the block ends."""
+    with running_app(create_app(gateway), host, port, startup_timeout, name="gateway-server") as base_url:
+        yield RunningGateway(base_url, gateway)
 
 
 def serve_forever(gateway: Gateway, host: str, port: int) -> None:
