@@ -81,11 +81,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from characterflywheel.config import ArmConfig, Config, ConfigError
 from characterflywheel.curate.llm_judge import JudgeEndpointError, LLMJudge, judge_agreement
-from characterflywheel.data.annotation import Annotation, AnnotationTask, read_annotations, read_tasks
+from characterflywheel.data.annotation import (
+    Annotation,
+    AnnotationTask,
+    LineError,
+    parse_line,
+    read_annotations,
+    read_tasks,
+)
 from characterflywheel.data.jsonl import write_json, write_jsonl
 
 __all__ = ["ProductionEnvironment", "WaitingForPeople", "PeopleFolderError", "AnnotationImport",
@@ -163,42 +168,12 @@ class AnnotationImport:
 # --------------------------------------------------------------------------- reading filled annotations
 
 
-def _field_name(location: Sequence[int | str]) -> str:
-    name = ""
-    for part in location:
-        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
-    return name or "<record>"
-
-
-def _first_problem(error: ValidationError) -> tuple[str, str]:
-    first = error.errors()[0]
-    more = f" (+{error.error_count() - 1} more)" if error.error_count() > 1 else ""
-    problem = " ".join(str(first["msg"]).removeprefix("Value error, ").split())
-    return _field_name(first["loc"]), problem + more
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def _parse_row(raw: bytes) -> tuple[Annotation | None, str, str]:
     """(annotation, "", "") or (None, field, problem) for one line of a filled file."""
     try:
-        text = raw.decode("utf-8").removeprefix("\ufeff")  # a byte-order mark: spreadsheet tools write one
-    except UnicodeDecodeError:
-        return None, "<record>", "not UTF-8 text"
-    try:
-        data = json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as error:
-        return None, "<record>", f"not valid JSON: {error.msg} (column {error.colno})"
-    except ValueError as error:  # NaN / Infinity
-        return None, "<record>", str(error)
-    if not isinstance(data, dict):
-        return None, "<record>", "not a JSON object"
-    try:
-        return Annotation.model_validate(data), "", ""
-    except ValidationError as error:
-        return None, *_first_problem(error)
+        return parse_line(raw, Annotation), "", ""
+    except LineError as error:
+        return None, error.field, error.problem
 
 
 def import_filled_annotations(path: Path, exported: Sequence[AnnotationTask],

@@ -43,7 +43,7 @@ from pydantic import (
 )
 
 
-__all__ = ["Annotation", "AnnotationTask", "ChatTurn", "Label", "read_annotations", "read_tasks"]
+__all__ = ["Annotation", "AnnotationTask", "ChatTurn", "Label", "LineError", "parse_line", "read_annotations", "read_tasks"]
 
 _EXPECTED_RESPONSES = {"pairwise": 2, "rating": 1}
 
@@ -114,43 +114,56 @@ def _field_name(loc: tuple[int | str, ...]) -> str:
     return name or "<record>"
 
 
-def _one_line(error: ValidationError) -> str:
-    errors = error.errors()
-    first = errors[0]
-    message = str(first["msg"]).removeprefix("Value error, ")
-    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
-    return " ".join(f"{_field_name(tuple(first['loc']))}: {message}{more}".split())
-
-
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+class LineError(ValueError):
+    """One line that is not a valid record: the ``field`` at fault and the ``problem``."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
 _Model = TypeVar("_Model", bound=AnnotationTask)
+
+
+def parse_line(raw: bytes, model: type[_Model]) -> _Model:
+    """One JSONL line as ``model`` (a task or an annotation); a ``LineError`` names the field at fault.
+    A leading byte-order mark (spreadsheet tools write one) is ignored."""
+    try:
+        line = raw.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError:
+        raise LineError("<record>", "not UTF-8 text") from None
+    try:
+        data = json.loads(line, parse_constant=_reject_constant)
+    except json.JSONDecodeError as error:
+        raise LineError("<record>", f"not valid JSON: {error.msg} (column {error.colno})") from None
+    except ValueError as error:  # NaN / Infinity
+        raise LineError("<record>", str(error)) from None
+    if not isinstance(data, dict):
+        raise LineError("<record>", "not a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        errors = error.errors()
+        more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+        problem = " ".join(f"{str(errors[0]['msg']).removeprefix('Value error, ')}{more}".split())
+        raise LineError(_field_name(tuple(errors[0]["loc"])), problem) from None
 
 
 def _read(path: Path | str, model: type[_Model]) -> Iterator[tuple[int, _Model]]:
     path = Path(path)
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
-            where = f"{path}:{number}"
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise ValueError(f"{where}: <record>: not UTF-8 text") from None
-            if not line.strip():
+            if not raw.strip():
                 continue
             try:
-                data = json.loads(line, parse_constant=_reject_constant)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{where}: <record>: not valid JSON: {error.msg} (column {error.colno})") from None
-            except ValueError as error:  # NaN / Infinity
-                raise ValueError(f"{where}: <record>: {error}") from None
-            try:
-                record = model.model_validate(data)
-            except ValidationError as error:
-                raise ValueError(f"{where}: {_one_line(error)}") from None
-            yield number, record
+                yield number, parse_line(raw, model)
+            except LineError as error:
+                raise ValueError(f"{path}:{number}: {error}") from None
 
 
 def read_tasks(path: Path | str) -> Iterator[AnnotationTask]:
