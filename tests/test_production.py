@@ -447,3 +447,19 @@ def test_the_loop_tells_the_environment_which_stage_asks(tmp_path: Path) -> None
     tell_environment(env, StageContext("evaluate", 2, tmp_path / "out", tmp_path / "work", {}, {}))
     assert env.stage_folder(some_tasks()) == tmp_path / "runs" / "tiny" / "people" / "gen-2" / "evaluate"
     tell_environment(object(), StageContext("annotate", 2, tmp_path, tmp_path, {}, {}))  # others need not know
+
+
+def test_annotators_do_not_see_which_reply_was_served_and_the_import_restores_it(tmp_path: Path) -> None:
+    env = environment(tmp_path, [])
+    env.enter_stage(1, "annotate")
+    tasks = some_tasks()
+    with pytest.raises(WaitingForPeople) as waiting:
+        env.fill_annotations(tasks)
+    folder = waiting.value.path.parent
+    shown = [json.loads(line) for line in (folder / TASKS_FILE).read_text().splitlines()]
+    assert shown and all("sources" not in task and task["prompt_id"] == "p-1" for task in shown)
+    (folder / FILLED_FILE).write_text("\n".join(json.dumps(task | {"annotator_id": "a1", "label": label})
+                                                for task, label in zip(shown, ({"preferred": 0}, {"rating": 4},
+                                                                               {"preferred": 1}))) + "\n")
+    annotations = env.fill_annotations(tasks)
+    assert [a.model_extra["sources"] for a in annotations] == [t.model_extra["sources"] for t in tasks]

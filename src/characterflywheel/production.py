@@ -5,6 +5,8 @@ the demo's ``SimulatedEnvironment``. Work that waits on people is left as files 
 sub-folder per generation and stage (``environment.people_dir``, default ``<run directory>/people``)::
 
     people/gen-<N>/annotate/annotation_tasks.jsonl        written: tasks to label (curated prompts)
+    people/gen-<N>/annotate/annotation_key.jsonl          written: the same tasks with each response's
+                                                          source ("logged", "candidate-k"): not for annotators
     people/gen-<N>/annotate/annotations.jsonl             filled by the team: the labels
     people/gen-<N>/annotate/annotations.quarantine.jsonl  written: rows that could not be used, with why
     people/gen-<N>/annotate/annotations.report.json       written: read = accepted + quarantined
@@ -101,6 +103,8 @@ log = logging.getLogger(__name__)
 WAITING_EXIT_CODE = 3  # `characterflywheel run` exits with it while people have work to do
 
 TASKS_FILE = "annotation_tasks.jsonl"
+KEY_FILE = "annotation_key.jsonl"  # the flywheel's: the tasks with where each response came from
+HIDDEN_FROM_ANNOTATORS = ("sources",)  # which response was served ("logged") would bias the label
 FILLED_FILE = "annotations.jsonl"
 QUARANTINE_FILE = "annotations.quarantine.jsonl"
 IMPORT_REPORT_FILE = "annotations.report.json"
@@ -226,6 +230,13 @@ def _check_row(annotation: Annotation, tasks: dict[str, AnnotationTask],
         return "annotator_id", (f"{annotation.annotator_id!r} already labelled task {annotation.task_id!r} "
                                 f"on line {earlier}")
     return "", ""
+
+
+def blinded(task: AnnotationTask) -> AnnotationTask:
+    """The task as annotators see it: without the keys that say which response is which
+    (``HIDDEN_FROM_ANNOTATORS``); the import restores them from the key file."""
+    return AnnotationTask.model_validate({key: value for key, value in task.model_dump(mode="json").items()
+                                         if key not in HIDDEN_FROM_ANNOTATORS})
 
 
 def _with_task_extras(annotation: Annotation, task: AnnotationTask) -> Annotation:
@@ -372,10 +383,10 @@ class ProductionEnvironment:
     def fill_annotations(self, tasks: Sequence[AnnotationTask]) -> list[Annotation]:
         tasks = list(tasks)
         folder = self.stage_folder(tasks)
-        tasks_path, filled = folder / TASKS_FILE, folder / FILLED_FILE
+        tasks_path, filled, key_path = folder / TASKS_FILE, folder / FILLED_FILE, folder / KEY_FILE
         if tasks_path.is_file():
             try:
-                exported = list(read_tasks(tasks_path))
+                exported = list(read_tasks(key_path if key_path.is_file() else tasks_path))
             except ValueError as error:
                 raise PeopleFolderError(f"{error} (the exported tasks file is the flywheel's: restore it)") from None
             difference = _first_task_difference(exported, tasks)
@@ -385,7 +396,8 @@ class ProductionEnvironment:
                     f"generation backend, dtype or seed changed?); re-run with the settings of the export, or "
                     f"move {folder} away to export new tasks (its labels would not fit them)")
         else:
-            write_jsonl(tasks_path, tasks)
+            write_jsonl(key_path, tasks)
+            write_jsonl(tasks_path, (blinded(task) for task in tasks))
             exported = tasks
         annotators = self.config.environment.annotators
         judged = self._judge_annotations(folder, exported) if annotators != "people" else []
