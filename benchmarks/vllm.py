@@ -56,7 +56,8 @@ def main() -> None:
     started = time.perf_counter()
     with running_vllm(model, served_model="policy", log_path=log) as base_url:
         print(f"vLLM start-up: {time.perf_counter() - started:.0f} s (log {log})")
-        remote = make_backend("openai", model, base_url=base_url, served_model="policy", concurrency=args.concurrency)
+        remote = make_backend("openai", model, base_url=base_url, served_model="policy", concurrency=args.concurrency,
+                              forward_seed=False)
         timed(remote, conversations[:2], params)  # first requests compile and warm up
         seconds, replies = timed(remote, conversations, params)
         print(f"vLLM ({args.concurrency} in flight): {len(replies)} replies, {tokens(replies)} tokens in "

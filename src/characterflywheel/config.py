@@ -66,6 +66,8 @@ class GenerationConfig(Section):
     base_url: str = Field("", description="openai backend: server URL, e.g. http://127.0.0.1:8000/v1.")
     api_key_env: str = Field("OPENAI_API_KEY", description="openai backend: environment variable holding the API key.")
     served_model: str = Field("", description="openai backend: model name on the server (defaults to model.policy).")
+    forward_seed: bool = Field(True, description="openai backend: send each request's seed (false for vLLM's CPU build "
+                               "0.32, whose engine fails seeded requests prefilled in chunks).")
 
 
 class DataConfig(Section):

@@ -116,6 +116,7 @@ def backend_options(config: Config) -> dict[str, Any]:
             base_url=gen.base_url,
             api_key=os.environ.get(gen.api_key_env, "EMPTY"),
             served_model=gen.served_model or config.model.policy,
+            forward_seed=gen.forward_seed,
         )
     else:
         options["batch_size"] = gen.batch_size
@@ -143,7 +144,8 @@ def build_arms(config: Config) -> list[Any]:
             if arm.base_url:  # this arm is served elsewhere (a team's vLLM), whatever [generation] says
                 options = {"kind": "openai", "model": model, "base_url": arm.base_url,
                            "api_key": os.environ.get(config.generation.api_key_env, "EMPTY"),
-                           "served_model": arm.served_model or config.generation.served_model or model}
+                           "served_model": arm.served_model or config.generation.served_model or model,
+                           "forward_seed": config.generation.forward_seed}
             else:
                 options = backend_options(config) | {"model": model}
                 if config.generation.backend != "openai":

@@ -123,3 +123,9 @@ def test_a_forced_opening_asks_the_server_to_continue_it(stub: tuple[str, StubSt
     assert opened["messages"][-1] == {"role": "assistant", "content": "Ahoy!"}
     assert (opened["continue_final_message"], opened["add_generation_prompt"]) == (True, False)
     assert "continue_final_message" not in plain
+
+
+def test_the_seed_can_be_left_out(stub: tuple[str, StubState]) -> None:
+    base_url, state = stub
+    OpenAIBackend("smol", base_url=base_url, forward_seed=False).chat(CONVERSATIONS[:1], SamplingParams(n=1, seed=4))
+    assert "seed" not in state.requests[0]

@@ -36,9 +36,9 @@ CONVERSATIONS = [[{"role": "system", "content": "You are Ann, a cheerful pirate.
 
 
 def test_the_openai_backend_generates_with_vllm(vllm_url: str) -> None:
-    backend = make_backend("openai", "smollm2", base_url=vllm_url, served_model="smollm2")
-    replies = backend.chat(CONVERSATIONS, SamplingParams(max_new_tokens=32, temperature=0.8, n=2, seed=3))
-    assert [len(group) for group in replies] == [2, 2, 2]
+    backend = make_backend("openai", "smollm2", base_url=vllm_url, served_model="smollm2", forward_seed=False)
+    replies = backend.chat(CONVERSATIONS * 8, SamplingParams(max_new_tokens=32, temperature=0.8, n=2, seed=3))
+    assert [len(group) for group in replies] == [2] * 24
     assert all(reply.strip() for group in replies for reply in group)
     again = backend.chat(CONVERSATIONS[:1], SamplingParams(max_new_tokens=32, temperature=0.0, n=1))
     assert again == backend.chat(CONVERSATIONS[:1], SamplingParams(max_new_tokens=32, temperature=0.0, n=1))  # greedy

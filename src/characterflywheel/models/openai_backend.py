@@ -3,7 +3,9 @@
 Uses the official ``openai`` client, one ``chat.completions.create`` request per
 conversation with ``n`` passed through, ``concurrency`` requests in flight (thread pool:
 the client is thread-safe and the work is I/O-bound). Servers that return fewer than ``n``
-choices (some ignore ``n``) are asked again for the remainder. ``seed`` is forwarded; a
+choices (some ignore ``n``) are asked again for the remainder. ``seed`` is forwarded unless
+``forward_seed`` is off (vLLM's CPU build 0.32 fails a seeded request whose prompt is prefilled in
+chunks, ``CPU Generator does not use offset``, and its engine stops with it); a
 server may or may not honour it. The chat template is the server's business. A conversation
 ending with an assistant opening (``"prefix": True``) asks the server to continue it (vLLM's
 ``continue_final_message``) and the reply leaves that opening out, as the local backends do.
@@ -36,6 +38,7 @@ class OpenAIBackend:
         concurrency: int = 8,
         timeout_s: float = 120.0,
         max_retries: int = 2,
+        forward_seed: bool = True,
     ) -> None:
         from openai import OpenAI
 
@@ -45,6 +48,7 @@ class OpenAIBackend:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
         self.model = served_model or str(model)
         self.concurrency = concurrency
+        self.forward_seed = forward_seed
         self.client = OpenAI(base_url=base_url, api_key=api_key or "EMPTY", timeout=timeout_s, max_retries=max_retries)
 
     def chat(
@@ -72,7 +76,7 @@ class OpenAIBackend:
                 temperature=params.temperature,
                 top_p=params.top_p,
                 n=wanted,
-                **({"seed": params.seed + len(replies)} if params.seed is not None else {}),
+                **({"seed": params.seed + len(replies)} if params.seed is not None and self.forward_seed else {}),
                 **({"extra_body": {"continue_final_message": True, "add_generation_prompt": False}}
                    if continued else {}),
             )

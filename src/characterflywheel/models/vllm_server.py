@@ -57,7 +57,7 @@ def vllm_command(python: Path | str, model: Path | str, served_model: str, port:
                  max_model_len: int = 2048, dtype: str = "bfloat16") -> list[str]:
     return [str(python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
             "--served-model-name", served_model, "--host", "127.0.0.1", "--port", str(port),
-            "--max-model-len", str(max_model_len), "--dtype", dtype, "--disable-log-requests"]
+            "--max-model-len", str(max_model_len), "--dtype", dtype]
 
 
 def _free_port() -> int:
