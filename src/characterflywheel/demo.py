@@ -11,6 +11,7 @@ Generation 0 of the demo, after the foundation stages (seed, ingest, generate):
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,10 +19,24 @@ from typing import Any
 
 from characterflywheel.characters import Character, load_characters
 from characterflywheel.config import Config
+from characterflywheel.data import ingest, iter_chitchat_conversations
 from characterflywheel.data.jsonl import write_json
-from characterflywheel.pipeline import StageNotice, StageRunner, analyze_traffic, build_gateway, run_foundation
+from characterflywheel.deploy.serving import running_gateway
+from characterflywheel.models import load_embedder, make_backend
+from characterflywheel.pipeline import (
+    StageNotice,
+    StageRunner,
+    analyze_traffic,
+    backend_options,
+    build_gateway,
+    run_foundation,
+    sampling_params,
+)
 from characterflywheel.runs import StageContext, StageResult, release_freed_memory
+from characterflywheel.simulate.annotators import AnnotatorPool, Guideline, make_annotators
+from characterflywheel.simulate.headroom import measure_headroom
 from characterflywheel.simulate.landscape import Landscape
+from characterflywheel.simulate.traffic import SessionDriver, simulate_days
 from characterflywheel.simulate.users import SimUser, make_users
 
 
@@ -54,8 +69,6 @@ def truth_set(world: World, count: int) -> list[dict[str, Any]]:
 
 def seed_scripts(limit: int | None = None) -> list[list[str]]:
     """User lines of real two-speaker chit-chat conversations: what simulated users say."""
-    from characterflywheel.data import iter_chitchat_conversations
-
     scripts = []
     for conversation in iter_chitchat_conversations(limit=limit, two_speaker_only=True):
         lines = [m.content for m in conversation.messages if m.role == "user"]
@@ -65,8 +78,6 @@ def seed_scripts(limit: int | None = None) -> list[list[str]]:
 
 
 def build_world(config: Config, users: int | None = None) -> World:
-    from characterflywheel.models import load_embedder
-
     characters = {character.id: character for character in load_characters()}
     count = users or config.world.users
     # The pool users are drawn from (it fixes their tastes and first scripts, as before), then the rest
@@ -94,10 +105,6 @@ def with_newcomers(config: Config, world: World, count: int) -> World:
 
 def headroom_stage(config: Config, world: Callable[[], World]) -> Callable[[StageContext], None]:
     def run(context: StageContext) -> None:
-        from characterflywheel.models import make_backend
-        from characterflywheel.pipeline import backend_options, sampling_params
-        from characterflywheel.simulate.headroom import measure_headroom
-
         built = world()
         backend = make_backend(**backend_options(config))
         params = sampling_params(config, temperature=1.0, top_p=0.95, seed=None)
@@ -114,11 +121,6 @@ def simulate_traffic(config: Config, world: World, out_dir: Path, base_url: str 
     """Simulated users chat for ``world.days``; with no ``base_url`` a local gateway serves the arms
     and its traffic log lands in ``out_dir``. A flywheel ``generation`` gets its own days and ids, and
     its users' sessions take scripts after those of earlier generations' windows (no replays)."""
-    import datetime as dt
-
-    from characterflywheel.deploy.serving import running_gateway
-    from characterflywheel.simulate.traffic import SessionDriver, simulate_days
-
     personas = {cid: c.persona for cid, c in world.characters.items()}
 
     def drive(url: str) -> dict[str, float]:
@@ -155,8 +157,6 @@ def simulate_stage(config: Config, world: Callable[[], World]) -> Callable[[Stag
 
 
 def traffic_stage(context: StageContext) -> None:
-    from characterflywheel.data import ingest
-
     report = ingest([context.inputs["traffic"]], context.out_dir, progress=False)
     context.log_metrics({"read": report.read, "accepted": report.accepted, "quarantined": report.quarantined})
 
@@ -208,8 +208,6 @@ class SimulatedEnvironment:
         return self._world
 
     def fill_annotations(self, tasks: Any) -> list[Any]:
-        from characterflywheel.simulate.annotators import AnnotatorPool, Guideline, make_annotators
-
         if self._pool is None:
             guideline = Guideline(self.world.landscape, self.world.characters)
             self._pool = AnnotatorPool(guideline, make_annotators(self.config.world.annotators, seed=self.config.seed),

@@ -1,4 +1,8 @@
-"""Wires stages into a generation. For now the foundation's recipe for generation 0:
+"""What a ``Config`` builds, for the flywheel and the CLI alike: the stage runner (with tracking
+hooks), generation 0's recipe and the objects every stage takes from the config (sampling
+parameters, generation backends, the gateway and its arms, the character cards, the A/B read-out).
+
+Generation 0's recipe (``run_foundation``):
 
 1. ``seed``     real human chit-chat (PyPI chitchat-dataset) written as traffic JSONL;
 2. ``ingest``   seed traffic plus any user traffic files validated into Parquet, rejects quarantined;
@@ -12,12 +16,22 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from characterflywheel import artifacts
+from characterflywheel.characters import CharacterCardError, load_characters
 from characterflywheel.config import Config, ConfigError
+from characterflywheel.data import read_conversations
+from characterflywheel.data.chitchat import write_seed_traffic
+from characterflywheel.data.ingest import ingest
 from characterflywheel.data.jsonl import write_jsonl
+from characterflywheel.deploy.gateway import Arm, Gateway
+from characterflywheel.evaluate.engagement import analyze_traffic as read_out
+from characterflywheel.models import SamplingParams, make_backend
+from characterflywheel.models.loading import local_generation_dtype
+from characterflywheel.models.progress import show_bars
 from characterflywheel.runs import RunDir, StageContext, StageHook, StageResult
 
 StageNotice = Callable[[StageResult], None]
@@ -26,7 +40,7 @@ StageNotice = Callable[[StageResult], None]
 def stage_hooks(config: Config, run: RunDir) -> list[StageHook]:
     if not config.tracking.mlflow:
         return []
-    from characterflywheel.tracking import MlflowStageLogger
+    from characterflywheel.tracking import MlflowStageLogger  # MLflow's import costs seconds: only when tracking
 
     return [MlflowStageLogger(run.root, config.tracking.experiment)]
 
@@ -51,8 +65,6 @@ class StageRunner:
 
 def seed_stage(config: Config) -> Callable[[StageContext], None]:
     def run(context: StageContext) -> None:
-        from characterflywheel.data.chitchat import write_seed_traffic
-
         limit = config.data.seed_conversations or None
         written = write_seed_traffic(context.out_dir / "traffic.jsonl", limit=limit)
         context.log_metrics({"conversations": written})
@@ -61,17 +73,12 @@ def seed_stage(config: Config) -> Callable[[StageContext], None]:
 
 
 def ingest_stage(context: StageContext) -> None:
-    from characterflywheel.data.ingest import ingest
-    from characterflywheel.models.progress import show_bars
-
     report = ingest(list(context.inputs.values()), context.out_dir, progress=show_bars(True))
     context.log_metrics({"read": report.read, "accepted": report.accepted, "quarantined": report.quarantined})
 
 
 def opening_prompts(dataset: Path, count: int, seed: int) -> list[list[dict[str, str]]]:
     """The system prompt (if any) and first user line of ``count`` randomly chosen conversations."""
-    from characterflywheel.data import read_conversations
-
     openings = []
     for conversation in read_conversations(dataset):
         messages = conversation.messages
@@ -84,8 +91,6 @@ def opening_prompts(dataset: Path, count: int, seed: int) -> list[list[dict[str,
 
 def generate_stage(config: Config) -> Callable[[StageContext], None]:
     def run(context: StageContext) -> None:
-        from characterflywheel.models import make_backend
-
         prompts = opening_prompts(context.inputs["traffic"], config.demo.prompts, config.seed)
         backend = make_backend(**backend_options(config))
         replies = backend.chat(prompts, sampling_params(config), progress=True)
@@ -99,8 +104,6 @@ def generate_stage(config: Config) -> Callable[[StageContext], None]:
 def sampling_params(config: Config, **changes: Any) -> Any:
     """The ``SamplingParams`` of the ``[generation]`` section (seeded with ``config.seed``), with ``changes``:
     the one place a stage's sampling is built from the config."""
-    from characterflywheel.models import SamplingParams
-
     gen = config.generation
     values = {"max_new_tokens": gen.max_new_tokens, "temperature": gen.temperature, "top_p": gen.top_p,
               "seed": config.seed} | changes
@@ -121,19 +124,12 @@ def backend_options(config: Config) -> dict[str, Any]:
     else:
         options["batch_size"] = gen.batch_size
     if gen.backend == "fast":
-        from characterflywheel.models.loading import local_generation_dtype
-
         options["dtype"] = local_generation_dtype(gen.dtype)
     return options
 
 
 def build_arms(config: Config) -> list[Any]:
     """The configured A/B arms, one backend per distinct model folder, shared by the arms serving it."""
-    from dataclasses import replace
-
-    from characterflywheel.deploy.gateway import Arm
-    from characterflywheel.models import make_backend
-
     backends: dict[str, Any] = {}
     base = sampling_params(config, seed=None)  # each request draws its own
     arms = []
@@ -160,8 +156,6 @@ def characters_for(config: Config) -> list[Any]:
     """The run's character cards: the shipped ones with the team's (``characters.cards``) added or
     overriding by id; the one place a stage with a config gets its cards from. A bad card file is a
     ConfigError naming the key, the file, the card and the field."""
-    from characterflywheel.characters import CharacterCardError, load_characters
-
     try:
         return load_characters(extra=config.characters.cards or None)
     except CharacterCardError as error:
@@ -170,8 +164,6 @@ def characters_for(config: Config) -> list[Any]:
 
 def build_gateway(config: Config, log_dir: Path) -> Any:
     """The gateway the config describes: its arms, the run's character cards, the batching settings."""
-    from characterflywheel.deploy.gateway import Gateway
-
     prompts = {character.id: character.system_prompt() for character in characters_for(config)}
     return Gateway(build_arms(config), log_dir, prompts, batch_size=config.serve.batch_size,
                    max_wait_ms=config.serve.max_wait_ms, continuous_batching=config.serve.continuous_batching)
@@ -179,8 +171,6 @@ def build_gateway(config: Config, log_dir: Path) -> Any:
 
 def analyze_traffic(config: Config, dataset: Path, out_dir: Path, pre_period: Path | None = None) -> Any:
     """``evaluate.engagement.analyze_traffic`` with the config's control arm, arm weights, bootstrap and cards."""
-    from characterflywheel.evaluate.engagement import analyze_traffic as read_out
-
     return read_out(dataset, out_dir, control_arm=config.ab.control_arm, bootstrap=config.ab.bootstrap,
                     seed=config.seed, arm_weights={arm.name: arm.weight for arm in config.serve.arms},
                     pre_period=pre_period, characters=characters_for(config))
