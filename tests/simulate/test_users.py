@@ -7,8 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import characterflywheel.models
-import characterflywheel.simulate.traffic as traffic
 from characterflywheel import demo
 from characterflywheel.characters import load_characters
 from characterflywheel.config import load_config
@@ -46,7 +44,7 @@ def all_scripts() -> list[list[str]]:
 def world() -> demo.World:
     """``demo.build_world`` for the demo preset's 48 users, with a stand-in for the embedder."""
     patch = pytest.MonkeyPatch()
-    patch.setattr(characterflywheel.models, "load_embedder", lambda *a, **k: None)
+    patch.setattr(demo, "load_embedder", lambda *a, **k: None)  # demo binds it at import
     try:
         config = load_config(preset="demo", overrides=[f"world.users={USERS}", f"world.days={DAYS}", "seed=0"])
         return demo.build_world(config)
@@ -86,7 +84,7 @@ def test_windows_never_replay_a_script(world, tmp_path: Path, monkeypatch) -> No
             drivers[generation] = driver
             return SimulationReport()
 
-        monkeypatch.setattr(traffic, "simulate_days", capture)
+        monkeypatch.setattr(demo, "simulate_days", capture)  # demo binds it at import
         demo.simulate_traffic(config, world, tmp_path, base_url="http://127.0.0.1:9/v1", generation=generation)
     monkeypatch.undo()
     assert drivers[None].session_offset == drivers[0].session_offset == 0
