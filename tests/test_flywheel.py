@@ -62,11 +62,13 @@ def test_tiny_flywheel_killed_at_a_random_stage_resumes_to_the_same_artifacts(tm
     assert (gen1 / "herd" / "model" / "config.json").is_file()
     summary = json.loads((gen1 / "summary.json").read_text())
     assert summary["data_counts"]["curated"] > 0 and "gates" in summary and "offline" in summary
+    assert summary["history_bias"]["child"]["features"]  # the evaluate stage's monitor reaches the report
     assert {"child", "parent"} <= set(summary["truth"]["landscape_p_continue"])
     served = json.loads((gen1 / "deploy" / "decision.json").read_text())["arms"]
     assert served["holdout"] == "gen-0" and "champion" in served  # generation 0 keeps serving its share
     report = (tmp_path / "tiny" / "report.html").read_text()
     assert "gen-1" in report or "Generation 1" in report
+    assert "History bias" in report
 
 
 @pytest.mark.slow

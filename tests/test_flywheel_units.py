@@ -26,6 +26,14 @@ def test_point_rule_promotes_when_engagement_rises_and_nothing_drops():
     assert ok and "breadth +25.0%" in reason  # relative, as everywhere else
 
 
+def test_every_rule_gives_the_ab_reasons_with_its_verdict():
+    read_out = ab((0.2, 0.25, -0.1, 0.4), (2.0, 2.2, -0.05, 0.3), "inconclusive")
+    read_out["challengers"]["challenger"]["reasons"] = ["breadth: bootstrap CI spans zero", "depth: below the MDE"]
+    for rule in ("point", "ci", "guardrail"):
+        reason = promotion_decision(read_out, rule)[1]
+        assert "verdict inconclusive: breadth: bootstrap CI spans zero; depth: below the MDE" in reason, rule
+
+
 def test_point_rule_refuses_a_drop_in_either_metric():
     assert not promotion_decision(ab((0.2, 0.25, -0.1, 0.4), (2.0, 1.9, -0.2, 0.1), "inconclusive"), "point")[0]
 
@@ -181,3 +189,34 @@ def test_a_window_nobody_would_read_is_not_served(tmp_path):
     assert env.served == [] and not (out / "traffic.jsonl").exists()
     assert decision["promoted"] is False and decision["champion_version"] == "gen-1"
     assert "no window served" in decision["reason"]
+
+
+def test_the_annotate_stage_keeps_earlier_generations_annotations_and_adds_its_own(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import characterflywheel.flywheel as flywheel
+    from characterflywheel.artifacts import ANNOTATIONS
+    from characterflywheel.data.annotation import Annotation, read_annotations
+    from characterflywheel.data.jsonl import write_jsonl
+
+    def labelled(task_id: str, rating: int) -> Annotation:
+        return Annotation(task_id=task_id, kind="rating", character_id="pirate-ann", annotator_id="a1",
+                          messages=[{"role": "user", "content": "hey"}], responses=["Arr!"], label={"rating": rating})
+
+    def run_annotate(curated, out_dir, settings, candidates, filler, seed):
+        write_jsonl(out_dir / ANNOTATIONS, [labelled("g2/rate-0", 4), labelled("g2/rate-1", 2)])
+        return SimpleNamespace(tasks=2, annotations=2, agreement={})
+
+    monkeypatch.setattr(flywheel, "read_curated_prompts", lambda path: [])
+    monkeypatch.setattr(flywheel, "backend_for", lambda config, model: None)
+    monkeypatch.setattr(flywheel, "generate_candidates", lambda records, backend, sampling, progress: [])
+    monkeypatch.setattr(flywheel, "run_annotate", run_annotate)
+    previous = tmp_path / "gen-1" / ANNOTATIONS
+    write_jsonl(previous, [labelled("g1/rate-0", 5)])
+    out = tmp_path / "gen-2"
+    context = StageContext("annotate", 2, out, tmp_path / "work", {"curated": tmp_path / "curated.jsonl",
+                                                                   "previous": previous}, {})
+    people = SimpleNamespace(fill_annotations=lambda tasks: [])
+    flywheel.annotate_stage(load_config(preset="tiny"), people, "parent")(context)
+    assert [a.task_id for a in read_annotations(out / ANNOTATIONS)] == ["g1/rate-0", "g2/rate-0", "g2/rate-1"]
+    assert context.metrics["annotations_total"] == 3

@@ -116,3 +116,30 @@ def test_the_checks_see_a_cycle_and_an_upward_import() -> None:
     assert imports_of("characterflywheel.curate.stage", lazy, modules) == {"characterflywheel.config"}
     assert imports_of("characterflywheel.curate.stage", "from characterflywheel import curate\n", modules) == {
         "characterflywheel.curate"}
+
+
+def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The module graph folded onto the top-level packages and modules (``characterflywheel.curate``,
+    ``characterflywheel.flywheel``): an edge where any module of one imports any module of the other.
+    Entry points (``python -m characterflywheel.train``) are left out: they are CLIs, not the package."""
+
+    def top(module: str) -> str:
+        return ".".join(module.split(".")[:2])
+
+    folded: dict[str, set[str]] = {}
+    for source, targets in graph.items():
+        if source.rsplit(".", 1)[-1] == "__main__":
+            continue
+        folded.setdefault(top(source), set()).update(top(t) for t in targets if top(t) != top(source))
+    return folded
+
+
+def test_the_packages_import_one_way() -> None:
+    found = cycles(package_graph(import_graph()))
+    assert not found, "packages importing each other:\n" + "\n".join(" <-> ".join(c) for c in found)
+
+
+def test_the_package_check_folds_modules_onto_their_packages() -> None:
+    graph = {"characterflywheel.evaluate.offline": {"characterflywheel.characters"},
+             "characterflywheel.characters": {"characterflywheel.evaluate.instructions"}}
+    assert cycles(package_graph(graph)) == [["characterflywheel.characters", "characterflywheel.evaluate"]]

@@ -16,6 +16,7 @@ import typer
 from fastapi import FastAPI, Request
 from typer.testing import CliRunner
 
+from characterflywheel import artifacts
 from characterflywheel.cli import app
 from characterflywheel.config import ArmConfig, Config, ConfigError, load_config
 from characterflywheel.curate.annotate import annotate, build_tasks
@@ -25,12 +26,10 @@ from characterflywheel.data.annotation import Annotation, AnnotationTask, read_t
 from characterflywheel.data.jsonl import read_jsonl
 from characterflywheel.deploy.serving import running_app
 from characterflywheel.production import (
-    FILLED_FILE,
     IMPORT_REPORT_FILE,
     JUDGE_FILE,
     JUDGE_REPORT_FILE,
     QUARANTINE_FILE,
-    TASKS_FILE,
     PeopleFolderError,
     ProductionEnvironment,
     WaitingForPeople,
@@ -76,11 +75,11 @@ def test_annotations_wait_for_people_then_good_rows_go_on_and_bad_ones_are_quara
     with pytest.raises(WaitingForPeople) as waiting:
         env.fill_annotations(tasks)
     message = str(waiting.value)
-    assert str(folder / TASKS_FILE) in message and str(folder / FILLED_FILE) in message
+    assert str(folder / artifacts.ANNOTATION_TASKS) in message and str(folder / artifacts.ANNOTATIONS) in message
     assert "resume: characterflywheel run --preset tiny" in message
     assert "3 annotation tasks (2 pairwise, 1 rating)" in message
-    assert waiting.value.path == folder / FILLED_FILE and waiting.value.generation == 1
-    assert [task.task_id for task in read_tasks(folder / TASKS_FILE)] == [task.task_id for task in tasks]
+    assert waiting.value.path == folder / artifacts.ANNOTATIONS and waiting.value.generation == 1
+    assert [task.task_id for task in read_tasks(folder / artifacts.ANNOTATION_TASKS)] == [task.task_id for task in tasks]
     with pytest.raises(WaitingForPeople):  # still nothing filled: still waiting
         env.fill_annotations(tasks)
 
@@ -105,7 +104,7 @@ def test_annotations_wait_for_people_then_good_rows_go_on_and_bad_ones_are_quara
         labelled(other, "a2", {"preferred": 0}).replace('"preferred": 0', '"preferred": NaN'),  # 14 NaN
         labelled(other, "a2", {"preferred": 1}),                              # 15 good
     ]
-    filled = folder / FILLED_FILE
+    filled = folder / artifacts.ANNOTATIONS
     filled.write_text("\n".join(lines) + "\n")
     accepted = env.fill_annotations(tasks)
 
@@ -141,7 +140,7 @@ def test_a_rerun_rebuilds_the_same_tasks_and_imports_against_the_exported_file(t
     env.enter_stage(2, "annotate")
     with pytest.raises(WaitingForPeople) as waiting:
         env.fill_annotations(first)
-    exported = waiting.value.path.parent / TASKS_FILE
+    exported = waiting.value.path.parent / artifacts.ANNOTATION_TASKS
     written = exported.read_bytes()
     with pytest.raises(WaitingForPeople):
         env.fill_annotations(again)
@@ -225,7 +224,7 @@ def test_an_llm_judge_fills_the_tasks_at_once_and_is_asked_once(tmp_path: Path, 
     assert judged_by(filled) == [("p-1/pair-0", "llm:stub-judge", 0), ("p-1/rate-0", "llm:stub-judge", 5),
                                  ("p-1/pair-1", "llm:stub-judge", 1)]
     folder = tmp_path / "runs" / "tiny" / "people" / "gen-1" / "annotate"
-    assert not (folder / FILLED_FILE).exists() and len(asked) == 5  # both orders of the two pairs, one rating
+    assert not (folder / artifacts.ANNOTATIONS).exists() and len(asked) == 5  # both orders of the two pairs, one rating
     assert [a["task_id"] for a in read_jsonl(folder / JUDGE_FILE)] == ["p-1/pair-0", "p-1/rate-0", "p-1/pair-1"]
     report = json.loads((folder / JUDGE_REPORT_FILE).read_text())
     assert (report["model"], report["labelled"], report["position_disagreements"]) == ("stub-judge", 3, 0)
@@ -456,9 +455,9 @@ def test_annotators_do_not_see_which_reply_was_served_and_the_import_restores_it
     with pytest.raises(WaitingForPeople) as waiting:
         env.fill_annotations(tasks)
     folder = waiting.value.path.parent
-    shown = [json.loads(line) for line in (folder / TASKS_FILE).read_text().splitlines()]
+    shown = [json.loads(line) for line in (folder / artifacts.ANNOTATION_TASKS).read_text().splitlines()]
     assert shown and all("sources" not in task and task["prompt_id"] == "p-1" for task in shown)
-    (folder / FILLED_FILE).write_text("\n".join(json.dumps(task | {"annotator_id": "a1", "label": label})
+    (folder / artifacts.ANNOTATIONS).write_text("\n".join(json.dumps(task | {"annotator_id": "a1", "label": label})
                                                 for task, label in zip(shown, ({"preferred": 0}, {"rating": 4},
                                                                                {"preferred": 1}))) + "\n")
     annotations = env.fill_annotations(tasks)

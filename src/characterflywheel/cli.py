@@ -23,6 +23,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import typer  # noqa: E402
+from typer.core import TyperArgument, TyperCommand  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.markup import escape  # noqa: E402
 from rich.table import Table  # noqa: E402
@@ -41,10 +42,33 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__, rich
 console = Console()
 err_console = Console(stderr=True)
 
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML config file.")]
-PresetOpt = Annotated[Optional[str], typer.Option("--preset", help="Named preset: tiny or demo.")]
+
+class PlainHelpCommand(TyperCommand):
+    """typer's plain help, with an argument that has a metavar listed by it alone: typer adds the
+    argument's Python type even then (``FILE <list[Path]>``), which tells a user nothing."""
+
+    def format_options(self, ctx: typer.Context, formatter: Any) -> None:
+        sections: dict[str, list[tuple[str, str]]] = {"Arguments": [], "Options": []}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if isinstance(param, TyperArgument):
+                sections["Arguments"].append((param.metavar or record[0], record[1]))
+            else:
+                sections["Options"].append(record)
+        for title, records in sections.items():
+            if records:
+                with formatter.section(title):
+                    formatter.write_dl(records)
+
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", metavar="FILE", help="TOML config file.")]
+PresetOpt = Annotated[Optional[str], typer.Option("--preset", metavar="NAME", help="Named preset: tiny or demo.")]
 SetOpt = Annotated[
-    Optional[list[str]], typer.Option("--set", help="Override a config value: section.key=value (repeatable).")
+    Optional[list[str]],
+    typer.Option("--set", metavar="KEY=VALUE",
+                 help="Override a config value (KEY is section.key, e.g. serve.port=8080); repeatable."),
 ]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", help="Show the libraries' own progress bars, logs and "
                                                              "warnings (off: one progress view of ours).")]
@@ -96,9 +120,9 @@ def _config(config: Optional[Path], preset: Optional[str], overrides: Optional[l
     return load_config(config, preset, overrides or ())
 
 
-@app.command()
+@app.command(cls=PlainHelpCommand)
 def init(
-    path: Annotated[Path, typer.Argument(help="Where to write the config.")] = Path("flywheel.toml"),
+    path: Annotated[Path, typer.Argument(metavar="FILE", help="Where to write the config.")] = Path("flywheel.toml"),
     preset: PresetOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
@@ -108,17 +132,19 @@ def init(
             raise ConfigError(f"{path}: a config file ends in .toml (--force takes no value)")
         if path.exists() and not force:
             raise ConfigError(f"{path}: already exists (use --force to overwrite)")
-        name = [] if preset else [f"name={path.stem}"]
-        path.write_text(render_commented(load_config(preset=preset, overrides=name)), encoding="utf-8")
+        config = load_config(preset=preset, overrides=[f"name={path.stem}"])
+        path.write_text(render_commented(config), encoding="utf-8")
     console.print(f"wrote {path}")
 
 
-@app.command()
+@app.command(cls=PlainHelpCommand)
 def ingest(
-    files: Annotated[list[Path], typer.Argument(help="Traffic files: JSONL (one conversation a line) or Parquet.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: Parquet dataset + quarantine.jsonl.")],
+    files: Annotated[list[Path], typer.Argument(
+        metavar="FILE", help="Traffic files: JSONL (one conversation a line) or Parquet.")],
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", metavar="FOLDER", help="Output folder: Parquet dataset + quarantine.jsonl.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON on the last line.")] = False,
-    show: Annotated[int, typer.Option(help="Rejected records to list.")] = 10,
+    show: Annotated[int, typer.Option(metavar="N", help="Rejected records to list.")] = 10,
 ) -> None:
     """Validate traffic; accepted records to Parquet, rejected ones to quarantine.jsonl with the reason."""
     from characterflywheel.data.ingest import ingest as run_ingest
@@ -128,7 +154,7 @@ def ingest(
     for line in itertools.islice(report.rejection_messages(), show):
         err_console.print(f"[yellow]quarantined[/yellow] {line}", highlight=False, soft_wrap=True)
     if report.quarantined > show:
-        err_console.print(f"... and {report.quarantined - show} more in {out / 'quarantine.jsonl'}")
+        err_console.print(f"... and {report.quarantined - show} more in {out / artifacts.QUARANTINE}")
     if as_json:
         print(json.dumps(report.to_json()))
         return
@@ -141,11 +167,12 @@ def ingest(
         console.print(f"  {count:>6}  {reason}")
 
 
-@app.command()
+@app.command(cls=PlainHelpCommand)
 def generate(
-    prompt: Annotated[Optional[list[str]], typer.Option("--prompt", "-p", help="Reply to this line and exit (repeatable).")] = None,
-    system: Annotated[str, typer.Option(help="System prompt (the character card).")] = "",
-    n: Annotated[int, typer.Option(help="Candidates per prompt.")] = 1,
+    prompt: Annotated[Optional[list[str]], typer.Option(
+        "--prompt", "-p", metavar="TEXT", help="Reply to this line and exit (repeatable).")] = None,
+    system: Annotated[str, typer.Option(metavar="TEXT", help="System prompt (the character card).")] = "",
+    n: Annotated[int, typer.Option(metavar="N", help="Candidates per prompt.")] = 1,
     config: ConfigOpt = None,
     preset: PresetOpt = None,
     overrides: SetOpt = None,
@@ -193,11 +220,12 @@ def _print_stage(result: StageResult) -> None:
     console.print(f"stage [bold]{result.name}[/bold] {verb}  {metrics}", highlight=False)
 
 
-@app.command()
+@app.command(cls=PlainHelpCommand)
 def demo(
-    generations: Annotated[Optional[int], typer.Option("--generations", "-n", help="Generations after gen 0.")] = None,
+    generations: Annotated[Optional[int], typer.Option(
+        "--generations", "-n", metavar="N", help="Generations after gen 0.")] = None,
     config: ConfigOpt = None,
-    preset: Annotated[Optional[str], typer.Option("--preset", help="Named preset: tiny or demo.")] = "demo",
+    preset: Annotated[Optional[str], typer.Option("--preset", metavar="NAME", help="Named preset: tiny or demo.")] = "demo",
     overrides: SetOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -207,11 +235,11 @@ def demo(
         _run_flywheel(cfg, generations, verbose)
 
 
-@app.command()
+@app.command(cls=PlainHelpCommand)
 def world(
-    traffic: Annotated[Optional[list[Path]], typer.Argument(help="Extra traffic files to ingest.")] = None,
+    traffic: Annotated[Optional[list[Path]], typer.Argument(metavar="FILE", help="Extra traffic files to ingest.")] = None,
     config: ConfigOpt = None,
-    preset: Annotated[Optional[str], typer.Option("--preset", help="Named preset: tiny or demo.")] = "demo",
+    preset: Annotated[Optional[str], typer.Option("--preset", metavar="NAME", help="Named preset: tiny or demo.")] = "demo",
     overrides: SetOpt = None,
 ) -> None:
     """Generation 0 in the simulated world: headroom, a two-arm A/B of the base model, its read-out."""
@@ -224,7 +252,7 @@ def world(
     for record in read_jsonl(results["generate"].out_dir / artifacts.REPLIES):
         user = record["messages"][-1]["content"]
         console.print(f"\n[bold]user:[/bold] {user}\n[bold cyan]policy:[/bold cyan] {record['replies'][0]}", highlight=False)
-    _print_headroom(json.loads((results["headroom"].out_dir / "headroom.json").read_text()))
+    _print_headroom(json.loads((results["headroom"].out_dir / artifacts.HEADROOM).read_text()))
     _print_ab(results["ab"].out_dir)
     console.print(f"\nartifacts: {cfg.run_dir()}")
 
@@ -252,7 +280,7 @@ def _print_ab(ab_dir: Path) -> None:
             cells = [_lift_cell(lifts["breadth"]), _lift_cell(lifts["depth"]), lifts["verdict"]]
         table.add_row(arm, str(summary["users"]), f"{summary['breadth']:.3f}", f"{summary['depth']:.2f}", *cells)
     console.print(table)
-    console.print(f"plot: {ab_dir / 'ab.png'}")
+    console.print(f"plot: {ab_dir / artifacts.AB_PLOT}")
 
 
 def _lift_cell(lift: dict) -> str:
@@ -261,11 +289,12 @@ def _lift_cell(lift: dict) -> str:
     return f"{lift['lift']:+.1%} [{lift['ci_lo']:+.1%}, {lift['ci_hi']:+.1%}]"
 
 
-@app.command()
+@app.command(cls=PlainHelpCommand)
 def serve(
-    log_dir: Annotated[Optional[Path], typer.Option(help="Traffic log folder (default: <run>/serve).")] = None,
-    host: Annotated[Optional[str], typer.Option(help="Address to bind (default: serve.host, loopback).")] = None,
-    port: Annotated[Optional[int], typer.Option(help="Port (default: serve.port, else 8000).")] = None,
+    log_dir: Annotated[Optional[Path], typer.Option(metavar="FOLDER", help="Traffic log folder (default: <run>/serve).")] = None,
+    host: Annotated[Optional[str], typer.Option(
+        metavar="ADDRESS", help="Address to bind (default: serve.host, loopback).")] = None,
+    port: Annotated[Optional[int], typer.Option(metavar="PORT", help="Port (default: serve.port, else 8000).")] = None,
     config: ConfigOpt = None,
     preset: PresetOpt = None,
     overrides: SetOpt = None,
@@ -282,12 +311,12 @@ def serve(
         serve_forever(build_gateway(cfg, log), host, port)
 
 
-@app.command()
+@app.command(cls=PlainHelpCommand)
 def simulate(
-    users: Annotated[Optional[int], typer.Option(help="Simulated users (default: world.users).")] = None,
-    days: Annotated[Optional[int], typer.Option(help="Simulated days (default: world.days).")] = None,
-    base_url: Annotated[Optional[str], typer.Option(help="Drive this gateway instead of starting one.")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Output folder (default: <run>/simulated).")] = None,
+    users: Annotated[Optional[int], typer.Option(metavar="N", help="Simulated users (default: world.users).")] = None,
+    days: Annotated[Optional[int], typer.Option(metavar="N", help="Simulated days (default: world.days).")] = None,
+    base_url: Annotated[Optional[str], typer.Option(metavar="URL", help="Drive this gateway instead of starting one.")] = None,
+    out: Annotated[Optional[Path], typer.Option(metavar="FOLDER", help="Output folder (default: <run>/simulated).")] = None,
     config: ConfigOpt = None,
     preset: PresetOpt = None,
     overrides: SetOpt = None,
@@ -304,17 +333,19 @@ def simulate(
     for key, value in summary.items():
         console.print(f"  {key:>24}  {value:.4g}", highlight=False)
     if base_url is None:
-        console.print(f"traffic log: {folder / 'traffic.jsonl'}")
+        console.print(f"traffic log: {folder / artifacts.TRAFFIC}")
 
 
-@app.command()
+@app.command(cls=PlainHelpCommand)
 def ab(
-    traffic: Annotated[list[Path], typer.Argument(help="Traffic files (JSONL or Parquet) with an arm per session.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: ingested traffic, ab.json, ab.png.")],
+    traffic: Annotated[list[Path], typer.Argument(
+        metavar="FILE", help="Traffic files (JSONL or Parquet) with an arm per session.")],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="FOLDER", help="Output folder: ingested traffic, ab.json, ab.png.")],
     pre_period: Annotated[list[Path] | None, typer.Option(
-        "--pre-period", help="Traffic of an earlier window of the same users: CUPED covariates.")] = None,
+        "--pre-period", metavar="FILE",
+        help="Traffic of an earlier window of the same users: CUPED covariates (repeatable).")] = None,
     control: Annotated[Optional[str], typer.Option(
-        help="The control arm (default: ab.control_arm; in a flywheel window, the champion).")] = None,
+        metavar="ARM", help="The control arm (default: ab.control_arm; in a flywheel window, the champion).")] = None,
     config: ConfigOpt = None,
     preset: PresetOpt = None,
     overrides: SetOpt = None,
@@ -330,8 +361,8 @@ def ab(
         reports = {"ingested": run_ingest(traffic, out / "ingested", progress=False)}
         if pre_period:
             reports["pre-period"] = run_ingest(pre_period, out / "pre-period", progress=False)
-            pre = out / "pre-period" / "conversations.parquet"
-        dataset = out / "ingested" / "conversations.parquet"
+            pre = out / "pre-period" / artifacts.CONVERSATIONS
+        dataset = out / "ingested" / artifacts.CONVERSATIONS
         arms = {c.arm for c in read_conversations(dataset) if c.arm}
         control = control or next((arm for arm in (cfg.ab.control_arm, "champion") if arm in arms), None)
         if control not in arms:
@@ -339,7 +370,7 @@ def ab(
                               f"(arms: {', '.join(sorted(arms)) or 'none'}); name one with --control")
     for folder, report in reports.items():
         if report.quarantined:
-            err_console.print(f"{report.quarantined} records quarantined: {out / folder / 'quarantine.jsonl'}")
+            err_console.print(f"{report.quarantined} records quarantined: {out / folder / artifacts.QUARANTINE}")
     settings = cfg.model_copy(update={"ab": cfg.ab.model_copy(update={"control_arm": control})})
     analyze_traffic(settings, dataset, out, pre_period=pre)
     _print_ab(out)
@@ -399,12 +430,27 @@ def _run_flywheel(cfg: Config, generations: Optional[int], verbose: bool = False
 
 
 def _print_generations(run_dir: Path) -> None:
-    """The run's generations in a table that fits 100 columns, then the verdict (as the report opens)."""
+    """The run's generations in a table, then the verdict (as the report opens)."""
     from characterflywheel.report import data as rd
     from characterflywheel.report.html import verdict_lines
 
     summaries = rd.load_summaries(run_dir)
-    table = Table(title="generations", width=min(100, console.width))
+    console.print(generations_table(summaries, width=min(GENERATIONS_TABLE_WIDTH, console.width)))
+    headline, lines, truth_lines = verdict_lines(summaries)
+    console.print(f"[bold]{headline}[/bold]", highlight=False)
+    for line in [*lines, *truth_lines]:
+        console.print(f"  {line}", highlight=False, soft_wrap=False)
+
+
+GENERATIONS_TABLE_WIDTH = 100  # whole in a log, a CI page or half a screen, however wide the terminal
+
+
+def generations_table(summaries: list[dict[str, Any]], width: int = GENERATIONS_TABLE_WIDTH) -> Table:
+    """One row a generation (its gates, A/B and truth figures), titled with the run's champion."""
+    from characterflywheel.report import data as rd
+
+    champion = rd.run_verdict(summaries).champion
+    table = Table(title=f"generations (champion: {champion})", width=width)
     for column in ("gen", "gates", "served", "promoted", "RM win vs parent", "breadth lift", "depth lift",
                    "truth vs parent"):
         table.add_column(column, justify="right")
@@ -422,11 +468,7 @@ def _print_generations(run_dir: Path) -> None:
                       "yes" if summary.get("promoted") else "no", point(rd.win_rate(summary, "parent")),
                       point(rd.lift(summary, "breadth"), True), point(rd.lift(summary, "depth"), True),
                       "–" if truth.get("diff") is None else f"{truth['diff']:+.3f}")
-    console.print(table)
-    headline, lines, truth_lines = verdict_lines(summaries)
-    console.print(f"[bold]{headline}[/bold]", highlight=False)
-    for line in [*lines, *truth_lines]:
-        console.print(f"  {line}", highlight=False, soft_wrap=False)
+    return table
 
 
 WAITING_FOR_PEOPLE_EXIT = 3
@@ -453,9 +495,9 @@ def _config_args(config: Optional[Path], preset: Optional[str], overrides: Optio
             + [arg for override in overrides or () for arg in ("--set", override)])
 
 
-@app.command()
+@app.command(cls=PlainHelpCommand)
 def run(
-    generations: Annotated[Optional[int], typer.Option("--generations", "-n", help="Generations after gen 0 (default: flywheel.generations).")] = None,
+    generations: Annotated[Optional[int], typer.Option("--generations", "-n", metavar="N", help="Generations after gen 0 (default: flywheel.generations).")] = None,
     config: ConfigOpt = None,
     preset: PresetOpt = None,
     overrides: SetOpt = None,
@@ -481,10 +523,10 @@ def run(
         _run_flywheel(cfg, generations, verbose, environment)
 
 
-@app.command()
+@app.command(cls=PlainHelpCommand)
 def report(
-    run_dir: Annotated[Path, typer.Argument(help="Run directory, e.g. runs/demo.")],
-    out: Annotated[Optional[Path], typer.Option(help="HTML file (default: <run>/report.html).")] = None,
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="Run directory, e.g. runs/demo.")],
+    out: Annotated[Optional[Path], typer.Option(metavar="FILE", help="HTML file (default: <run>/report.html).")] = None,
 ) -> None:
     """Write the run's self-contained HTML report."""
     from characterflywheel.report import write_report
@@ -499,13 +541,13 @@ def report(
         console.print(f"report: {write_report(run_dir, out)}")
 
 
-@app.command()
+@app.command(cls=PlainHelpCommand)
 def experiment(
-    name: Annotated[str, typer.Argument(help="grpo_vs_online_dpo, near_vs_off_policy, variance_vs_mean_prompts, user_signal_rl or emoji_removal.")],
-    seeds: Annotated[int, typer.Option(help="Seeds per variant.")] = 2,
-    generations: Annotated[int, typer.Option(help="Generations per run.")] = 1,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="grpo_vs_online_dpo, near_vs_off_policy, variance_vs_mean_prompts, user_signal_rl or emoji_removal.")],
+    seeds: Annotated[int, typer.Option(metavar="N", help="Seeds per variant.")] = 2,
+    generations: Annotated[int, typer.Option(metavar="N", help="Generations per run.")] = 1,
     config: ConfigOpt = None,
-    preset: Annotated[Optional[str], typer.Option("--preset", help="Named preset: tiny or demo.")] = "demo",
+    preset: Annotated[Optional[str], typer.Option("--preset", metavar="NAME", help="Named preset: tiny or demo.")] = "demo",
     overrides: SetOpt = None,
 ) -> None:
     """A controlled comparison in the simulated world (variants x seeds); the table goes to the report."""
@@ -529,7 +571,7 @@ def experiment(
     console.print(f"results: {path} (in the report of {cfg.run_dir()})")
 
 
-@app.command()
+@app.command(cls=PlainHelpCommand)
 def rollback(
     config: ConfigOpt = None,
     preset: PresetOpt = None,

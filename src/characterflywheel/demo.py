@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from characterflywheel import artifacts
 from characterflywheel.characters import Character, load_characters
 from characterflywheel.config import Config
 from characterflywheel.data import ingest, iter_chitchat_conversations
@@ -110,7 +111,7 @@ def headroom_stage(config: Config, world: Callable[[], World]) -> Callable[[Stag
         params = sampling_params(config, temperature=1.0, top_p=0.95, seed=None)
         result = measure_headroom(backend, built.landscape, built.users[: config.world.headroom_prompts],
                                   built.characters, k=config.world.headroom_k, params=params, seed=config.seed)
-        write_json(context.out_dir / "headroom.json", asdict(result))
+        write_json(context.out_dir / artifacts.HEADROOM, asdict(result))
         context.log_metrics({k: v for k, v in asdict(result).items() if isinstance(v, float)})
 
     return run
@@ -184,9 +185,9 @@ def run_demo(config: Config, traffic: tuple[Path, ...] = (), notify: StageNotice
     world_hash = config.section_hash("model", "generation", "serve", "world", "seed")
     stage("headroom", headroom_stage(config, world), config_hash=world_hash)
     simulated = stage("simulate", simulate_stage(config, world), config_hash=world_hash)
-    ingested = stage("traffic", traffic_stage, inputs={"traffic": simulated.out_dir / "traffic.jsonl"})
+    ingested = stage("traffic", traffic_stage, inputs={"traffic": simulated.out_dir / artifacts.TRAFFIC})
     stage("ab", ab_stage(config),
-          inputs={"traffic": ingested.out_dir / "conversations.parquet"}, config_hash=config.section_hash("ab", "seed"))
+          inputs={"traffic": ingested.out_dir / artifacts.CONVERSATIONS}, config_hash=config.section_hash("ab", "seed"))
     return stage.results
 
 

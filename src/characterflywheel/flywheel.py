@@ -52,13 +52,14 @@ from characterflywheel.curate import consolidate
 from characterflywheel.curate.annotate import generate_candidates, run_annotate
 from characterflywheel.curate.records import read_prompt_records as read_curated_prompts
 from characterflywheel.data import ingest, read_conversations
+from characterflywheel.data.annotation import read_annotations
 from characterflywheel.data.jsonl import read_jsonl, write_json, write_jsonl
 from characterflywheel.data.records import read_prompts
 from characterflywheel.deploy.decision import Decision, read_decision
 from characterflywheel.deploy.registry import Registry
 from characterflywheel.evaluate.ab import change, lift
 from characterflywheel.evaluate.gates import apply_gates
-from characterflywheel.evaluate.instructions import evaluate_replies
+from characterflywheel.characters.instructions import evaluate_replies
 from characterflywheel.evaluate.offline import run_offline_evaluation
 from characterflywheel.models import load_embedder, make_backend, resolve_model
 from characterflywheel.pipeline import (
@@ -184,9 +185,9 @@ def deploy_stage(config: Config, env: Environment, generation: int, champion: tu
         tell_environment(env, context)
         arms = deploy_arms(config, champion, challenger, generation0)
         context.log_metrics(env.collect_traffic(config, arms, context.out_dir, generation, scale=scale))
-        report = ingest([context.out_dir / "traffic.jsonl"], context.out_dir / "ingested", progress=False)
+        report = ingest([context.out_dir / artifacts.TRAFFIC], context.out_dir / "ingested", progress=False)
         context.log_metrics({"traffic_accepted": report.accepted, "traffic_quarantined": report.quarantined})
-        traffic = context.out_dir / "ingested" / "conversations.parquet"
+        traffic = context.out_dir / "ingested" / artifacts.CONVERSATIONS
         pre_period = context.inputs.get("pre_period")
         decision = Decision(champion_model=champion[0], champion_version=champion[1],
                             challenger_model=challenger[0] if challenger else None,
@@ -231,22 +232,23 @@ def promotion_decision(ab: dict[str, Any], rule: str) -> tuple[bool, str]:
     challenger = ab.get("challengers", {}).get("challenger", {})
     verdict = challenger.get("verdict", "inconclusive")
     reasons = "; ".join(challenger.get("reasons", []))
+    verdict_and_reasons = f"A/B verdict {verdict}" + (f": {reasons}" if reasons else "")
     if rule == "ci" or verdict == "no-ship":
-        return verdict == "ship", f"A/B verdict {verdict}: {reasons}"
+        return verdict == "ship", verdict_and_reasons
     if rule == "guardrail":
-        return True, f"offline gates passed and the A/B found no harm (verdict {verdict}: {reasons})"
+        return True, f"offline gates passed and the A/B found no harm ({verdict_and_reasons})"
     b, d = change(ab, "breadth"), change(ab, "depth")
     ok = b >= 0 and d >= 0 and (b > 0 or d > 0)
     shown = ", ".join(f"{metric} {value:+.1%}" if value is not None else f"{metric} n/a"
                       for metric, value in ((m, lift(ab, m)["value"]) for m in ("breadth", "depth")))
-    return ok, f"point estimates: {shown} (A/B verdict {verdict})"
+    return ok, f"point estimates: {shown} ({verdict_and_reasons})"
 
 
 # --------------------------------------------------------------------------- generation g >= 1
 
 
-CURATED = Path("stratify") / "stratified.jsonl"
-CLEAN = Path("privacy") / "clean.jsonl"
+CURATED = Path("stratify") / artifacts.STRATIFIED
+CLEAN = Path("privacy") / artifacts.CLEAN
 HELDOUT = "heldout.jsonl"
 
 
@@ -286,12 +288,10 @@ def annotate_stage(config: Config, env: Environment, parent: str) -> Callable[[S
                                          progress=True)
         report = run_annotate(context.inputs["curated"], context.out_dir / "new", settings, candidates=candidates,
                               filler=env.fill_annotations, seed=config.seed)
-        merged = context.out_dir / "annotations.jsonl"
-        with merged.open("w", encoding="utf-8") as out:
-            for source in (context.inputs.get("previous"), context.out_dir / "new" / "annotations.jsonl"):
-                if source is not None and source.is_file():
-                    out.write(source.read_text(encoding="utf-8"))
-        total = sum(1 for line in merged.read_text(encoding="utf-8").splitlines() if line.strip())
+        sources = [path for path in (context.inputs.get("previous"), context.out_dir / "new" / artifacts.ANNOTATIONS)
+                   if path is not None and path.is_file()]
+        total = write_jsonl(context.out_dir / artifacts.ANNOTATIONS,
+                            (annotation for path in sources for annotation in read_annotations(path)))
         context.log_metrics({"tasks": report.tasks, "annotations": report.annotations, "annotations_total": total}
                             | {f"agreement_{k}": v for k, v in report.agreement.items() if isinstance(v, (int, float))})
 
@@ -371,7 +371,7 @@ def herd_stage(config: Config, parent: str) -> Callable[[StageContext], None]:
     def run(context: StageContext) -> None:
         sampled = context.inputs["sample"]
         data = {"sft": sampled / artifacts.SFT, "preferences": sampled / artifacts.PREFERENCES,
-                "prompts": sampled / "hard_prompts.jsonl"}
+                "prompts": sampled / artifacts.HARD_PROMPTS}
         online = {"online_dpo", "grpo"} & set(config.train.recipes)  # only online RL needs the reward models loaded
         herd = run_herding_in_own_process if config.train.own_process else run_herding
         metrics = herd(parent, list(config.train.recipes), data, context.out_dir, config.train, context.work_dir,
@@ -435,7 +435,7 @@ def truth_set_figures(config: Config, env: Any, models: dict[str, str], backends
     replies are averaged first). A model's scores are cached by its folder for later generations.
 
     The same replies give steerability against the prompts' character cards (``instruction_following``,
-    ``violation_rate``; definitions in evaluate/instructions.py), averaged per prompt first like
+    ``violation_rate``; definitions in characters/instructions.py), averaged per prompt first like
     P(continue), over the prompts where a card rule applies: 8 replies a prompt on a fixed set, where the
     held-out figures have one reply on each generation's own prompts."""
     prompts = env.truth_prompts(config.evaluate.truth_prompts)
@@ -562,15 +562,15 @@ def run_generation(config: Config, env: Environment, generation: int, stage: Sta
     source = previous if config.flywheel.data_source == "deployed" else stage.run.stage_dir(0, "deploy")
     hash_of = config.section_hash
     curated = stage("curate", curate_stage(config),
-                    inputs={"traffic": source / "ingested" / "conversations.parquet"},
+                    inputs={"traffic": source / "ingested" / artifacts.CONVERSATIONS},
                     config_hash=hash_of("curate", "model", "seed"))
-    earlier_annotations = stage.run.stage_dir(generation - 1, "annotate") / "annotations.jsonl"
+    earlier_annotations = stage.run.stage_dir(generation - 1, "annotate") / artifacts.ANNOTATIONS
     annotated = stage("annotate", annotate_stage(config, env, parent),
                       inputs={"curated": curated.out_dir / CURATED, "parent": Path(parent)}
                       | ({"previous": earlier_annotations} if earlier_annotations.is_file() else {}),
                       config_hash=hash_of("curate", "generation", "seed"))
     rewarded = stage("reward", reward_stage(config),
-                     inputs={"annotations": annotated.out_dir / "annotations.jsonl",
+                     inputs={"annotations": annotated.out_dir / artifacts.ANNOTATIONS,
                              "prompts": curated.out_dir / CLEAN}
                      | {f"prompts_window{g - 1}": stage.run.stage_dir(g, "curate") / CLEAN for g in range(1, generation)
                         if (stage.run.stage_dir(g, "curate") / CLEAN).is_file()},
@@ -604,7 +604,7 @@ def run_generation(config: Config, env: Environment, generation: int, stage: Sta
     deployed = stage("deploy", deploy_stage(config, env, generation, (parent, lineage.champion_version), challenger,
                                             (lineage.history[0], "gen-0"), scale=scale, serve=not idle),
                      inputs={"gate": gated.out_dir / artifacts.GATES,
-                             "pre_period": previous / "ingested" / "conversations.parquet"},
+                             "pre_period": previous / "ingested" / artifacts.CONVERSATIONS},
                      config_hash=hash_of("model", "generation", "serve", "world", "ab", "flywheel", "seed")
                      + (f"+x{scale:g}" if scale != 1 else "") + ("+idle" if idle else ""))
     decision = read_decision(deployed.out_dir / artifacts.DECISION)

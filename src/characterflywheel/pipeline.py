@@ -66,7 +66,7 @@ class StageRunner:
 def seed_stage(config: Config) -> Callable[[StageContext], None]:
     def run(context: StageContext) -> None:
         limit = config.data.seed_conversations or None
-        written = write_seed_traffic(context.out_dir / "traffic.jsonl", limit=limit)
+        written = write_seed_traffic(context.out_dir / artifacts.TRAFFIC, limit=limit)
         context.log_metrics({"conversations": written})
 
     return run
@@ -182,7 +182,7 @@ def seed_and_ingest(config: Config, stage: StageRunner, traffic: Sequence[Path] 
     seeded = stage("seed", seed_stage(config), config_hash=config.section_hash("data"),
                    params={"seed_conversations": config.data.seed_conversations})
     extra = [Path(p) for p in [*config.data.traffic, *traffic]]
-    inputs = {"seed": seeded.out_dir / "traffic.jsonl"} | {f"traffic_{i}": p for i, p in enumerate(extra)}
+    inputs = {"seed": seeded.out_dir / artifacts.TRAFFIC} | {f"traffic_{i}": p for i, p in enumerate(extra)}
     return stage("ingest", ingest_stage, inputs=inputs)
 
 
@@ -194,7 +194,7 @@ def run_foundation(config: Config, traffic: Sequence[Path] = (), notify: StageNo
     stage(
         "generate",
         generate_stage(config),
-        inputs={"traffic": ingested.out_dir / "conversations.parquet"},
+        inputs={"traffic": ingested.out_dir / artifacts.CONVERSATIONS},
         config_hash=config.section_hash("model", "generation", "demo", "seed"),
         params={"model": config.model.policy, **config.generation.model_dump(), "prompts": config.demo.prompts},
     )

@@ -83,6 +83,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from characterflywheel import artifacts
 from characterflywheel.config import ArmConfig, Config, ConfigError
 from characterflywheel.curate.llm_judge import JudgeEndpointError, LLMJudge, judge_agreement
 from characterflywheel.data.annotation import (
@@ -102,19 +103,14 @@ log = logging.getLogger(__name__)
 
 WAITING_EXIT_CODE = 3  # `characterflywheel run` exits with it while people have work to do
 
-TASKS_FILE = "annotation_tasks.jsonl"
-KEY_FILE = "annotation_key.jsonl"  # the flywheel's: the tasks with where each response came from
 HIDDEN_FROM_ANNOTATORS = ("sources",)  # which response was served ("logged") would bias the label
-FILLED_FILE = "annotations.jsonl"
 QUARANTINE_FILE = "annotations.quarantine.jsonl"
 IMPORT_REPORT_FILE = "annotations.report.json"
 JUDGE_FILE = "llm_judge.annotations.jsonl"
 JUDGE_REPORT_FILE = "llm_judge.report.json"
 ARMS_FILE = "arms.json"
 TRAFFIC_DIR = "traffic"
-TRAFFIC_OUT = "traffic.jsonl"  # what the deploy stage ingests
 TRAFFIC_PARTS_FILE = "traffic_parts.json"
-GATEWAY_EVENTS = "events.jsonl"  # the gateway's raw log: folded into traffic.jsonl when it stops
 PART_SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
 SHOWN_QUARANTINED = 10  # bad rows reported one a line; the rest are counted (all are in the file)
 
@@ -271,7 +267,7 @@ def traffic_parts(folder: Path) -> list[Path]:
         return [folder] if folder.is_file() else []
     return sorted(path for path in folder.rglob("*")
                   if path.is_file() and path.name.lower().endswith(PART_SUFFIXES)
-                  and not path.name.startswith((".", "_")) and path.name != GATEWAY_EVENTS)
+                  and not path.name.startswith((".", "_")) and path.name != artifacts.EVENTS)
 
 
 def _part_format(path: Path) -> str:
@@ -383,7 +379,7 @@ class ProductionEnvironment:
     def fill_annotations(self, tasks: Sequence[AnnotationTask]) -> list[Annotation]:
         tasks = list(tasks)
         folder = self.stage_folder(tasks)
-        tasks_path, filled, key_path = folder / TASKS_FILE, folder / FILLED_FILE, folder / KEY_FILE
+        tasks_path, filled, key_path = folder / artifacts.ANNOTATION_TASKS, folder / artifacts.ANNOTATIONS, folder / artifacts.ANNOTATION_KEY
         if tasks_path.is_file():
             try:
                 exported = list(read_tasks(key_path if key_path.is_file() else tasks_path))
@@ -491,7 +487,7 @@ class ProductionEnvironment:
         if not parts:
             self._write_arms(folder / ARMS_FILE, arms, generation, scale, traffic_dir)
             raise self._waiting_for_traffic(arms, generation, scale, folder / ARMS_FILE, traffic_dir)
-        mapping = copy_traffic(parts, out_dir / TRAFFIC_OUT)
+        mapping = copy_traffic(parts, out_dir / artifacts.TRAFFIC)
         write_json(out_dir / TRAFFIC_PARTS_FILE, {"generation": generation, "from_data_traffic": from_data_traffic,
                                                   "parts": mapping})
         lines = sum(part["lines"] for part in mapping)
@@ -526,8 +522,8 @@ class ProductionEnvironment:
             f"  log:    put the window's log in {traffic_dir}/ (JSONL, JSONL.gz or Parquet parts; `serve` "
             "writes traffic.jsonl there when it stops)",
         ]
-        if (traffic_dir / GATEWAY_EVENTS).is_file():
-            lines.append(f"  found:  {traffic_dir / GATEWAY_EVENTS} but no traffic log yet: the gateway folds its "
+        if (traffic_dir / artifacts.EVENTS).is_file():
+            lines.append(f"  found:  {traffic_dir / artifacts.EVENTS} but no traffic log yet: the gateway folds its "
                          "events into traffic.jsonl when it stops (Ctrl-C)")
         lines.append(f"  resume: {self.resume_command}")
         return WaitingForPeople("\n".join(lines), generation=generation, waiting_for="traffic", path=traffic_dir,

@@ -33,6 +33,8 @@ from typing import Any
 
 import psutil
 
+from characterflywheel.data.jsonl import write_json
+
 MANIFEST = "manifest.json"
 PARTIAL_SUFFIX = ".partial"
 WORK_SUFFIX = ".work"
@@ -72,12 +74,6 @@ def package_versions() -> dict[str, str]:
 
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 @dataclass
@@ -189,7 +185,7 @@ class RunDir:
             # this stage's own peak: this process and the processes it started (herding's), together
             "peak_rss_mib": round(memory.peak_bytes / 2**20, 1),
         }
-        write_json_atomic(partial / MANIFEST, manifest)
+        write_json(partial / MANIFEST, manifest)
         for hook in on_complete:
             hook(context, manifest)
         if final.exists():

@@ -101,7 +101,7 @@ def generation_summary(run_root: Path, generation: int, elapsed: float | None = 
             summary["stage_seconds"][stage] = seconds
     if elapsed is not None:
         summary["elapsed_seconds"] = elapsed
-    reward = _json(gen_dir / "reward" / "metrics.json")
+    reward = _json(gen_dir / "reward" / artifacts.METRICS)
     if reward:
         summary["reward_models"] = reward
     offline = _json(gen_dir / "evaluate" / artifacts.OFFLINE)
@@ -109,9 +109,8 @@ def generation_summary(run_root: Path, generation: int, elapsed: float | None = 
         summary["offline"] = offline
         if "style" in offline:
             summary["style"] = offline["style"]
-    bias = _json(gen_dir / "evaluate" / "history_bias.json")
-    if bias:
-        summary["history_bias"] = bias
+        if "history_bias" in offline:
+            summary["history_bias"] = offline["history_bias"]
     gates = _json(gen_dir / "gate" / artifacts.GATES)
     if gates:
         summary["gates"] = gates

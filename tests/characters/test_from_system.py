@@ -12,7 +12,7 @@ from characterflywheel.characters.from_system import (
     parse_rules,
     user_character_id,
 )
-from characterflywheel.evaluate.instructions import INSTRUCTION_TYPES, Instruction
+from characterflywheel.characters.instructions import INSTRUCTION_TYPES, Instruction
 
 
 def rules(text: str) -> list[dict]:

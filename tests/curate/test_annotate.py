@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
+from characterflywheel import artifacts
 from characterflywheel.curate.annotate import (
     AGREEMENT_FILENAME,
-    ANNOTATIONS_FILENAME,
     TASKS_FILENAME,
     agreement_report,
     annotate,
@@ -103,7 +103,7 @@ def test_simulated_pool_fills_tasks_round_trip_and_agreement(embedder, tmp_path)
     tasks = read_task_file(tmp_path / "out" / TASKS_FILENAME)
     assert len(tasks) == report.tasks == 18 * 3 and report.tasks_by_kind == {"pairwise": 18, "rating": 36}
     assert tasks[0].model_dump()["prompt_id"] == "p0"  # extra keys survive the round trip
-    annotations = import_annotations(tmp_path / "out" / ANNOTATIONS_FILENAME, tasks)
+    annotations = import_annotations(tmp_path / "out" / artifacts.ANNOTATIONS, tasks)
     assert len(annotations) == report.annotations == 2 * len(tasks) and report.annotators == 3
     # the guideline prefers the in-character logged reply over "I'm not sure."
     logged_wins = [a.label.preferred == a.sources.index("logged") for a in annotations if a.kind == "pairwise"]
@@ -114,5 +114,5 @@ def test_simulated_pool_fills_tasks_round_trip_and_agreement(embedder, tmp_path)
     assert agreement["rating_kappa"] > 0.2
 
     reimported = run_annotate(tmp_path / "stratified.jsonl", tmp_path / "again", settings, candidates=CANDIDATES,
-                              annotations_path=tmp_path / "out" / ANNOTATIONS_FILENAME)
+                              annotations_path=tmp_path / "out" / artifacts.ANNOTATIONS)
     assert reimported.agreement == report.agreement

@@ -8,9 +8,9 @@ from datetime import datetime, timezone
 
 import pytest
 
+from characterflywheel import artifacts
 from characterflywheel.curate.checkset import evaluate_checkset, read_checkset
 from characterflywheel.curate.privacy import (
-    CLEAN_FILENAME,
     DROPPED_FILENAME,
     PRIVACY_REPORT_FILENAME,
     filter_records,
@@ -64,7 +64,7 @@ def test_unsafe_conversations_are_dropped_whole_and_pii_is_masked(safety_classif
     assert {d["where"] for d in dropped if d["conversation_id"] == "threat"} == {"conversation", "prompt[5]"}
     assert report.conversations_dropped == len(by_conversation) and len(by_conversation) <= 3  # at most one real FP
 
-    kept = list(read_prompt_records(tmp_path / "out" / CLEAN_FILENAME))
+    kept = list(read_prompt_records(tmp_path / "out" / artifacts.CLEAN))
     pii = [r for r in kept if r["conversation_id"] == "pii"]
     assert pii[0]["prompt"][1]["content"] == "hey, my name is [NAME] and my email is [EMAIL]"
     assert pii[0]["reply"] == "Ahoy Jane! Text me at [PHONE]"
@@ -98,7 +98,7 @@ def test_privacy_off_copies_records_through(chitchat_parquet, tmp_path):
     write_jsonl(tmp_path / "p.jsonl", records)
     report = run_privacy(tmp_path / "p.jsonl", tmp_path / "out", CurateConfig(privacy=False))
     assert not report.enabled and report.kept == len(records) and report.dropped == 0
-    assert list(read_prompt_records(tmp_path / "out" / CLEAN_FILENAME)) == records
+    assert list(read_prompt_records(tmp_path / "out" / artifacts.CLEAN)) == records
 
 
 def test_filter_without_classifier_only_masks():

@@ -7,10 +7,10 @@ import random
 
 import pytest
 
+from characterflywheel import artifacts
 from characterflywheel.curate.records import read_prompt_records, write_jsonl
 from characterflywheel.curate.settings import CurateConfig
 from characterflywheel.curate.stratify import (
-    STRATIFIED_FILENAME,
     depth_bucket,
     outcome,
     run_stratify,
@@ -69,7 +69,7 @@ def test_run_stratify_writes_and_names_missing_cluster(tmp_path):
     records = skewed_records(200)
     write_jsonl(tmp_path / "diverse.jsonl", records)
     report = run_stratify(tmp_path / "diverse.jsonl", tmp_path / "out", CurateConfig(max_prompts=50))
-    assert len(list(read_prompt_records(tmp_path / "out" / STRATIFIED_FILENAME))) == report.kept == 50
+    assert len(list(read_prompt_records(tmp_path / "out" / artifacts.STRATIFIED))) == report.kept == 50
     for record in records:
         del record["cluster"]
     write_jsonl(tmp_path / "nocluster.jsonl", records)

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from characterflywheel import artifacts
 from characterflywheel.data import ingest
 from characterflywheel.deploy.traffic_log import (
-    EVENTS_FILE,
-    TRAFFIC_FILE,
     EventLog,
     fold_events,
     known_response_ids,
@@ -56,7 +55,7 @@ def _assert_ingests_cleanly(traffic: Path, out: Path, expected: int) -> None:
 
 
 def test_a_session_folds_into_one_conversation_with_ids_and_signals(tmp_path: Path) -> None:
-    log = EventLog(tmp_path / EVENTS_FILE)
+    log = EventLog(tmp_path / artifacts.EVENTS)
     s = Script(log)
     history = [SYSTEM, {"role": "user", "content": "ahoy"}]
     r1 = s.exchange("c-1", list(history), "Arr!", started="2026-11-02T09:00:00Z")
@@ -68,10 +67,10 @@ def test_a_session_folds_into_one_conversation_with_ids_and_signals(tmp_path: Pa
     s.feedback("chatcmpl-unknown", thumbs="down")
     log.close()
 
-    report = fold_events(tmp_path / EVENTS_FILE, tmp_path / TRAFFIC_FILE)
+    report = fold_events(tmp_path / artifacts.EVENTS, tmp_path / artifacts.TRAFFIC)
     assert (report.exchanges, report.feedback, report.conversations) == (2, 4, 1)
     assert (report.unmatched_feedback, report.bad_lines, report.branches, report.assistant_turns) == (1, 0, 0, 2)
-    [record] = _records(tmp_path / TRAFFIC_FILE)
+    [record] = _records(tmp_path / artifacts.TRAFFIC)
     assert record["conversation_id"] == "c-1" and record["started_at"] == "2026-11-02T09:00:00Z"
     assert [m["role"] for m in record["messages"]] == ["system", "user", "assistant", "user", "assistant"]
     assistant = [m for m in record["messages"] if m["role"] == "assistant"]
@@ -79,11 +78,11 @@ def test_a_session_folds_into_one_conversation_with_ids_and_signals(tmp_path: Pa
     assert assistant[0]["signals"] == {"continued": True, "thumbs": None}
     assert assistant[1]["signals"] == {"continued": False, "thumbs": "up"}
     assert "metadata" not in record
-    _assert_ingests_cleanly(tmp_path / TRAFFIC_FILE, tmp_path / "ingested", 1)
+    _assert_ingests_cleanly(tmp_path / artifacts.TRAFFIC, tmp_path / "ingested", 1)
 
 
 def test_regenerations_and_reused_ids_become_branches_so_no_exchange_is_lost(tmp_path: Path) -> None:
-    log = EventLog(tmp_path / EVENTS_FILE)
+    log = EventLog(tmp_path / artifacts.EVENTS)
     s = Script(log)
     first = [SYSTEM, {"role": "user", "content": "hi"}]
     a = s.exchange("u-1:ann", first, "Ahoy!")
@@ -95,19 +94,19 @@ def test_regenerations_and_reused_ids_become_branches_so_no_exchange_is_lost(tmp
     e = s.exchange("u-1:ann#2", [SYSTEM, {"role": "user", "content": "taken id"}], "Aye.")
     log.close()
 
-    report = fold_events(tmp_path / EVENTS_FILE, tmp_path / TRAFFIC_FILE)
-    records = _records(tmp_path / TRAFFIC_FILE)
+    report = fold_events(tmp_path / artifacts.EVENTS, tmp_path / artifacts.TRAFFIC)
+    records = _records(tmp_path / artifacts.TRAFFIC)
     ids = [r["conversation_id"] for r in records]
     assert len(set(ids)) == len(ids) == report.conversations == 4
     assert ids == ["u-1:ann", "u-1:ann#3", "u-1:ann#4", "u-1:ann#2"]
     replies = {r["conversation_id"]: [m["response_id"] for m in r["messages"] if "response_id" in m] for r in records}
     assert replies == {"u-1:ann": [a, c], "u-1:ann#3": [b], "u-1:ann#4": [d], "u-1:ann#2": [e]}
     assert (report.exchanges, report.assistant_turns, report.branches) == (5, 5, 2)
-    _assert_ingests_cleanly(tmp_path / TRAFFIC_FILE, tmp_path / "ingested", 4)
+    _assert_ingests_cleanly(tmp_path / artifacts.TRAFFIC, tmp_path / "ingested", 4)
 
 
 def test_blank_replies_and_mixed_versions_are_kept_in_metadata(tmp_path: Path) -> None:
-    log = EventLog(tmp_path / EVENTS_FILE)
+    log = EventLog(tmp_path / artifacts.EVENTS)
     s = Script(log)
     h = [SYSTEM, {"role": "user", "content": "hello?"}]
     blank = s.exchange("c-9", list(h), "")
@@ -116,17 +115,17 @@ def test_blank_replies_and_mixed_versions_are_kept_in_metadata(tmp_path: Path) -
     s.feedback(blank, continued=True)
     log.close()
 
-    report = fold_events(tmp_path / EVENTS_FILE, tmp_path / TRAFFIC_FILE)
+    report = fold_events(tmp_path / artifacts.EVENTS, tmp_path / artifacts.TRAFFIC)
     assert (report.exchanges, report.empty_replies, report.assistant_turns, report.invalid) == (2, 1, 1, 0)
-    [record] = _records(tmp_path / TRAFFIC_FILE)
+    [record] = _records(tmp_path / artifacts.TRAFFIC)
     assert [m["content"] for m in record["messages"]] == [SYSTEM["content"], "hello?", "anyone there?", "Aye, here."]
     assert record["metadata"] == {"model_versions": ["gen-0", "gen-1"], "empty_reply_ids": [blank]}
     assert record["model_version"] == "gen-1" and record["messages"][-1]["response_id"] == filled
-    _assert_ingests_cleanly(tmp_path / TRAFFIC_FILE, tmp_path / "ingested", 1)
+    _assert_ingests_cleanly(tmp_path / artifacts.TRAFFIC, tmp_path / "ingested", 1)
 
 
 def test_a_torn_line_is_counted_and_a_reopened_log_stays_readable(tmp_path: Path) -> None:
-    path = tmp_path / EVENTS_FILE
+    path = tmp_path / artifacts.EVENTS
     log = EventLog(path)
     s = Script(log)
     kept = s.exchange("c-1", [{"role": "user", "content": "one"}], "Two.")
@@ -143,6 +142,6 @@ def test_a_torn_line_is_counted_and_a_reopened_log_stays_readable(tmp_path: Path
     events, bad = read_events(path)
     assert bad == 1 and [e["response_id"] for e in events] == [kept, later]
     assert known_response_ids(path) == {kept, later}
-    report = fold_events(path, tmp_path / TRAFFIC_FILE)
+    report = fold_events(path, tmp_path / artifacts.TRAFFIC)
     assert (report.exchanges, report.conversations, report.bad_lines) == (2, 2, 1)
     assert known_response_ids(tmp_path / "missing.jsonl") == set()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from characterflywheel.evaluate.instructions import Instruction, check_reply, follows_all
+from characterflywheel.characters.instructions import Instruction, check_reply, follows_all
 from characterflywheel.sample.guided import card_openings, join_opening, rule_opening
 
 

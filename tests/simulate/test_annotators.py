@@ -13,7 +13,7 @@ from scipy.stats import spearmanr
 from characterflywheel.characters import load_characters
 from characterflywheel.data.annotation import Annotation, AnnotationTask, Label, read_annotations
 from characterflywheel.data.jsonl import write_jsonl
-from characterflywheel.evaluate.instructions import check_reply
+from characterflywheel.characters.instructions import check_reply
 from characterflywheel.simulate.annotators import Annotator, AnnotatorPool, Guideline, agreement, make_annotators
 from characterflywheel.simulate.landscape import Landscape, LandscapeWeights, UserTaste
 

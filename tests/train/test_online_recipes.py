@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import PAIRS, SYSTEM
 
-from characterflywheel.evaluate.instructions import word_count
+from characterflywheel.characters.instructions import word_count
 from characterflywheel.models import EMBEDDED_POLICY, load_policy
 from characterflywheel.train.settings import TrainConfig
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import SYSTEM, write_jsonl
 
-from characterflywheel.evaluate.instructions import count_emoji
+from characterflywheel.characters.instructions import count_emoji
 from characterflywheel.models import resolve_model
 from characterflywheel.train.common import check_reward_fn, trl_reward_func
 from characterflywheel.train.preprocess import (

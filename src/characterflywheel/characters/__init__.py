@@ -17,7 +17,7 @@ Assumptions and rules:
 
 * ``id`` is a lowercase slug (``a-z``, ``0-9``, single hyphens) and unique within a file.
 * Unknown keys are errors (a typo such as ``"instuctions"`` would otherwise silently drop rules).
-* Instruction ``type`` comes from the catalogue in ``characterflywheel.evaluate.instructions`` and
+* Instruction ``type`` comes from the catalogue in ``characterflywheel.characters.instructions`` and
   each card uses a type at most once (so per-type results of a reply are unambiguous).
 * ``use_catchphrase`` without ``params.phrase`` takes the card's ``catchphrase``.
 * Any problem is one ``CharacterCardError`` (a ValueError) line naming the file, the card index and
@@ -40,7 +40,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from characterflywheel.evaluate.instructions import Instruction, InstructionError
+from characterflywheel.characters.instructions import Instruction, InstructionError
 
 __all__ = [
     "Character",

@@ -10,7 +10,7 @@ gives each one:
   the stripped system message, so the same character gets the same id in every process and every
   log, and two different system messages (almost surely) do not share one;
 * **rules**: ``parse_rules(text)`` turns the creator rules stated in plain English into the
-  instruction types of ``characterflywheel.evaluate.instructions`` where it can; anything it does
+  instruction types of ``characterflywheel.characters.instructions`` where it can; anything it does
   not recognise is ignored, so a character is checked only on the rules it clearly states.
   ``character_from_system_message`` wraps both into a ``Character``; ``conversation_card`` is what
   the readers call: the card with the conversation's id, else the character its system message
@@ -66,7 +66,7 @@ from functools import lru_cache
 from typing import Any
 
 from characterflywheel.characters import Character
-from characterflywheel.evaluate.instructions import Instruction, InstructionError
+from characterflywheel.characters.instructions import Instruction, InstructionError
 
 __all__ = [
     "USER_CHARACTER_PREFIX",

@@ -1,6 +1,6 @@
 """Data consolidation (paper 3.3): from a generation's raw traffic to a curated, annotated prompt set.
 
-The recipe, in order (each a plain function plus a ``*_stage(config)`` adapter for the pipeline):
+The recipe, in order (each a plain function; ``recipe.consolidate`` runs them all, as the flywheel's curate stage does):
 
 1. ``prompts.run_prompts``   -- conversations.parquet -> one prompt record per assistant turn
    (``prompts.jsonl``, the "prompts" artifact contract: history capped at ``max_history_turns``).

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sklearn.metrics import cohen_kappa_score
 
+from characterflywheel import artifacts
 from characterflywheel.curate.records import read_prompt_records, write_json
 from characterflywheel.curate.settings import CurateConfig
 from characterflywheel.data.annotation import Annotation, AnnotationTask, read_annotations, read_tasks
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
     from characterflywheel.models import GenerationBackend, SamplingParams
 
 TASKS_FILENAME = "tasks.jsonl"
-ANNOTATIONS_FILENAME = "annotations.jsonl"
 AGREEMENT_FILENAME = "agreement.json"
 
 Filler = Callable[[list[AnnotationTask]], list[Annotation]]
@@ -186,7 +186,7 @@ def run_annotate(input_path: Path, out_dir: Path, settings: CurateConfig, *,
     elif filler is not None:
         annotations = annotate(tasks, filler)
     if annotations is not None:
-        write_jsonl(out_dir / ANNOTATIONS_FILENAME, annotations)
+        write_jsonl(out_dir / artifacts.ANNOTATIONS, annotations)
         report.filled = True
         report.annotations = len(annotations)
         report.annotators = len({a.annotator_id for a in annotations})

@@ -38,6 +38,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from characterflywheel import artifacts
 from characterflywheel.curate.embedding import EmbeddingCache
 from characterflywheel.curate.pii import PiiSpan, mask_pii
 from characterflywheel.curate.records import read_prompt_records, write_json, write_jsonl
@@ -45,7 +46,6 @@ from characterflywheel.curate.safety import SafetyClassifier, SafetyVerdict
 from characterflywheel.curate.settings import CurateConfig
 from characterflywheel.models.progress import show_bars
 
-CLEAN_FILENAME = "clean.jsonl"
 DROPPED_FILENAME = "dropped.jsonl"
 PRIVACY_REPORT_FILENAME = "privacy_report.json"
 
@@ -203,7 +203,7 @@ def run_privacy(
                                           cue_false_positive_rate=settings.unsafe_cue_false_positive_rate)
         kept, dropped, report = filter_records(records, classifier, settings.phone_region, progress,
                                                settings.unsafe_scope)
-    write_jsonl(out_dir / CLEAN_FILENAME, kept)
+    write_jsonl(out_dir / artifacts.CLEAN, kept)
     write_jsonl(out_dir / DROPPED_FILENAME, dropped)
     write_json(out_dir / PRIVACY_REPORT_FILENAME, report.to_json())
     return report

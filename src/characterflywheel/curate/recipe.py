@@ -6,8 +6,8 @@ Layout: ``out_dir/prompts/prompts.jsonl``, ``out_dir/privacy/{clean,dropped}.jso
 ``out_dir/annotate/{tasks,annotations}.jsonl`` (only with a ``filler``), and
 ``out_dir/consolidation_report.json`` with every phase's report and the reconciliation
 ``assistant turns -> prompts -> after privacy -> after diversity -> after stratification``.
-The pipeline runs the phases as separate resumable stages (``*_stage`` adapters); this entry is for
-scripts, the benchmark and tests.
+The flywheel's curate stage calls it once a generation (a resumable stage as a whole); scripts, the
+benchmark and tests call it too.
 """
 
 from __future__ import annotations
@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from characterflywheel import artifacts
 from characterflywheel.curate.annotate import Filler, run_annotate
 from characterflywheel.curate.diversity import DIVERSE_FILENAME, run_diversity
-from characterflywheel.curate.privacy import CLEAN_FILENAME, run_privacy
+from characterflywheel.curate.privacy import run_privacy
 from characterflywheel.curate.prompts import PROMPTS_FILENAME, run_prompts
 from characterflywheel.curate.records import write_json
 from characterflywheel.curate.settings import CurateConfig
-from characterflywheel.curate.stratify import STRATIFIED_FILENAME, run_stratify
+from characterflywheel.curate.stratify import run_stratify
 
 CONSOLIDATION_REPORT_FILENAME = "consolidation_report.json"
 
@@ -62,12 +63,12 @@ def consolidate(
     privacy = timed("privacy", lambda: run_privacy(out_dir / "prompts" / PROMPTS_FILENAME, out_dir / "privacy",
                                                    settings, embedder, cache_dir=cache_dir, seed=seed,
                                                    progress=progress))
-    diversity = timed("diversity", lambda: run_diversity(out_dir / "privacy" / CLEAN_FILENAME, out_dir / "diversity",
+    diversity = timed("diversity", lambda: run_diversity(out_dir / "privacy" / artifacts.CLEAN, out_dir / "diversity",
                                                          settings, embedder, cache_dir=cache_dir, seed=seed,
                                                          progress=progress))
     stratified = timed("stratify", lambda: run_stratify(out_dir / "diversity" / DIVERSE_FILENAME,
                                                         out_dir / "stratify", settings, seed=seed))
-    curated = out_dir / "stratify" / STRATIFIED_FILENAME
+    curated = out_dir / "stratify" / artifacts.STRATIFIED
     report.curated = str(curated)
     if filler is not None:
         if candidates is None and generate is not None:

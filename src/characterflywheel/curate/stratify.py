@@ -35,10 +35,10 @@ from typing import Any
 
 import numpy as np
 
+from characterflywheel import artifacts
 from characterflywheel.curate.records import read_prompt_records, write_json, write_jsonl
 from characterflywheel.curate.settings import CurateConfig
 
-STRATIFIED_FILENAME = "stratified.jsonl"
 STRATIFY_REPORT_FILENAME = "stratify_report.json"
 
 
@@ -199,6 +199,6 @@ def run_stratify(input_path: Path, out_dir: Path, settings: CurateConfig, *, see
         kept, report = stratify(records, settings, seed)
     except ValueError as error:
         raise ValueError(f"{input_path}: {error}") from None
-    write_jsonl(out_dir / STRATIFIED_FILENAME, kept)
+    write_jsonl(out_dir / artifacts.STRATIFIED, kept)
     write_json(out_dir / STRATIFY_REPORT_FILENAME, report.to_json())
     return report

@@ -74,9 +74,10 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from characterflywheel.data._atomic import temporary_sibling, write_text_atomically
+from characterflywheel import artifacts
+from characterflywheel.data._atomic import temporary_sibling
+from characterflywheel.data.jsonl import dumps, write_json
 from characterflywheel.data.parquet import (
-    CONVERSATIONS_FILENAME,
     ConversationParquetWriter,
     iter_parquet_rows,
     row_to_record,
@@ -92,7 +93,6 @@ from characterflywheel.data.schema import (
     validate_conversation,
 )
 
-QUARANTINE_FILENAME = "quarantine.jsonl"
 REPORT_FILENAME = "ingest_report.json"
 MAX_LINE_BYTES = 16 * 1024 * 1024
 """Default longest accepted JSONL line (a conversation), in bytes."""
@@ -509,7 +509,7 @@ class _Run:
 
     report: IngestReport
     writer: ConversationParquetWriter
-    quarantine: TextIO
+    quarantine: TextIO  # appended to as records are rejected: a big input's rejections need not fit in memory
     on_rejection: Callable[[Rejection], None] | None
     first_seen: dict[str, int] = field(default_factory=dict)
     """conversation_id -> where it was accepted, packed as file_index * 2**40 + line (compact for big runs)."""
@@ -527,7 +527,7 @@ class _Run:
         return f"{self.report.files[packed >> 40]}:{packed & ((1 << 40) - 1)}"
 
     def reject(self, rejection: Rejection) -> None:
-        self.quarantine.write(json.dumps(rejection.to_json(), ensure_ascii=False) + "\n")
+        self.quarantine.write(dumps(rejection.to_json()) + "\n")
         self.reasons[rejection.reason] += 1
         self.report.quarantined += 1
         if len(self.report.rejections) < MAX_KEPT_REJECTIONS:
@@ -643,7 +643,7 @@ def ingest(
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise IngestError(f"{out_dir}: cannot create output directory: {exc.strerror or exc}") from exc
-    parquet_path, quarantine_path = out_dir / CONVERSATIONS_FILENAME, out_dir / QUARANTINE_FILENAME
+    parquet_path, quarantine_path = out_dir / artifacts.CONVERSATIONS, out_dir / artifacts.QUARANTINE
     report = IngestReport(files=[str(path) for path in paths], output=str(parquet_path), quarantine=str(quarantine_path))
     quarantine_tmp = temporary_sibling(quarantine_path)
     writer = ConversationParquetWriter(parquet_path)
@@ -664,7 +664,7 @@ def ingest(
     else:
         writer.commit()
     os.replace(quarantine_tmp, quarantine_path)
-    write_text_atomically(out_dir / REPORT_FILENAME, json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n")
+    write_json(out_dir / REPORT_FILENAME, report.to_json())
     if report.accepted == 0:
         raise _no_accepted_error(paths, report, quarantine_path)
     return report

@@ -38,10 +38,9 @@ from typing import Any, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from characterflywheel import artifacts
 from characterflywheel.data._atomic import temporary_sibling
 from characterflywheel.data.schema import DEFAULT_LIMITS, Conversation, SchemaLimits, validate_conversation
-
-CONVERSATIONS_FILENAME = "conversations.parquet"
 
 SIGNALS_TYPE = pa.struct([pa.field("continued", pa.bool_()), pa.field("thumbs", pa.string())])
 MESSAGE_TYPE = pa.struct(
@@ -148,7 +147,7 @@ class ConversationParquetWriter:
 
 def _parquet_file_for(dataset_dir_or_file: Path) -> Path:
     path = Path(dataset_dir_or_file)
-    return path / CONVERSATIONS_FILENAME if path.is_dir() else path
+    return path / artifacts.CONVERSATIONS if path.is_dir() else path
 
 
 def iter_parquet_rows(path: Path, batch_size: int = 1024) -> Iterator[dict[str, Any]]:

@@ -78,6 +78,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from characterflywheel import artifacts
 from characterflywheel.characters.from_system import user_character_id
 from characterflywheel.data.schema import (
     MAX_ID_CHARS,
@@ -86,8 +87,6 @@ from characterflywheel.data.schema import (
     validate_conversation,
 )
 from characterflywheel.deploy.traffic_log import (
-    EVENTS_FILE,
-    TRAFFIC_FILE,
     EventLog,
     FoldReport,
     fold_events,
@@ -455,8 +454,8 @@ class Gateway:
         self.salt = salt
         self.system_prompts = dict(system_prompts or {})
         self.log_dir = Path(log_dir)
-        self.events_path = self.log_dir / EVENTS_FILE
-        self.traffic_path = self.log_dir / TRAFFIC_FILE
+        self.events_path = self.log_dir / artifacts.EVENTS
+        self.traffic_path = self.log_dir / artifacts.TRAFFIC
         # Feedback may come for replies served before a restart: those ids are in the log already.
         self.response_ids: set[str] = known_response_ids(self.events_path)
         self.log = EventLog(self.events_path)

@@ -42,10 +42,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from characterflywheel.data.jsonl import dumps, write_jsonl
 from characterflywheel.data.schema import validate_conversation
 
-EVENTS_FILE = "events.jsonl"
-TRAFFIC_FILE = "traffic.jsonl"
 
 
 def utc_now() -> str:
@@ -69,7 +68,7 @@ class EventLog:
             self._handle.flush()
 
     def append(self, event: Mapping[str, Any]) -> None:
-        line = json.dumps(event, ensure_ascii=False) + "\n"
+        line = dumps(event) + "\n"
         with self._lock:
             self._handle.write(line)
             self._handle.flush()
@@ -243,13 +242,7 @@ def fold_events(events_path: Path, out_path: Path) -> FoldReport:
             validate_conversation(record)
         except ValidationError:
             invalid += 1
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as out:
-        for record in records:
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
-    tmp.replace(out_path)
+    write_jsonl(out_path, records)
     n_exchanges = sum(len(v) for v in by_conversation.values())
     empty = sum(len(r.get("metadata", {}).get("empty_reply_ids", ())) for r in records)
     turns = sum(1 for r in records for m in r["messages"] if "response_id" in m)

@@ -16,7 +16,7 @@ from characterflywheel.characters.from_system import conversation_card
 from characterflywheel.data.jsonl import write_json
 from characterflywheel.evaluate.ab import ABResult
 from characterflywheel.evaluate.ab_render import plot_ab
-from characterflywheel.evaluate.instructions import check_reply
+from characterflywheel.characters.instructions import check_reply
 
 
 def violations_for(characters: Mapping[str, Character]) -> Callable[[Mapping[str, Any]], tuple[int, int] | None]:
@@ -67,5 +67,5 @@ def analyze_traffic(dataset: Path, out_dir: Path, *, control_arm: str, arm_weigh
                         seed=seed, violation_of=violations_for(cards),
                         expected_split=configured_split(arm_weights, sessions))
     write_json(out_dir / artifacts.AB, result.to_dict())
-    plot_ab(result, out_dir / "ab.png")
+    plot_ab(result, out_dir / artifacts.AB_PLOT)
     return result

@@ -37,7 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from characterflywheel.evaluate.instructions import contains_phrase, count_emoji, has_list
+from characterflywheel.characters.instructions import contains_phrase, count_emoji, has_list
 from characterflywheel.evaluate.settings import EvaluateConfig
 from characterflywheel.evaluate.stats import Estimate, newcombe_difference, wilson
 

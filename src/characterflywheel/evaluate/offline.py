@@ -24,7 +24,7 @@ optionally a reference model's replies to them (one reply per prompt, aligned), 
   child's predicted engagement (mean of P(continue) and P(thumbs up)) beats the parent's (ties
   count half), bootstrap CI. Paper 7.4: past ~65 % the proxy is being hacked (gated in ``gates``).
 * **instruction following and violation rates** of child and parent, from each prompt's character
-  card (:mod:`characterflywheel.evaluate.instructions`; following = share of replies with an applicable
+  card (:mod:`characterflywheel.characters.instructions`; following = share of replies with an applicable
   rule that followed them all, violation = share of failed (reply, rule) checks), Wilson intervals,
   and child-minus-parent differences with Newcombe intervals. Checks of one reply are treated as
   independent (a slightly narrow interval for the violation rate).
@@ -69,7 +69,7 @@ from characterflywheel.data.annotation import Annotation, AnnotationTask, ChatTu
 from characterflywheel.data.jsonl import write_json, write_jsonl
 from characterflywheel.data.records import check_prompts, read_prompts
 from characterflywheel.evaluate.history_bias import ReintroductionReport, history_bias, reintroduction_flag
-from characterflywheel.evaluate.instructions import Instruction, InstructionReport, evaluate_replies
+from characterflywheel.characters.instructions import Instruction, InstructionReport, evaluate_replies
 from characterflywheel.evaluate.settings import EvaluateConfig
 from characterflywheel.evaluate.stats import Estimate, bootstrap_mean, newcombe_difference, wilson
 from characterflywheel.evaluate.style import StyleReport, style_monitor
@@ -90,7 +90,6 @@ __all__ = [
 
 AnnotatorFiller = Callable[[list[AnnotationTask]], list[Annotation]]
 PARENT, REFERENCE = "parent", "reference"
-TASKS_FILE, KEY_FILE, ANNOTATIONS_FILE = "annotation_tasks.jsonl", "annotation_key.jsonl", "annotations.jsonl"
 REPLIES_FILE, REPORT_FILE = artifacts.REPLIES, "offline_report.json"
 
 
@@ -486,17 +485,17 @@ def evaluate_child(
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        write_jsonl(out / TASKS_FILE, all_tasks)
-        write_jsonl(out / KEY_FILE, key_rows)
-        annotation_info.update({"tasks_path": str(out / TASKS_FILE), "key_path": str(out / KEY_FILE)})
+        write_jsonl(out / artifacts.ANNOTATION_TASKS, all_tasks)
+        write_jsonl(out / artifacts.ANNOTATION_KEY, key_rows)
+        annotation_info.update({"tasks_path": str(out / artifacts.ANNOTATION_TASKS), "key_path": str(out / artifacts.ANNOTATION_KEY)})
     annotation_info["tasks"] = len(all_tasks)
     if annotator_filler is not None:
         annotations = list(annotator_filler(all_tasks))
         annotator_overall, annotator_by_character, used = _annotator_figures(annotations, key_rows, settings)
         annotation_info["annotations"] = used
         if out_dir is not None:
-            write_jsonl(Path(out_dir) / ANNOTATIONS_FILE, annotations)
-            annotation_info["annotations_path"] = str(Path(out_dir) / ANNOTATIONS_FILE)
+            write_jsonl(Path(out_dir) / artifacts.ANNOTATIONS, annotations)
+            annotation_info["annotations_path"] = str(Path(out_dir) / artifacts.ANNOTATIONS)
 
     def judged(opponent: str) -> dict[str, Estimate | None]:
         return {"reward_model": bootstrap_mean(per_prompt[opponent], *boot),

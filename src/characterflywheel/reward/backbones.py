@@ -36,6 +36,7 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
+from characterflywheel import artifacts
 from characterflywheel.data.jsonl import write_json
 from characterflywheel.models import resolve_model
 from characterflywheel.models.progress import show_bars
@@ -47,7 +48,6 @@ from characterflywheel.reward.inputs import (
     encode_segments,
 )
 
-CONFIG_NAME = "reward_config.json"
 HEAD_NAME = "reward_head.safetensors"
 STYLES = ("pair", "segments", "chat")
 # Cosines enter the head scaled as in sentence-transformers' ranking losses (scale 20): a reply's
@@ -314,14 +314,14 @@ def save_folder(folder: Path, model: torch.nn.Module, tokenizer: PreTrainedToken
     else:
         model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    write_json(folder / CONFIG_NAME, reward_config)
+    write_json(folder / artifacts.REWARD_CONFIG, reward_config)
 
 
 def load_folder(path: Path | str, kind: str, device: str = "auto",
                 batch_size: int = 64) -> tuple[SequenceModel, dict[str, Any]]:
     """A saved reward model of ``kind``, in eval mode; a wrong folder is a one-line error."""
     folder = Path(path)
-    config_file = folder / CONFIG_NAME
+    config_file = folder / artifacts.REWARD_CONFIG
     if not config_file.is_file():
         raise FileNotFoundError(f"{config_file}: not found (not a reward-model folder)")
     config = json.loads(config_file.read_text(encoding="utf-8"))

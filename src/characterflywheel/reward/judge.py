@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from characterflywheel import artifacts
 from characterflywheel.reward.inputs import ChatMessages
 from characterflywheel.reward.pairwise import PairwiseScorer, load_pairwise
 from characterflywheel.reward.pointwise import sigmoid
@@ -136,5 +137,5 @@ def load_judge(rm_dir: Path | str, pairwise_weight: float = 0.5, device: str = "
     """The judge from a reward stage's output: ``pointwise/`` (required) and ``pairwise/`` (if present)."""
     root = Path(rm_dir)
     pairwise_dir = root / "pairwise"
-    pairwise = load_pairwise(pairwise_dir, device) if (pairwise_dir / "reward_config.json").is_file() else None
+    pairwise = load_pairwise(pairwise_dir, device) if (pairwise_dir / artifacts.REWARD_CONFIG).is_file() else None
     return RewardJudge(load_pointwise(root / "pointwise", device), pairwise, pairwise_weight)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from characterflywheel import artifacts
 from characterflywheel.data.jsonl import write_json
 from characterflywheel.reward import metrics
 from characterflywheel.reward.backbones import (
@@ -137,5 +138,5 @@ def train_pairwise(annotations_path: Path | str, out_dir: Path | str, settings: 
     report = {"kind": KIND, "backbone": backbone, "epoch_losses": losses,
               "train": {"preferences": len(train), "augmented": len(both_orders), "distinct": len(pairs)}, "heldout_prompts": len(heldout),
               "heldout": evaluate_pairwise(scorer, held), "seconds": time.perf_counter() - began}
-    write_json(out / "metrics.json", report)
+    write_json(out / artifacts.METRICS, report)
     return report

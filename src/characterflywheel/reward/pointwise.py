@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from characterflywheel import artifacts
 from characterflywheel.data.jsonl import write_json
 from characterflywheel.models import resolve_model
 from characterflywheel.reward import metrics
@@ -173,7 +174,7 @@ def train_pointwise(annotations_path: Path | str, out_dir: Path | str, settings:
               "train": {"ratings": len(train_ratings), "preferences": len(train_prefs)},
               "heldout_prompts": len(heldout), "heldout": evaluate_pointwise(scorer, held_ratings, held_prefs),
               "normalisation": scorer.config.get("normalisation"), "seconds": time.perf_counter() - began}
-    write_json(out / "metrics.json", report)
+    write_json(out / artifacts.METRICS, report)
     return report
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from characterflywheel import artifacts
 from characterflywheel.data.jsonl import write_json
 from characterflywheel.reward.settings import RewardConfig
 
@@ -22,8 +23,8 @@ MODEL_DIRS = ("pointwise", "pairwise", "user_signal")
 
 
 def _done_or_train(folder: Path, train: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    finished = folder / "metrics.json"
-    if finished.is_file() and (folder / "reward_config.json").is_file():
+    finished = folder / artifacts.METRICS
+    if finished.is_file() and (folder / artifacts.REWARD_CONFIG).is_file():
         return json.loads(finished.read_text(encoding="utf-8"))
     return train()
 
@@ -45,5 +46,5 @@ def train_reward_models(annotations_path: Path | str, prompts_path: Path | str, 
         "user_signal": lambda folder: train_user_signal(prompts_path, folder, settings, work, progress),
     }
     report = {name: _done_or_train(out / name, lambda name=name: trainers[name](out / name)) for name in MODEL_DIRS}
-    write_json(out / "metrics.json", report)
+    write_json(out / artifacts.METRICS, report)
     return report

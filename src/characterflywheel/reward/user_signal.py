@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from characterflywheel import artifacts
 from characterflywheel.data.jsonl import write_json
 from characterflywheel.reward import metrics
 from characterflywheel.reward.backbones import (
@@ -145,5 +146,5 @@ def train_user_signal(prompts_path: Path | str, out_dir: Path | str, settings: R
               "heldout_head_only": head_only,
               "habits": None if predictor.habits is None else json.loads((out / "habits.json").read_text()),
               "seconds": time.perf_counter() - began}
-    write_json(out / "metrics.json", report)
+    write_json(out / artifacts.METRICS, report)
     return report

@@ -8,8 +8,7 @@ Modules (imported on use, so that loading the config does not pull in numpy/scip
 * ``sample.hard_prompts``: ``select_hard_prompts(prompts, replies_or_backend, judge, share, count,
   by, sampling, progress, out_dir) -> HardPromptSelection``
 * ``sample.stage``: ``run_pre_herding_sampling(curated_prompts_path, pool, judge, user_signal,
-  backend_factory, out_dir, settings, parent_win_rate, progress) -> metrics`` and the ``runs``
-  adapter ``pre_herding_sampling_stage(context)``
+  backend_factory, out_dir, settings, parent_win_rate, progress) -> metrics``
 * ``sample.protocols``: the judge / user-signal protocols this package codes against
 * ``sample.settings``: the ``[sample]`` config section
 """

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from characterflywheel import artifacts
 from characterflywheel.data.jsonl import write_json, write_jsonl
 from characterflywheel.data.records import check_prompts
 from characterflywheel.models import GenerationBackend, SamplingParams
@@ -27,7 +28,6 @@ from characterflywheel.sample.protocols import Judge
 from characterflywheel.sample.records import plain_messages
 from characterflywheel.sample.rejection import checked_score_groups
 
-HARD_PROMPTS_FILE = "hard_prompts.jsonl"
 HARD_REPORT_FILE = "hard_prompts_report.json"
 HardBy = Literal["variance", "mean"]
 HARD_BY = ("variance", "mean")
@@ -41,8 +41,8 @@ class HardPromptSelection:
     def write(self, out_dir: Path | str) -> dict[str, Path]:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        paths = {HARD_PROMPTS_FILE: out / HARD_PROMPTS_FILE, HARD_REPORT_FILE: out / HARD_REPORT_FILE}
-        write_jsonl(paths[HARD_PROMPTS_FILE], self.selected)
+        paths = {artifacts.HARD_PROMPTS: out / artifacts.HARD_PROMPTS, HARD_REPORT_FILE: out / HARD_REPORT_FILE}
+        write_jsonl(paths[artifacts.HARD_PROMPTS], self.selected)
         write_json(paths[HARD_REPORT_FILE], self.report)
         return paths
 

@@ -70,8 +70,6 @@ from characterflywheel.sample.guided import add_guided_candidates
 from characterflywheel.sample.records import plain_messages
 from characterflywheel.sample.settings import SampleConfig
 
-SFT_FILE = artifacts.SFT
-PREFS_FILE = artifacts.PREFERENCES
 CANDIDATES_FILE = "candidates.jsonl"
 REPORT_FILE = "report.json"
 
@@ -100,9 +98,9 @@ class RejectionResult:
         """sft.jsonl, prefs.jsonl, candidates.jsonl and report.json in ``out_dir``."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        paths = {name: out / name for name in (SFT_FILE, PREFS_FILE, CANDIDATES_FILE, REPORT_FILE)}
-        write_jsonl(paths[SFT_FILE], self.sft)
-        write_jsonl(paths[PREFS_FILE], self.prefs)
+        paths = {name: out / name for name in (artifacts.SFT, artifacts.PREFERENCES, CANDIDATES_FILE, REPORT_FILE)}
+        write_jsonl(paths[artifacts.SFT], self.sft)
+        write_jsonl(paths[artifacts.PREFERENCES], self.prefs)
         write_jsonl(paths[CANDIDATES_FILE], self.candidates)
         write_json(paths[REPORT_FILE], self.report)
         return paths
@@ -158,11 +156,15 @@ def checked_score_groups(
     return checked
 
 
-def sampling_params(settings: SampleConfig, n: int, seed: int) -> SamplingParams:
+def candidate_sampling(settings: SampleConfig, n: int, seed: int) -> SamplingParams:
+    """How the ``[sample]`` section draws ``n`` candidates a prompt (the ``[generation]`` section's
+    sampling is ``pipeline.sampling_params``)."""
     return SamplingParams(
         max_new_tokens=settings.max_new_tokens, temperature=settings.temperature, top_p=settings.top_p,
         n=n, seed=seed,
     )
+
+
 
 
 @dataclass
@@ -191,7 +193,7 @@ def choose_models(
     probe_means = np.empty((len(conversations), len(pool)))
     probes_by_model = []
     for model_index, spec in enumerate(pool):
-        params = sampling_params(settings, settings.probe_n, settings.seed + model_index + 1)
+        params = candidate_sampling(settings, settings.probe_n, settings.seed + model_index + 1)
         probes = backends(spec).chat(conversations, params, progress=progress)
         scores = checked_score_groups(judge, conversations, probes)
         probe_means[:, model_index] = [group.mean() for group in scores]
@@ -215,7 +217,7 @@ def generate_candidates(
     candidates = [list(probes[:reused]) for probes in chosen.probes]
     if reused == settings.k:
         return candidates
-    params = sampling_params(settings, settings.k - reused, settings.seed)
+    params = candidate_sampling(settings, settings.k - reused, settings.seed)
     for model_index, spec in enumerate(pool):
         positions = np.flatnonzero(chosen.choice == model_index)
         if len(positions) == 0:
@@ -394,7 +396,7 @@ def rejection_sample(
     guided = [0] * len(records)
     if opening is not None and settings.guided:
         guided = add_guided_candidates(records, conversations, groups, choice, pool, backends, opening,
-                                       sampling_params(settings, settings.guided, settings.seed + 2000), progress)
+                                       candidate_sampling(settings, settings.guided, settings.seed + 2000), progress)
     cut = [reply_cut_off(backends(pool[int(choice[index])]), group, settings.max_new_tokens)
            for index, group in enumerate(groups)]
     trimmed = trim_cut_offs(groups, cut) if settings.trim_cut_offs else None

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from characterflywheel import artifacts
 from characterflywheel.data.jsonl import write_json, write_jsonl
 from characterflywheel.data.records import read_prompts
 from characterflywheel.models import make_backend
@@ -31,7 +32,7 @@ from characterflywheel.sample.protocols import (
     RuleCheck,
     UserSignalPredictor,
 )
-from characterflywheel.sample.rejection import PREFS_FILE, SFT_FILE, rejection_sample, sampling_params
+from characterflywheel.sample.rejection import candidate_sampling, rejection_sample
 from characterflywheel.sample.replay import replay_rows
 from characterflywheel.sample.settings import SampleConfig
 
@@ -43,12 +44,12 @@ def local_backend_factory(kind: str = "fast", batch_size: int = 32) -> BackendFa
 
 def card_rule_check(characters: Iterable[Any] | None = None) -> RuleCheck:
     """How many rules of its prompt's character card that apply to the turn a reply breaks
-    (``evaluate.instructions``); 0 for a prompt with no known character, or no rule applying.
+    (``characters.instructions``); 0 for a prompt with no known character, or no rule applying.
     ``characters``: ``Character`` cards, default the shipped ones; a prompt whose character has no
     card (a user-created one) is held to the rules its system message states."""
     from characterflywheel.characters import load_characters
     from characterflywheel.characters.from_system import conversation_card
-    from characterflywheel.evaluate.instructions import check_reply
+    from characterflywheel.characters.instructions import check_reply
 
     cards = {card.id: card for card in (load_characters() if characters is None else characters)}
 
@@ -103,15 +104,15 @@ def run_pre_herding_sampling(
     else:
         hard = select_hard_prompts(
             prompts, backends(pool[0]), judge, settings.hard_share, settings.hard_count, settings.hard_by,
-            sampling=sampling_params(settings, settings.hard_n, settings.seed + 1000), progress=progress,
+            sampling=candidate_sampling(settings, settings.hard_n, settings.seed + 1000), progress=progress,
         )
     hard.report["source"] = settings.hard_source
     hard.write(out)
     metrics = pre_herding_metrics(result.report, hard.report)
     if replay:
         sft, prefs, counts = replay_rows(replay, judge, result.report["tau"], {str(r["prompt_id"]) for r in prompts})
-        write_jsonl(out / SFT_FILE, [*result.sft, *sft])
-        write_jsonl(out / PREFS_FILE, [*result.prefs, *prefs])
+        write_jsonl(out / artifacts.SFT, [*result.sft, *sft])
+        write_jsonl(out / artifacts.PREFERENCES, [*result.prefs, *prefs])
         write_json(out / "replay.json", counts)
         metrics |= {f"sample.{key}": float(value) for key, value in counts.items()}
     return metrics
@@ -140,23 +141,3 @@ def pre_herding_metrics(rejection: dict[str, Any], hard: dict[str, Any]) -> dict
         metrics[f"sample.hard.{criterion}.mean_score"] = number(hard[criterion]["mean_score"])
     metrics["sample.hard.overlap_jaccard"] = float(hard["overlap_jaccard"])
     return metrics
-
-
-def pre_herding_sampling_stage(context: Any) -> None:
-    """``runs`` adapter. Inputs: ``prompts`` (curated prompt JSONL), ``judge`` (reward-model folder
-    for ``reward.load_judge``), optional ``user_signal`` (for ``reward.load_user_signal``).
-    Params: ``pool`` (model specs, current first), ``sample`` (SampleConfig fields),
-    ``backend`` ("fast"), ``batch_size``, ``pairwise_weight`` (0.5), ``parent_win_rate`` (or None)."""
-    from characterflywheel import reward  # lazy: the reward package is built alongside this one
-
-    params = context.params
-    judge = reward.load_judge(context.inputs["judge"], params.get("pairwise_weight", 0.5))
-    signal_path = context.inputs.get("user_signal")
-    user_signal = reward.load_user_signal(signal_path) if signal_path is not None else None
-    metrics = run_pre_herding_sampling(
-        context.inputs["prompts"], params["pool"], judge, user_signal,
-        local_backend_factory(params.get("backend", "fast"), params.get("batch_size", 32)),
-        context.out_dir, SampleConfig(**params.get("sample", {})), params.get("parent_win_rate"),
-        progress=params.get("progress", False),
-    )
-    context.log_metrics(metrics)

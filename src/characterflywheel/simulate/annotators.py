@@ -24,7 +24,7 @@ from sklearn.metrics import cohen_kappa_score
 
 from characterflywheel.characters import Character
 from characterflywheel.data.annotation import Annotation, AnnotationTask, Label
-from characterflywheel.evaluate.instructions import check_reply, count_emoji
+from characterflywheel.characters.instructions import check_reply, count_emoji
 from characterflywheel.simulate.landscape import Landscape, flattery_count, is_generic, stable_rng, word_count
 
 __all__ = ["Annotator", "AnnotatorPool", "Guideline", "agreement", "make_annotators"]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from characterflywheel.characters import Character
-from characterflywheel.evaluate.instructions import check_reply, follows_all
+from characterflywheel.characters.instructions import check_reply, follows_all
 from characterflywheel.models import GenerationBackend, SamplingParams
 from characterflywheel.simulate.landscape import Landscape
 from characterflywheel.simulate.users import SimUser

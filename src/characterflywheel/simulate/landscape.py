@@ -34,7 +34,7 @@ from typing import Protocol
 
 import numpy as np
 
-from characterflywheel.evaluate.instructions import count_emoji
+from characterflywheel.characters.instructions import count_emoji
 
 GENERIC_PATTERNS = re.compile(
     r"\b(i'?m not sure|i don'?t know|as an ai|i'?m just an ai|i cannot|i can'?t help|that'?s (?:interesting|nice|cool)"

@@ -43,6 +43,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from characterflywheel import artifacts
 from characterflywheel.data.jsonl import write_json
 from characterflywheel.models import is_adapter_folder, resolve_model
 from characterflywheel.train.settings import RECIPES, TrainConfig
@@ -54,7 +55,6 @@ INPUT_KEYS = {"sft": "sft", "dpo": "preferences", "online_dpo": "prompts", "grpo
 """Which ``inputs`` entry each recipe reads: the SFT set, the preference set, or the prompts set."""
 
 FINAL_MODEL_DIR = "model"
-METRICS_FILE = "metrics.json"
 
 
 def run_recipe(
@@ -125,7 +125,7 @@ def run_herding(
         if key not in inputs:
             raise ValueError(f"recipe '{recipe}' needs inputs['{key}']")
         child = out_dir / name
-        done = child / METRICS_FILE
+        done = child / artifacts.METRICS
         if done.is_file():
             step_metrics = json.loads(done.read_text())
         elif not _has_rows(Path(inputs[key])):  # e.g. every candidate was cut off: nothing to learn here
@@ -144,7 +144,7 @@ def run_herding(
     if _holds_model(source):  # else a re-run after the copy: the weights are in final
         if final.exists():
             shutil.rmtree(final)
-        shutil.copytree(source, final, ignore=shutil.ignore_patterns(METRICS_FILE))
+        shutil.copytree(source, final, ignore=shutil.ignore_patterns(artifacts.METRICS))
     if not is_adapter_folder(final):  # an adapter child stands on the intermediate ones: they stay (MBs)
         for name in _step_names(plan):  # full copies: only the next step's parents
             drop_weights(out_dir / name)
@@ -185,7 +185,7 @@ def drop_weights(step_dir: Path) -> None:
     """Keep a finished step's ``metrics.json`` (a re-run skips it) and drop its model files: the chain's
     children are full model copies, and only the final one (``model/``) is used after the chain."""
     for path in step_dir.iterdir() if step_dir.is_dir() else ():
-        if path.name == METRICS_FILE:
+        if path.name == artifacts.METRICS:
             continue
         shutil.rmtree(path) if path.is_dir() else path.unlink()
 

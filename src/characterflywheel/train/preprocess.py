@@ -14,7 +14,7 @@ Two preparations are our own code because TRL has no equivalent:
 * ``strip_history_features`` (the paper's history-bias mitigation, 7.5): remove a feature such as
   emoji from the *history* (every prompt message) and never from the training target, so the child
   does not learn "the conversation had emoji, so reply with emoji" from its own past outputs.
-  Emoji detection reuses :func:`characterflywheel.evaluate.instructions.count_emoji`'s per-grapheme
+  Emoji detection reuses :func:`characterflywheel.characters.instructions.count_emoji`'s per-grapheme
   rule (``is_emoji_cluster``), so what is stripped is exactly what the monitors count.
 * ``fit_history``: TRL truncates a too-long sequence by cutting tokens from one end, which for chat
   data cuts either the system prompt or the reply being trained on. We instead drop the oldest
@@ -34,7 +34,7 @@ from typing import Any
 import regex
 
 from characterflywheel.data.records import PreferencePair, Prompt, SFTRow, read_records
-from characterflywheel.evaluate.instructions import is_emoji_cluster
+from characterflywheel.characters.instructions import is_emoji_cluster
 
 Message = dict[str, str]
 

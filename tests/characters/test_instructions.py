@@ -5,7 +5,7 @@ import pickle
 
 import pytest
 
-from characterflywheel.evaluate.instructions import (
+from characterflywheel.characters.instructions import (
     INSTRUCTION_TYPES,
     Instruction,
     InstructionError,
