@@ -260,8 +260,8 @@ def curate_stage(config: Config) -> Callable[[StageContext], None]:
         report = consolidate(context.inputs["traffic"], context.out_dir, config.curate,
                              embedder=load_embedder(config.model.embedder), progress=True, seed=config.seed,
                              cache_dir=config.run_dir() / "embedding-cache")
-        curated = read_jsonl(context.out_dir / CURATED)
-        clean = read_jsonl(context.out_dir / CLEAN)
+        curated = list(read_curated_prompts(context.out_dir / CURATED))
+        clean = list(read_curated_prompts(context.out_dir / CLEAN))
         used = {record["conversation_id"] for record in curated}
         heldout = [r for r in clean if r["conversation_id"] not in used]
         if len(heldout) < config.evaluate.heldout_prompts:  # small traffic: fall back to unseen prompts

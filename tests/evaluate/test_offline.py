@@ -12,12 +12,12 @@ import pytest
 
 from characterflywheel.characters import character_by_id
 from characterflywheel.data.annotation import Annotation, AnnotationTask, Label, read_tasks
+from characterflywheel.data.records import read_prompts
 from characterflywheel.evaluate.gates import apply_gates
 from characterflywheel.evaluate.offline import (
     annotator_win_rates,
     evaluate_child,
     generate_replies,
-    read_prompt_records,
     run_offline_evaluation,
     select_heldout_prompts,
 )
@@ -242,7 +242,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path: Path) -> None:
     path = tmp_path / "prompts.jsonl"
     path.write_text(json.dumps(records[0]) + "\n" + json.dumps({"prompt_id": "x", "prompt": "hello"}) + "\n")
     with pytest.raises(ValueError, match=r"prompts.jsonl:2 \(prompt_id x\): prompt: Input should be a valid list"):
-        read_prompt_records(path)
+        read_prompts(path)
 
 
 def test_heldout_selection_spreads_over_characters() -> None:

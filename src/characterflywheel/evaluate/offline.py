@@ -83,7 +83,6 @@ __all__ = [
     "evaluate_child",
     "generate_replies",
     "judge_win_rates",
-    "read_prompt_records",
     "run_offline_evaluation",
     "select_heldout_prompts",
 ]
@@ -118,12 +117,6 @@ def _check_samples(samples: Sequence[Sequence[str]] | None, first: list[str], na
         if not group or not all(isinstance(reply, str) for reply in group) or group[0] != first[index]:
             raise ValueError(f"{name}[{index}]: must be a non-empty list of strings starting with the prompt's reply")
     return groups
-
-
-def read_prompt_records(path: Path | str) -> list[dict[str, Any]]:
-    """Prompt records from a JSONL file (``data.records``); a bad line is a one-line error naming file,
-    line and field."""
-    return read_prompts(path)
 
 
 def select_heldout_prompts(records: Sequence[Mapping[str, Any]], count: int, seed: int = 0) -> list[dict[str, Any]]:
@@ -609,7 +602,7 @@ def run_offline_evaluation(
     settings = settings or EvaluateConfig()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    prompts = select_heldout_prompts(read_prompt_records(prompts_path), settings.heldout_prompts, settings.seed)
+    prompts = select_heldout_prompts(read_prompts(prompts_path), settings.heldout_prompts, settings.seed)
     if not prompts:
         raise ValueError(f"{prompts_path}: no prompt records")
     temperature = {} if settings.temperature is None else {"temperature": settings.temperature}
