@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from characterflywheel.data.annotation import Annotation, read_annotations
+from characterflywheel.data.jsonl import iter_jsonl
 from characterflywheel.reward.inputs import check_prompt
 
 
@@ -109,25 +110,14 @@ def signal_example(record: dict[str, Any], where: str) -> SignalExample:
 
 def load_signal_examples(path: Path | str, limit: int | None = None) -> list[SignalExample]:
     """User-signal examples from a prompts JSONL; rows with neither label are skipped."""
-    path = Path(path)
     examples: list[SignalExample] = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{where}: <record>: not valid JSON: {error.msg}") from None
-            if not isinstance(record, dict):
-                raise ValueError(f"{where}: <record>: expected a JSON object")
-            example = signal_example(record, where)
-            if example.continued is None and example.thumbs_up is None:
-                continue
-            examples.append(example)
-            if limit is not None and len(examples) >= limit:
-                break
+    for number, record in iter_jsonl(path):
+        example = signal_example(record, f"{path}:{number}")
+        if example.continued is None and example.thumbs_up is None:
+            continue
+        examples.append(example)
+        if limit is not None and len(examples) >= limit:
+            break
     return examples
 
 

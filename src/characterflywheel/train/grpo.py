@@ -39,7 +39,7 @@ from characterflywheel.train.common import (
     train_and_save,
     trl_reward_func,
 )
-from characterflywheel.train.preprocess import prepare_rows, read_prompt_records
+from characterflywheel.train.preprocess import prepare_rows, read_prompt_rows
 from characterflywheel.train.settings import TrainConfig
 
 
@@ -63,7 +63,7 @@ def run_grpo(
     model, tokenizer, parent_folder = load_parent(parent)
 
     # 2. prompts (history stripped of configured features, fitted to grpo_max_prompt_tokens)
-    rows = read_prompt_records(Path(prompts_path))
+    rows = read_prompt_rows(Path(prompts_path))
     rows, dropped = prepare_rows(rows, tokenizer, settings.grpo_max_prompt_tokens, settings.strip_history_features)
     if not rows:
         raise ValueError(f"{prompts_path}: no prompt fits grpo_max_prompt_tokens={settings.grpo_max_prompt_tokens}")

@@ -31,7 +31,7 @@ from characterflywheel.train.common import (
     train_and_save,
     trl_reward_func,
 )
-from characterflywheel.train.preprocess import prepare_rows, read_prompt_records
+from characterflywheel.train.preprocess import prepare_rows, read_prompt_rows
 from characterflywheel.train.settings import TrainConfig
 
 with warnings.catch_warnings():  # TRL warns on import that the experimental API may change
@@ -59,7 +59,7 @@ def run_online_dpo(
 
     # 2. prompts, leaving room for the sampled reply inside online_dpo_max_length
     prompt_budget = max(16, settings.online_dpo_max_length - settings.online_dpo_max_new_tokens)
-    rows = read_prompt_records(Path(prompts_path))
+    rows = read_prompt_rows(Path(prompts_path))
     rows, dropped = prepare_rows(rows, tokenizer, prompt_budget, settings.strip_history_features)
     if not rows:
         raise ValueError(f"{prompts_path}: no prompt fits online_dpo_max_length={settings.online_dpo_max_length}")

@@ -170,7 +170,7 @@ def read_preference_records(path: Path) -> list[dict[str, list[Message]]]:
             for record in _checked(path, PreferencePair)]
 
 
-def read_prompt_records(path: Path) -> list[dict[str, list[Message]]]:
+def read_prompt_rows(path: Path) -> list[dict[str, list[Message]]]:
     """Prompts set -> ``[{"prompt": messages ending with a user turn}]``."""
     return [{"prompt": _plain(record["prompt"])} for record in _checked(path, Prompt)]
 
