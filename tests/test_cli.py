@@ -170,15 +170,17 @@ def test_the_terminal_chat_ends_on_quit_without_sending_it(monkeypatch) -> None:
 
 def test_progress_says_why_a_gate_failed_and_what_the_window_decided(tmp_path: Path) -> None:
     from characterflywheel.cli import _decision_lines
+    from characterflywheel.evaluate.gates import GateCheck, GateDecision
     from characterflywheel.runs import StageResult
 
     (tmp_path / "gate").mkdir()
-    (tmp_path / "gate" / "gates.json").write_text(json.dumps({"passed": False, "reasons": ["win rate 0.41 < 0.5"]}))
+    GateDecision(passed=False, checks=[GateCheck("win_rate", 0.41, 0.5, False, "win rate 0.41 < 0.5")]).write(
+        tmp_path / "gate" / "gates.json")
     (tmp_path / "deploy").mkdir()
     (tmp_path / "deploy" / "decision.json").write_text(json.dumps(
         {"champion_model": "m", "champion_version": "gen-2", "challenger_version": "gen-2", "promoted": True,
          "reason": "the A/B found no harm"}))
-    assert _decision_lines(StageResult("gate", tmp_path / "gate", {}, False)) == ["gate failed: win rate 0.41 < 0.5"]
+    assert _decision_lines(StageResult("gate", tmp_path / "gate", {}, False)) == ["gate failed: win_rate: win rate 0.41 < 0.5"]
     assert _decision_lines(StageResult("deploy", tmp_path / "deploy", {}, False)) == [
         "gen-2 promoted: the A/B found no harm"]
     (tmp_path / "deploy" / "decision.json").write_text(json.dumps(

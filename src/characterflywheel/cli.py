@@ -32,6 +32,7 @@ from characterflywheel import artifacts  # noqa: E402
 from characterflywheel.config import Config, ConfigError, load_config, render_commented  # noqa: E402
 from characterflywheel.data.jsonl import read_jsonl  # noqa: E402
 from characterflywheel.deploy.decision import read_decision  # noqa: E402
+from characterflywheel.evaluate.gates import read_gates  # noqa: E402
 from characterflywheel.runs import StageResult, limit_malloc_arenas  # noqa: E402
 
 limit_malloc_arenas()
@@ -396,8 +397,8 @@ def _flywheel_progress(result: StageResult) -> None:
 def _decision_lines(result: StageResult) -> list[str]:
     """A gate's or a deploy's outcome in words: why a child was stopped, promoted or kept out."""
     if result.name == "gate" and (result.out_dir / artifacts.GATES).is_file():
-        gates = json.loads((result.out_dir / artifacts.GATES).read_text())
-        return ["gates passed"] if gates.get("passed") else [f"gate failed: {reason}" for reason in gates.get("reasons", [])]
+        gates = read_gates(result.out_dir / artifacts.GATES)
+        return ["gates passed"] if gates.passed else [f"gate failed: {reason}" for reason in gates.reasons]
     if result.name == "deploy" and (result.out_dir / artifacts.DECISION).is_file():
         decision = read_decision(result.out_dir / artifacts.DECISION)
         if decision.challenger_version:

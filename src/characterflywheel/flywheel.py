@@ -58,7 +58,7 @@ from characterflywheel.data.records import read_prompts
 from characterflywheel.deploy.decision import Decision, read_decision
 from characterflywheel.deploy.registry import Registry
 from characterflywheel.evaluate.ab import change, lift
-from characterflywheel.evaluate.gates import apply_gates
+from characterflywheel.evaluate.gates import apply_gates, read_gates
 from characterflywheel.characters.instructions import evaluate_replies
 from characterflywheel.evaluate.offline import run_offline_evaluation
 from characterflywheel.models import load_embedder, make_backend, resolve_model
@@ -493,19 +493,18 @@ def gate_stage(config: Config, generation: int, lineage: Lineage) -> Callable[[S
         offline = json.loads(context.inputs["evaluate"].read_text())
         user_signal = (offline.get("user_signal_win_rate_vs_parent") or {}).get("value")
         decision = apply_gates(offline, offline.get("style"), config.evaluate, user_signal_win_rate=user_signal)
-        gates = decision.to_dict()
-        write_json(context.out_dir / artifacts.GATES, gates)
+        decision.write(context.out_dir / artifacts.GATES)
         registry = registry_for(config)
         version = registry.register(
             context.inputs["child"], generation=generation, parent_version=lineage.champion_version,
             lineage={"parent_model": lineage.champion, **manifest_hashes(context)},
-            metrics=flat_numbers({"offline": offline}), gates=gates)
-        if gates["passed"]:
+            metrics=flat_numbers({"offline": offline}), gates=decision.to_dict())
+        if decision.passed:
             registry.set_alias("challenger", version)
         else:
             registry.clear_alias("challenger")
         write_json(context.out_dir / artifacts.REGISTRY, {"version": str(version)})
-        context.log_metrics({"passed": float(gates["passed"])})
+        context.log_metrics({"passed": float(decision.passed)})
 
     return run
 
@@ -595,7 +594,7 @@ def run_generation(config: Config, env: Environment, generation: int, stage: Sta
     gated = stage("gate", gate_stage(config, generation, lineage),
                   inputs={"evaluate": evaluated.out_dir / artifacts.OFFLINE, "child": child},
                   config_hash=hash_of("evaluate"))
-    passed = json.loads((gated.out_dir / artifacts.GATES).read_text())["passed"]
+    passed = read_gates(gated.out_dir / artifacts.GATES).passed
     challenger = (str(child), f"gen-{generation}") if passed else None
     scale = config.flywheel.final_window_scale if final else 1.0
     # The last window of a run whose child was stopped at its gates has no reader: no A/B, no holdout

@@ -32,14 +32,18 @@ A skipped check is recorded with ``passed: True`` and ``skipped: True`` and the 
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
+
+from characterflywheel.data.jsonl import write_json
 
 from characterflywheel.evaluate.settings import EvaluateConfig
 
-__all__ = ["GateCheck", "GateDecision", "apply_gates"]
+__all__ = ["GateCheck", "GateDecision", "apply_gates", "read_gates"]
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,18 @@ class GateDecision:
 
     def to_dict(self) -> dict[str, Any]:
         return {"passed": self.passed, "checks": [check.to_dict() for check in self.checks], "reasons": self.reasons}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GateDecision:
+        return cls(passed=bool(data["passed"]), checks=[GateCheck(**check) for check in data.get("checks", [])])
+
+    def write(self, path: Path | str) -> None:
+        write_json(path, self.to_dict())
+
+
+def read_gates(path: Path | str) -> GateDecision:
+    """A gate stage's decision (``artifacts.GATES``) as written by ``GateDecision.write``."""
+    return GateDecision.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
 # --------------------------------------------------------------------------------------------------
