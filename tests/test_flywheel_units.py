@@ -220,3 +220,20 @@ def test_the_annotate_stage_keeps_earlier_generations_annotations_and_adds_its_o
     flywheel.annotate_stage(load_config(preset="tiny"), people, "parent")(context)
     assert [a.task_id for a in read_annotations(out / ANNOTATIONS)] == ["g1/rate-0", "g2/rate-0", "g2/rate-1"]
     assert context.metrics["annotations_total"] == 3
+
+
+def test_the_stage_runner_announces_each_stage_before_it_runs_and_reports_it_after(tmp_path):
+    from characterflywheel.pipeline import StageRunner
+
+    config = load_config(preset="tiny", overrides=[f"runs_dir={tmp_path}", "tracking.mlflow=false"])
+    heard: list[tuple] = []
+
+    def work(context: StageContext) -> None:
+        heard.append(("ran", context.name))
+
+    stage = StageRunner(config, 1, notify=lambda result: heard.append(("done", result.name, result.skipped)),
+                        starting=lambda generation, name: heard.append(("starting", generation, name)))
+    stage("curate", work)
+    stage("curate", work)  # finished: skipped, still announced
+    assert heard == [("starting", 1, "curate"), ("ran", "curate"), ("done", "curate", False),
+                     ("starting", 1, "curate"), ("done", "curate", True)]

@@ -26,6 +26,7 @@ import typer  # noqa: E402
 from typer.core import TyperArgument, TyperCommand  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.markup import escape  # noqa: E402
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from characterflywheel import artifacts  # noqa: E402
@@ -423,7 +424,16 @@ def _run_flywheel(cfg: Config, generations: Optional[int], verbose: bool = False
         environment = SimulatedEnvironment(cfg)
 
     console.print(f"run directory: {cfg.run_dir()}")
-    run_dir = run_flywheel(cfg, environment, generations, notify=_flywheel_progress)
+    # One live line under the finished stages: which stage runs and for how long (a terminal only;
+    # rich draws nothing live into a log or a pipe).
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
+                  refresh_per_second=2, transient=True) as live:
+        running = live.add_task("starting")
+
+        def starting(generation: int, name: str) -> None:
+            live.reset(running, description=f"gen {generation} > {name}")
+
+        run_dir = run_flywheel(cfg, environment, generations, notify=_flywheel_progress, starting=starting)
     _print_generations(run_dir)
     report = write_report(run_dir)
     console.print(f"report: {report}")

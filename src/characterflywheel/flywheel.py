@@ -47,6 +47,7 @@ import numpy as np
 
 from characterflywheel import artifacts
 from characterflywheel.characters.from_system import conversation_card
+from characterflywheel.characters.instructions import evaluate_replies
 from characterflywheel.config import ArmConfig, Config
 from characterflywheel.curate import consolidate
 from characterflywheel.curate.annotate import generate_candidates, run_annotate
@@ -59,12 +60,12 @@ from characterflywheel.deploy.decision import Decision, read_decision
 from characterflywheel.deploy.registry import Registry
 from characterflywheel.evaluate.ab import change, lift
 from characterflywheel.evaluate.gates import apply_gates, read_gates
-from characterflywheel.characters.instructions import evaluate_replies
 from characterflywheel.evaluate.offline import run_offline_evaluation
 from characterflywheel.models import load_embedder, make_backend, resolve_model
 from characterflywheel.pipeline import (
     StageNotice,
     StageRunner,
+    StageStart,
     analyze_traffic,
     backend_options,
     characters_for,
@@ -633,11 +634,12 @@ def reference_model(config: Config, lineage: Lineage) -> str:
 
 
 def run_flywheel(config: Config, env: Environment, generations: int | None = None,
-                 notify: StageNotice | None = None) -> Path:
-    """Run (or resume) generations 0..N; returns the run directory."""
+                 notify: StageNotice | None = None, starting: StageStart | None = None) -> Path:
+    """Run (or resume) generations 0..N; returns the run directory. ``starting`` hears of each stage
+    before it runs, ``notify`` gets its result."""
     total = config.flywheel.generations if generations is None else generations
     for generation in range(total + 1):
-        stage = StageRunner(config, generation, notify)
+        stage = StageRunner(config, generation, notify, starting)
         began = time.perf_counter()
         if generation == 0:
             run_generation_zero(config, env, stage)

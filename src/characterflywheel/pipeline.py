@@ -35,6 +35,7 @@ from characterflywheel.models.progress import show_bars
 from characterflywheel.runs import RunDir, StageContext, StageHook, StageResult
 
 StageNotice = Callable[[StageResult], None]
+StageStart = Callable[[int, str], None]  # (generation, stage name), before the stage runs or is skipped
 
 
 def stage_hooks(config: Config, run: RunDir) -> list[StageHook]:
@@ -48,14 +49,18 @@ def stage_hooks(config: Config, run: RunDir) -> list[StageHook]:
 class StageRunner:
     """Runs one generation's stages in order, with tracking hooks, collecting their results."""
 
-    def __init__(self, config: Config, generation: int = 0, notify: StageNotice | None = None) -> None:
+    def __init__(self, config: Config, generation: int = 0, notify: StageNotice | None = None,
+                 starting: StageStart | None = None) -> None:
         self.run = RunDir(config.run_dir())
         self.generation = generation
         self.hooks = stage_hooks(config, self.run)
         self.notify = notify
+        self.starting = starting
         self.results: list[StageResult] = []
 
     def __call__(self, name: str, fn: Callable[[StageContext], None], **kwargs: Any) -> StageResult:
+        if self.starting is not None:
+            self.starting(self.generation, name)
         result = self.run.run_stage(self.generation, name, fn, on_complete=self.hooks, **kwargs)
         self.results.append(result)
         if self.notify is not None:
