@@ -18,9 +18,10 @@ import httpx
 import openai
 import pytest
 
+from characterflywheel import artifacts
 from characterflywheel.data import ingest
 from characterflywheel.deploy.gateway import PUBLIC_MODEL, Arm, Gateway, route, sticky_bucket
-from characterflywheel.deploy.traffic_log import EVENTS_FILE, TRAFFIC_FILE, fold_events, read_events
+from characterflywheel.deploy.traffic_log import fold_events, read_events
 from characterflywheel.models import SamplingParams
 
 POISON = "EXPLODE"
@@ -281,7 +282,7 @@ def test_feedback_is_logged_and_unknown_ids_are_404(make_gateway, serve, tmp_pat
         assert missing.status_code == 404 and missing.json()["error"]["type"] == "not_found_error"
         assert httpx.post(f"{base_url}/feedback", json={"response_id": response_id}).status_code == 400
         assert httpx.post(f"{base_url}/feedback", json={"response_id": response_id, "thumbs": "meh"}).status_code == 400
-    events, _ = read_events(tmp_path / "logs" / EVENTS_FILE)
+    events, _ = read_events(tmp_path / "logs" / artifacts.EVENTS)
     assert [(e["event"], e["response_id"]) for e in events] == [("exchange", response_id), ("feedback", response_id)]
     assert (events[1]["continued"], events[1]["thumbs"]) == (True, "up")
 
@@ -320,13 +321,13 @@ def test_stats_and_logs_reconcile_and_shutdown_folds_ingestable_traffic(make_gat
         assert stats["served_total"] == n and sum(stats["served"].values()) == n
         assert stats["events"] == {"exchange": n, "feedback": len(feedback_sent)}
         http.close()
-    events, bad = read_events(tmp_path / "logs" / EVENTS_FILE)
+    events, bad = read_events(tmp_path / "logs" / artifacts.EVENTS)
     assert bad == 0 and Counter(e["event"] for e in events) == {"exchange": n, "feedback": len(feedback_sent)}
 
     report = gateway.fold_report  # folded by the lifespan shutdown
     assert report is not None
     assert (report.exchanges, report.assistant_turns, report.feedback) == (n, n, len(feedback_sent))
-    records = [json.loads(line) for line in (tmp_path / "logs" / TRAFFIC_FILE).read_text().splitlines()]
+    records = [json.loads(line) for line in (tmp_path / "logs" / artifacts.TRAFFIC).read_text().splitlines()]
     assert len(records) == report.conversations == 8 + 2 and report.branches == 1
     turns = [m for r in records for m in r["messages"] if m["role"] == "assistant"]
     assert len(turns) == n and all(m["response_id"].startswith("chatcmpl-") for m in turns)
@@ -335,7 +336,7 @@ def test_stats_and_logs_reconcile_and_shutdown_folds_ingestable_traffic(make_gat
     by_id = {r["conversation_id"]: r for r in records}
     assert by_id["user-3-d0"]["started_at"] == started and len(by_id["user-3-d0"]["messages"]) == 1 + 2 * 3
     assert by_id["user-3-d0"]["model_version"] == route("user-3", gateway.arms).model_version
-    report = ingest([tmp_path / "logs" / TRAFFIC_FILE], tmp_path / "ingested", progress=False)
+    report = ingest([tmp_path / "logs" / artifacts.TRAFFIC], tmp_path / "ingested", progress=False)
     assert (report.accepted, report.quarantined) == (len(records), 0)
 
 
@@ -354,9 +355,9 @@ def test_a_killed_gateway_loses_nothing_and_a_restart_keeps_users_on_their_arms(
                 assert http.post("/feedback", json={"response_id": reply.id, "thumbs": "up"}).status_code == 200
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
-    assert not (log_dir / TRAFFIC_FILE).exists()  # no graceful shutdown happened
+    assert not (log_dir / artifacts.TRAFFIC).exists()  # no graceful shutdown happened
 
-    report = fold_events(log_dir / EVENTS_FILE, tmp_path / "after-kill.jsonl")
+    report = fold_events(log_dir / artifacts.EVENTS, tmp_path / "after-kill.jsonl")
     assert (report.exchanges, report.feedback, report.bad_lines) == (len(users), len(users) // 2, 0)
     assert (report.unmatched_feedback, report.assistant_turns) == (0, len(users))
     folded = [json.loads(line) for line in (tmp_path / "after-kill.jsonl").read_text().splitlines()]
@@ -373,9 +374,9 @@ def test_a_killed_gateway_loses_nothing_and_a_restart_keeps_users_on_their_arms(
         process.send_signal(signal.SIGTERM)  # graceful: the lifespan folds the whole log
         # uvicorn shuts down cleanly, then re-raises the signal it caught: -SIGTERM is a clean exit here.
         assert process.wait(timeout=30) in (0, -signal.SIGTERM)
-    records = [json.loads(line) for line in (log_dir / TRAFFIC_FILE).read_text().splitlines()]
+    records = [json.loads(line) for line in (log_dir / artifacts.TRAFFIC).read_text().splitlines()]
     assert sum(1 for r in records for m in r["messages"] if m["role"] == "assistant") == 2 * len(users)
-    report = ingest([log_dir / TRAFFIC_FILE], tmp_path / "ingested", progress=False)
+    report = ingest([log_dir / artifacts.TRAFFIC], tmp_path / "ingested", progress=False)
     assert (report.accepted, report.quarantined) == (len(records), 0)
 
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import openai
 import pytest
 
-from characterflywheel import pipeline
+from characterflywheel import artifacts, pipeline
 from characterflywheel.characters.from_system import user_character_id
 from characterflywheel.config import load_config
 from characterflywheel.deploy.gateway import PUBLIC_MODEL, Arm, Gateway
-from characterflywheel.deploy.traffic_log import EVENTS_FILE, TRAFFIC_FILE, read_events
+from characterflywheel.deploy.traffic_log import read_events
 from characterflywheel.evaluate.engagement import violations_for
 from characterflywheel.models import SamplingParams
 from characterflywheel.sample.stage import card_rule_check
@@ -49,7 +49,7 @@ def chat(api: openai.OpenAI, messages: list[dict[str, str]], **metadata: str):
 
 
 def exchanges(log_dir: Path) -> list[dict]:
-    events, _ = read_events(log_dir / EVENTS_FILE)
+    events, _ = read_events(log_dir / artifacts.EVENTS)
     return [event for event in events if event["event"] == "exchange"]
 
 
@@ -90,7 +90,7 @@ def test_a_system_message_only_request_is_a_user_created_character(make_gateway,
     assert backend.conversations[0][0] == {"role": "system", "content": PIRATE}  # the client's persona is kept
 
     # Folded into traffic and read back, the conversation is held to the rules its system message states.
-    traffic = [json.loads(line) for line in (tmp_path / "logs" / TRAFFIC_FILE).read_text().splitlines()]
+    traffic = [json.loads(line) for line in (tmp_path / "logs" / artifacts.TRAFFIC).read_text().splitlines()]
     record = next(r for r in traffic if r["character_id"] == derived)
     assert record["messages"][-1]["content"] == "hello 😀"  # breaks both: an emoji, and no "Ahoy" opening
     assert violations_for({})(record) == (2, 2)
