@@ -381,7 +381,8 @@ def test_the_environment_section_defaults_to_the_simulated_world() -> None:
 
 
 def fake_flywheel(seen: list[object], then: str):
-    def run_flywheel(cfg: Config, env: object, generations: int | None = None, notify: object = None) -> Path:
+    def run_flywheel(cfg: Config, env: object, generations: int | None = None, notify: object = None,
+                     starting: object = None) -> Path:
         seen.append(env)
         if then == "traffic":
             env.collect_traffic(cfg, ARMS[:1], cfg.run_dir() / "gen-0" / "deploy.partial", 0)  # type: ignore[attr-defined]

@@ -100,7 +100,7 @@ def test_the_production_commands_run_from_init_to_a_promoted_generation(tmp_path
         assert found == 1, key
     (tmp_path / "team.toml").write_text(toml, encoding="utf-8")
     run = ["run", "-c", "team.toml", "--generations", "1"]
-    people = tmp_path / "runs" / "tiny" / "people"
+    people = tmp_path / "runs" / "team" / "people"  # the run is named after its config file
 
     waiting = runner.invoke(app, run)
     assert waiting.exit_code == 3, waiting.output
@@ -131,5 +131,5 @@ def test_the_production_commands_run_from_init_to_a_promoted_generation(tmp_path
 
     done = runner.invoke(app, run)
     assert done.exit_code == 0, done.output
-    decision = json.loads((tmp_path / "runs" / "tiny" / "gen-1" / "deploy" / "decision.json").read_text())
+    decision = json.loads((tmp_path / "runs" / "team" / "gen-1" / "deploy" / "decision.json").read_text())
     assert decision["promoted"] and decision["champion_version"] == "gen-1", decision
