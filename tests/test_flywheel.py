@@ -62,6 +62,7 @@ def test_tiny_flywheel_killed_at_a_random_stage_resumes_to_the_same_artifacts(tm
     assert (gen1 / "herd" / "model" / "config.json").is_file()
     summary = json.loads((gen1 / "summary.json").read_text())
     assert summary["data_counts"]["curated"] > 0 and "gates" in summary and "offline" in summary
+    assert summary["offline"]["evidence_vs_parent"]["reward_model_z"] is not None
     assert summary["history_bias"]["child"]["features"]  # the evaluate stage's monitor reaches the report
     assert {"child", "parent"} <= set(summary["truth"]["landscape_p_continue"])
     served = json.loads((gen1 / "deploy" / "decision.json").read_text())["arms"]

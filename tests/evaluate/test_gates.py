@@ -123,16 +123,28 @@ def test_non_inferiority_passes_a_marginal_loss_and_stops_a_significant_one() ->
     assert "significantly worse than the parent" in significant.reasons[0]
 
 
-def test_the_demo_gates_on_the_point_estimate() -> None:
-    """Run five3's generation 4 (reward models 0.462 [0.405, 0.521] over its parent, truth -0.011) was
-    promoted under non-inferiority; the demo's point gate stops it and passes generation 5 (0.539)."""
+def _evidence(reward_model_z: float, user_signal_z: float | None) -> dict:
+    present = [z for z in (reward_model_z, user_signal_z) if z is not None]
+    return {"reward_model_z": reward_model_z, "user_signal_z": user_signal_z,
+            "combined_z": sum(present) / np.sqrt(len(present)), "n": 32}
+
+
+def test_the_demo_gates_on_the_evidence_of_both_scorers() -> None:
+    """Run five8's generation 2 (reward models 0.504, z +0.2; user signal z -3.3; truth -0.041) passed
+    the demo's old point gate and its generation 3 (0.495, z -0.3; +1.8; truth +0.050) was stopped by
+    it: the evidence gate decides both the other way round."""
     from characterflywheel.config import load_config
 
     demo = load_config(preset="demo").evaluate
-    stopped = apply_gates(_marginal(0.462, 0.405, 0.521), settings=demo)
-    assert not stopped.passed
-    assert "0.462" in stopped.reasons[0] and "is not above 0.500" in stopped.reasons[0]
-    assert apply_gates(_marginal(0.539, 0.476, 0.601), settings=demo).passed
+    loser = dict(_marginal(0.504, 0.475, 0.534), evidence_vs_parent=_evidence(0.2, -3.3))
+    stopped = apply_gates(loser, settings=demo)
+    assert not stopped.passed and [check.name for check in stopped.failed] == ["evidence_vs_parent"]
+    assert "combined z -2.19 (reward models z +0.20, user signal z -3.30; n=32) is not above 0.00" in stopped.reasons[0]
+    climber = dict(_marginal(0.495, 0.458, 0.533), evidence_vs_parent=_evidence(-0.3, 1.8))
+    assert apply_gates(climber, settings=demo).passed
+    assert not apply_gates(_marginal(0.539, 0.476, 0.601), settings=demo).passed  # no evidence measured: fails
+    bad = _by_name(apply_gates(_bad_child(), settings=demo))["evidence_vs_parent"]
+    assert not bad.passed and "user signal" not in bad.reason  # no user-signal model: the reward models' z alone
 
 
 def test_non_inferiority_still_stops_the_deliberately_bad_child() -> None:

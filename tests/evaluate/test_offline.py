@@ -183,6 +183,13 @@ def test_annotators_user_signal_and_per_character(tmp_path: Path) -> None:
     assert annotators.value == pytest.approx(child_better.mean()) and annotators.n == 40
     assert annotators.lo <= annotators.value <= annotators.hi
     assert report.user_signal_win_rate_vs_parent.value == pytest.approx(child_better.mean())
+    continue_difference = _sigmoid([quality[r] for r in child]) - _sigmoid([quality[r] for r in parent])
+    assert report.user_signal_continue_vs_parent.value == pytest.approx(continue_difference.mean())
+    evidence = report.evidence_vs_parent
+    expected_us = continue_difference.mean() / (continue_difference.std(ddof=1) / np.sqrt(40))
+    assert evidence.user_signal_z == pytest.approx(expected_us) and evidence.n == 40
+    assert evidence.combined_z == pytest.approx((evidence.reward_model_z + evidence.user_signal_z) / np.sqrt(2))
+    assert report.to_dict()["evidence_vs_parent"]["combined_z"] == pytest.approx(evidence.combined_z)
     vs_reference = np.array([quality[c] > 0.0 for c in child], dtype=float)
     assert report.win_rate_vs_reference["annotators"].value == pytest.approx(vs_reference.mean())
     assert calls == [80]  # one pairwise task per prompt and opponent

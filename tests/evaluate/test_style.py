@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 
 from characterflywheel.evaluate.settings import EvaluateConfig
-from characterflywheel.evaluate.stats import Estimate, bootstrap_mean, bootstrap_mean_difference, newcombe_difference, wilson
+from characterflywheel.evaluate.stats import (
+    MAX_Z,
+    Estimate,
+    bootstrap_mean,
+    bootstrap_mean_difference,
+    newcombe_difference,
+    paired_z,
+    wilson,
+)
 from characterflywheel.evaluate.style import style_feature_names, style_features, style_monitor
 
 
@@ -125,3 +133,11 @@ def test_interval_helpers_cover_the_truth() -> None:
     assert difference.value == pytest.approx(0.5) and 0.25 < difference.lo < 0.5 < difference.hi < 0.7
     assert Estimate.from_dict(bootstrap_mean([1.0]).to_dict()).n == 1
     assert bootstrap_mean([]).to_dict() == {"value": None, "lo": None, "hi": None, "n": 0}
+
+
+def test_paired_z_is_the_mean_over_its_standard_error() -> None:
+    values = np.array([0.1, 0.3, -0.1, 0.2, 0.0])
+    assert paired_z(values) == pytest.approx(values.mean() / (values.std(ddof=1) / np.sqrt(5)))
+    assert paired_z([0.5]) is None and paired_z([0.0, 0.0]) == 0.0
+    assert paired_z([0.2, 0.2, 0.2]) == MAX_Z and paired_z([-0.2, -0.2]) == -MAX_Z
+    assert paired_z([0.1, float("nan"), 0.3]) == pytest.approx(2.0)

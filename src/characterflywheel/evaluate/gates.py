@@ -14,6 +14,9 @@ Gates (thresholds in ``EvaluateConfig``, the ``[evaluate]`` section):
   *upper bound* reaches it: the child fails only when the judge significantly prefers the parent; the
   standard guardrail when the evaluation is too small to resolve a generation's gain). A missing
   reward-model figure fails; missing annotator figures are skipped.
+* ``evidence_vs_parent`` -- only when ``min_evidence_z`` is set: the offline report's combined z of the
+  reward models' and the user-signal model's paired evidence that the child beats its parent must be
+  above it (``offline.Evidence``); not measured fails.
 * ``win_rate_vs_reference.<judge>`` -- only when ``min_win_rate_vs_reference`` is set.
 * ``violation_rate_not_worse`` -- child minus parent violation rate at most
   ``max_violation_increase``. With ``guardrails_need_significance`` (default, the A/B guardrails'
@@ -171,6 +174,21 @@ def _win_rate_check(name: str, figure: Mapping[str, float | None] | None, thresh
     return GateCheck(name, value, threshold, passed, f"{described} {verdict}")
 
 
+def _evidence_check(evidence: Any, threshold: float) -> GateCheck:
+    name = "evidence_vs_parent"
+    combined = _number(evidence.get("combined_z")) if isinstance(evidence, Mapping) else None
+    if combined is None:
+        return GateCheck(name, None, threshold, False, "not measured: the offline report has no evidence over "
+                         "the parent")
+    parts = [f"{label} z {value:+.2f}" for label, key in (("reward models", "reward_model_z"),
+                                                          ("user signal", "user_signal_z"))
+             if (value := _number(evidence.get(key))) is not None]
+    described = f"combined z {combined:+.2f} ({', '.join(parts)}; n={evidence.get('n')})"
+    passed = combined > threshold
+    verdict = f"> {threshold:.2f}" if passed else f"is not above {threshold:.2f}"
+    return GateCheck(name, combined, threshold, passed, f"{described} {verdict}")
+
+
 def _judge_prefers_parent(figure: Mapping[str, float | None] | None, test: str) -> bool | None:
     """Whether a win rate over the parent says the judge prefers the parent, read by the gate's own
     test: under non-inferiority only a CI wholly below 0.5 does; otherwise a point estimate at or
@@ -273,6 +291,8 @@ def apply_gates(
         checks.append(_win_rate_check(f"win_rate_vs_parent.{source}", _figure(report, f"win_rate_vs_parent.{source}"),
                                       gates.min_win_rate_vs_parent, gates.win_rate_test,
                                       required=source == "reward_model"))
+    if gates.min_evidence_z is not None:
+        checks.append(_evidence_check(report.get("evidence_vs_parent"), gates.min_evidence_z))
     if gates.min_win_rate_vs_reference is not None:
         for source in gates.gated_win_rate_judges:
             checks.append(_win_rate_check(f"win_rate_vs_reference.{source}",

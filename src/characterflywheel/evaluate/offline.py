@@ -23,6 +23,9 @@ optionally a reference model's replies to them (one reply per prompt, aligned), 
 * **user-signal win rate** (when a ``user_signal`` model is given): share of prompts where the
   child's predicted engagement (mean of P(continue) and P(thumbs up)) beats the parent's (ties
   count half), bootstrap CI. Paper 7.4: past ~65 % the proxy is being hacked (gated in ``gates``).
+  And the child's mean predicted P(continue) minus the parent's, per prompt (bootstrap CI).
+* **evidence vs parent** (``Evidence``): the reward models' and the user-signal model's paired z
+  over the prompts and their Stouffer sum, which ``gates`` can gate on (``min_evidence_z``).
 * **instruction following and violation rates** of child and parent, from each prompt's character
   card (:mod:`characterflywheel.characters.instructions`; following = share of replies with an applicable
   rule that followed them all, violation = share of failed (reply, rule) checks), Wilson intervals,
@@ -54,6 +57,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -71,7 +75,7 @@ from characterflywheel.data.records import check_prompts, read_prompts
 from characterflywheel.evaluate.history_bias import ReintroductionReport, history_bias, reintroduction_flag
 from characterflywheel.characters.instructions import Instruction, InstructionReport, evaluate_replies
 from characterflywheel.evaluate.settings import EvaluateConfig
-from characterflywheel.evaluate.stats import Estimate, bootstrap_mean, newcombe_difference, wilson
+from characterflywheel.evaluate.stats import Estimate, bootstrap_mean, newcombe_difference, paired_z, wilson
 from characterflywheel.evaluate.style import StyleReport, style_monitor
 from characterflywheel.reward.protocols import Judge
 
@@ -209,19 +213,50 @@ def sample_win_rates(judge: Judge, conversations: Sequence[list[dict]], child: S
     return np.asarray([chunk.mean() for chunk in np.split(wins, np.cumsum(pairs)[:-1])])
 
 
-def _user_signal_wins(user_signal: Any, conversations: Sequence[list[dict]], child: Sequence[Sequence[str]],
-                      parent: Sequence[Sequence[str]]) -> np.ndarray:
+def _user_signal_means(user_signal: Any, conversations: Sequence[list[dict]],
+                       groups: Sequence[Sequence[str]]) -> np.ndarray:
+    """(prompts, heads): a prompt's mean predicted signal per head over its replies."""
+    flat_conversations = [c for c, group in zip(conversations, groups) for _ in group]
+    scores = np.asarray(user_signal.predict(flat_conversations, [r for group in groups for r in group]),
+                        dtype=float).reshape(sum(map(len, groups)), -1)
+    return np.stack([chunk.mean(axis=0) for chunk in np.split(scores, np.cumsum([len(g) for g in groups])[:-1])])
+
+
+def _user_signal_wins(child_means: np.ndarray, parent_means: np.ndarray) -> np.ndarray:
     """1 / 0.5 / 0 per prompt: the child's mean predicted signal (over its replies and the model's heads)
     above / equal / below the parent's."""
-
-    def means(groups: Sequence[Sequence[str]]) -> np.ndarray:
-        flat_conversations = [c for c, group in zip(conversations, groups) for _ in group]
-        scores = np.asarray(user_signal.predict(flat_conversations, [r for group in groups for r in group]),
-                            dtype=float).reshape(sum(map(len, groups)), -1).mean(axis=1)
-        return np.asarray([chunk.mean() for chunk in np.split(scores, np.cumsum([len(g) for g in groups])[:-1])])
-
-    child_mean, parent_mean = means(child), means(parent)
+    child_mean, parent_mean = child_means.mean(axis=1), parent_means.mean(axis=1)
     return np.where(child_mean > parent_mean, 1.0, np.where(child_mean < parent_mean, 0.0, 0.5))
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """How strongly the flywheel's own scorers say the child beats its parent, paired by prompt: the
+    reward models' per-prompt win rate minus 0.5 and the user-signal model's per-prompt P(continue)
+    difference, each as ``paired_z`` (mean over its standard error), and Stouffer's combination
+    ``(z_rm + z_us) / sqrt(2)`` (the reward models' z alone without a user-signal model).
+
+    Why both: on the gate's own held-out replies (32 prompts x 4) of 19 generations of 8 earlier runs
+    (docs/climb.md, "Tenth round"), the reward models' z read a first generation's step well and later
+    ones hardly at all (their children are selected on them), the user-signal model's more often the
+    other way round; the sign of the sum matched the child's true step in 17 of the 19, the reward
+    models' point win rate (the demo's gate until then) in 14."""
+
+    reward_model_z: float | None
+    user_signal_z: float | None
+    combined_z: float | None
+    n: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def parent_evidence(reward_model_wins: np.ndarray, continue_difference: np.ndarray | None) -> Evidence:
+    reward_model_z = paired_z(np.asarray(reward_model_wins, dtype=float) - 0.5)
+    user_signal_z = None if continue_difference is None else paired_z(continue_difference)
+    present = [z for z in (reward_model_z, user_signal_z) if z is not None]
+    combined = sum(present) / math.sqrt(len(present)) if present else None
+    return Evidence(reward_model_z, user_signal_z, combined, len(reward_model_wins))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -346,6 +381,8 @@ class OfflineReport:
     win_rate_vs_parent: dict[str, Estimate | None]
     win_rate_vs_reference: dict[str, Estimate | None] | None
     user_signal_win_rate_vs_parent: Estimate | None
+    user_signal_continue_vs_parent: Estimate | None
+    evidence_vs_parent: Evidence
     instruction_following: dict[str, Estimate]
     violation_rate: dict[str, Estimate]
     per_character: dict[str, dict[str, Any]]
@@ -364,6 +401,9 @@ class OfflineReport:
                                       else _figures_dict(self.win_rate_vs_reference)),
             "user_signal_win_rate_vs_parent": (None if self.user_signal_win_rate_vs_parent is None
                                                else self.user_signal_win_rate_vs_parent.to_dict()),
+            "user_signal_continue_vs_parent": (None if self.user_signal_continue_vs_parent is None
+                                               else self.user_signal_continue_vs_parent.to_dict()),
+            "evidence_vs_parent": self.evidence_vs_parent.to_dict(),
             "instruction_following": _figures_dict(self.instruction_following),
             "violation_rate": _figures_dict(self.violation_rate),
             "per_character": {
@@ -392,6 +432,10 @@ class OfflineReport:
         for judge_name, figure in (self.win_rate_vs_reference or {}).items():
             add(f"win_rate_vs_reference.{judge_name}", figure)
         add("user_signal_win_rate_vs_parent", self.user_signal_win_rate_vs_parent)
+        add("user_signal_continue_vs_parent", self.user_signal_continue_vs_parent)
+        for part, value in self.evidence_vs_parent.to_dict().items():
+            if part != "n" and value is not None:
+                flat[f"evidence_vs_parent.{part}"] = float(value)
         for who, figure in self.instruction_following.items():
             add(f"instruction_following.{who}", figure)
         for who, figure in self.violation_rate.items():
@@ -533,9 +577,13 @@ def evaluate_child(
     parent_history = history_bias(records, parent, settings=settings)
     reintroduction = reintroduction_flag(parent_history, child_history, settings=settings)
 
-    user_signal_figure = None
+    user_signal_figure = continue_figure = continue_difference = None
     if user_signal is not None:
-        user_signal_figure = bootstrap_mean(_user_signal_wins(user_signal, conversations, child_all, parent_all), *boot)
+        child_means = _user_signal_means(user_signal, conversations, child_all)
+        parent_means = _user_signal_means(user_signal, conversations, parent_all)
+        user_signal_figure = bootstrap_mean(_user_signal_wins(child_means, parent_means), *boot)
+        continue_difference = child_means[:, 0] - parent_means[:, 0]  # head 0: P(continue)
+        continue_figure = bootstrap_mean(continue_difference, *boot)
 
     unknown = sorted({key for key in by_character if key not in cards})
     return OfflineReport(
@@ -544,6 +592,8 @@ def evaluate_child(
         win_rate_vs_parent=judged(PARENT),
         win_rate_vs_reference=judged(REFERENCE) if reference is not None else None,
         user_signal_win_rate_vs_parent=user_signal_figure,
+        user_signal_continue_vs_parent=continue_figure,
+        evidence_vs_parent=parent_evidence(per_prompt[PARENT], continue_difference),
         instruction_following=following,
         violation_rate=violation,
         per_character=per_character,

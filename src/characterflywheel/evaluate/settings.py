@@ -126,6 +126,11 @@ class EvaluateConfig(Section):
         description="Gate: which judges' win rates vs the parent are gated ('annotators' is skipped when no "
         "annotations were collected).",
     )
+    min_evidence_z: float | None = Field(
+        None, description="Gate: the child's combined evidence over its parent (the offline report's "
+        "evidence_vs_parent: the reward models' win rate and the user-signal model's P(continue), each a paired z "
+        "over the held-out prompts, summed Stouffer's way) must exceed this; 0 asks for the sign, 1.64 for one-sided "
+        "significance at 5 %. None: not gated.")
     min_win_rate_vs_reference: float | None = Field(
         None, ge=0.0, le=1.0,
         description="Gate: optional floor on the win rate vs the fixed reference (None: not gated).",
@@ -164,12 +169,14 @@ class EvaluateConfig(Section):
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {"heldout_prompts": 8, "samples_per_prompt": 2, "bootstrap": 200, "style_min_replies": 6,
              "truth_prompts": 8, "truth_samples": 2},
-    # The gate reads the reward models' point estimate of the child's win rate over its parent: no
+    # The gate reads the sign of the child's evidence over its parent (reward models and user-signal model,
+    # paired by prompt; evaluate/offline.py ``Evidence``): the reward models' point win rate alone let 5 of 19
+    # earlier children through the wrong way (docs/climb.md, "Tenth round"). Before that: no
     # significance test can pass one generation's step on 32 prompts (a win rate's CI is about +-0.05).
     # 4 replies a prompt (docs/climb.md, "Sixth round"): 23 generations of 9 runs re-scored on 32 prompts,
     # the win rate from 1 reply a prompt ranks children by their true gain with Spearman 0.39 and stops
     # 7 (5 of which had gained), from 4 replies 0.59 and stops 3 (1 had gained; 1 loser of -0.020 passes).
     # Truth set 64 prompts x 4 replies (a paired CI of about +-0.03) pays for the gate's extra replies.
     "demo": {"heldout_prompts": 32, "samples_per_prompt": 4, "bootstrap": 1000, "win_rate_test": "point",
-             "truth_samples": 4},
+             "gated_win_rate_judges": [], "min_evidence_z": 0.0, "truth_samples": 4},
 }

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-__all__ = ["Estimate", "bootstrap_mean", "bootstrap_mean_difference", "clean", "newcombe_difference", "wilson"]
+__all__ = ["Estimate", "bootstrap_mean", "bootstrap_mean_difference", "clean", "newcombe_difference", "paired_z", "wilson"]
 
 
 
@@ -77,6 +77,24 @@ def bootstrap_mean(values: Sequence[float] | np.ndarray, confidence: float = 0.9
                              method="percentile", vectorized=True, rng=np.random.default_rng(seed))
     interval = result.confidence_interval
     return Estimate(mean, float(interval.low), float(interval.high), int(data.size))
+
+
+MAX_Z = 1e3
+
+
+def paired_z(differences: Sequence[float] | np.ndarray) -> float | None:
+    """The mean of paired per-item differences over its standard error (a one-sample t statistic);
+    0 when every difference is 0, clipped to +-``MAX_Z`` (the same non-zero difference everywhere; JSON
+    has no infinity), None with fewer than two items. Independent proxies' z values add up Stouffer's way
+    (``evidence_vs_parent`` in the offline report)."""
+    data = np.asarray(differences, dtype=float)
+    data = data[np.isfinite(data)]
+    if data.size < 2:
+        return None
+    spread = float(data.std(ddof=1))
+    if spread == 0.0:
+        return 0.0 if float(data.mean()) == 0.0 else math.copysign(MAX_Z, float(data.mean()))
+    return float(np.clip(float(data.mean()) / (spread / math.sqrt(data.size)), -MAX_Z, MAX_Z))
 
 
 def _mean_difference(first: np.ndarray, second: np.ndarray, axis: int = -1) -> np.ndarray:
