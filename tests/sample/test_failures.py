@@ -7,7 +7,7 @@ import numpy as np
 from sample_fakes import EmbeddedScoreJudge, ScriptedBackend, parse, prompt_record, reply
 
 from characterflywheel.models.generation import ends_cleanly, reply_cut_off, trim_to_last_sentence
-from characterflywheel.sample.failures import find_failures, generic_closer, loops, too_short
+from characterflywheel.sample.failures import degenerate_reply, emoji_spam, find_failures, generic_closer, loops, too_short
 from characterflywheel.sample.rejection import accepted, rejection_sample
 from characterflywheel.sample.settings import SampleConfig
 
@@ -24,6 +24,18 @@ def test_loops_and_generic_closers_are_recognised():
     assert generic_closer("Sure! How can I help you today?")
     assert generic_closer("Let me know if you need anything.")
     assert not generic_closer("Ahoy! What be yer favourite sea shanty?")
+
+
+def test_emoji_spam_is_more_than_three_emoji_or_three_in_a_row():
+    """Replies that became SFT targets in `demo11`'s generation 2, and what a card asking for emoji needs."""
+    assert emoji_spam("👉🎉🎌 Hey there! What brings you to LA?")
+    assert emoji_spam("Hey there, I'm just a little text in the chat! 🎉👏🔬")
+    assert emoji_spam("😄 🔴🔴 The fact that unicorns are real is a veritable roadmap of the sky.")
+    assert emoji_spam("👀A Vengeance ☀\n👀Loyalty's the only thing ☀\n👀It's a story 🤝")  # six apart
+    assert degenerate_reply("Absolutely, Pixel Pat! 😊😊✨ What a cool game! 🎉🎄🎭🎁")
+    assert not emoji_spam("Great job! 💪 Keep going! 🔥 You got this! 🏆")  # three, apart
+    assert not emoji_spam("Ahoy matey 🏴‍☠️ and my 👨‍👩‍👧 family")  # a ZWJ sequence is one emoji
+    assert not emoji_spam("Plain words only, no emoji at all.") and not degenerate_reply("😊 Hello there, how was your day?")
 
 
 def test_a_reply_is_cut_off_when_it_fills_the_budget_mid_sentence():

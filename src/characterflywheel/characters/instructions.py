@@ -97,6 +97,11 @@ def is_emoji_cluster(cluster: str) -> bool:
     return any(_EXTENDED_PICTOGRAPHIC.match(char) and _is_pictograph_block(char) for char in cluster)
 
 
+def grapheme_clusters(text: str) -> list[str]:
+    """The user-perceived characters of ``text`` (a ZWJ family, a flag, a keycap: one each)."""
+    return _GRAPHEME.findall(text)
+
+
 def count_emoji(text: str) -> int:
     """Number of emoji, one per grapheme cluster (a ZWJ family or a flag counts once)."""
     if text.isascii():  # fast path: ASCII holds no emoji (":)" is deliberately not one)
@@ -678,6 +683,7 @@ __all__ = [
     "check_reply",
     "contains_phrase",
     "count_emoji",
+    "grapheme_clusters",
     "ends_with_question",
     "evaluate_replies",
     "follows_all",

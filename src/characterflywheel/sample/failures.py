@@ -8,6 +8,10 @@ or a ``chosen`` reply, and what makes the best ``rejected`` one.
 * **too short**: fewer than ``min_words`` words (5 by default: "Hello!", "Hail!", "Good morning!"):
   finished, so it survives the cut-off check; the reward models learn little about such replies,
   can score them highest, and a policy trained on them turns terse a little more each generation.
+* **emoji spam**: more than ``MAX_EMOJI`` emoji in one reply, or ``MAX_EMOJI`` of them in a row
+  ("🎉👏🔬", "😄 🔴🔴"). A card that asks for emoji is kept by one; where a card's rule made emoji
+  candidates the only rule-keeping ones, replies of 5 to 16 mixed emoji became SFT targets and the
+  child two generations on wrote 3.9 emoji a reply against 0.02 (`demo11`, docs/climb.md "Tenth round").
 * **generic closer**: a stock phrase that could follow any message ("How can I help you today?",
   "Is there anything else ...", "Let me know if ..."), the assistant habit a character chat model
   drifts to when it collapses onto what is safe for every prompt.
@@ -29,6 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from characterflywheel.characters.instructions import count_emoji, grapheme_clusters, is_emoji_cluster
+
 GENERIC_CLOSERS = re.compile(
     r"\b(how (?:can|may) i (?:help|assist)(?: you)?(?: today)?|is there anything else|anything else i can"
     r"|let me know if (?:you|there)|feel free to (?:ask|reach out)|i'?m here to help|as an ai)\b",
@@ -38,7 +44,9 @@ _SENTENCE = re.compile(r"[^.!?…]+[.!?…]*")
 _WORD = re.compile(r"[\w']+")
 _CHARACTER_RUN = re.compile(r"([^\s\w.])(?:\s*\1){4,}")
 MIN_WORDS = 5
+MAX_EMOJI = 3
 CUT_OFF, LOOP, GENERIC, TOO_SHORT, BREAKS_RULES = "cut_off", "loop", "generic_closer", "too_short", "breaks_rules"
+EMOJI_SPAM = "emoji_spam"
 
 
 def loops(reply: str, ngram: int = 4, repeats: int = 3) -> bool:
@@ -55,6 +63,23 @@ def loops(reply: str, ngram: int = 4, repeats: int = 3) -> bool:
     return bool(runs) and max(runs.values()) >= repeats
 
 
+def emoji_spam(reply: str, most: int = MAX_EMOJI) -> bool:
+    """More than ``most`` emoji in the reply, or ``most`` of them in a row (whitespace between them
+    does not break a row)."""
+    if reply.isascii():
+        return False
+    if count_emoji(reply) > most:
+        return True
+    row = 0
+    for cluster in grapheme_clusters(reply):
+        if cluster.isspace():
+            continue
+        row = row + 1 if is_emoji_cluster(cluster) else 0
+        if row >= most:
+            return True
+    return False
+
+
 def generic_closer(reply: str) -> bool:
     return GENERIC_CLOSERS.search(reply) is not None
 
@@ -64,7 +89,7 @@ def too_short(reply: str, min_words: int = MIN_WORDS) -> bool:
 
 
 def degenerate_reply(reply: str, min_words: int = MIN_WORDS) -> bool:
-    return loops(reply) or generic_closer(reply) or too_short(reply, min_words)
+    return loops(reply) or emoji_spam(reply) or generic_closer(reply) or too_short(reply, min_words)
 
 
 @dataclass(frozen=True)
@@ -128,7 +153,8 @@ class Failures:
             return CUT_OFF
         if self.degenerate[position]:
             reply = replies[position]
-            return LOOP if loops(reply) else GENERIC if generic_closer(reply) else TOO_SHORT
+            return (LOOP if loops(reply) else EMOJI_SPAM if emoji_spam(reply) else GENERIC if generic_closer(reply)
+                    else TOO_SHORT)
         return None
 
 
