@@ -157,11 +157,14 @@ def test_key_table_markdown(tmp_path: Path) -> None:
     run = make_run(tmp_path, truth=False, experiments=False)
     (run / "gen-1" / "summary.json").write_text(json.dumps(
         brief_schema_summary(1, truth=False) | {"model_version": "gen|1"}))
+    summary = json.loads((run / "gen-1" / "summary.json").read_text())
+    summary["offline"]["evidence_vs_parent"] = {"reward_model_z": 1.0, "user_signal_z": 2.5, "combined_z": 2.47, "n": 32}
+    (run / "gen-1" / "summary.json").write_text(json.dumps(summary))
     lines = key_table_markdown(run).strip().splitlines()
     assert lines[0].startswith("| gen | model | parent | gates | served | promoted |")
     assert len(lines) == 2 + 3
     assert lines[2].startswith("| 0 | gen-0 | – | – | yes | – |")
-    assert "gen\\|1" in lines[3] and "0.580 [0.530, 0.630] n=120" in lines[3]
+    assert "gen\\|1" in lines[3] and "| 0.580 [0.530, 0.630] n=120 | +2.5 |" in lines[3]  # the evidence's z
     assert "+3.0% [+1.0%, +5.0%] n=400" in lines[3]  # lifts are relative, in % everywhere
     assert "| failed (1 of 2) | no | no |" in lines[4]
     # every row has the header's number of cells (escaped pipes do not split cells)

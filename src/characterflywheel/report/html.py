@@ -31,7 +31,8 @@ Summary = dict[str, Any]
 REPORT_FILE = "report.html"
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser")
 
-HEADLINE_COLUMNS = ("gen", "model", "parent", "gates", "served", "promoted", "win vs parent", "win vs reference",
+HEADLINE_COLUMNS = ("gen", "model", "parent", "gates", "served", "promoted", "win vs parent", "evidence z",
+                    "win vs reference",
                     "IF rate", "violation rate", "breadth lift", "depth lift")
 
 
@@ -90,6 +91,12 @@ def _gates_text(summary: Summary) -> str:
     return "passed" if passed else f"failed ({failed} of {len(checks)})" if checks else "failed"
 
 
+def _evidence_text(summary: Summary) -> str:
+    """The combined z of the child's evidence over its parent (reward models + user signal)."""
+    found = rd.number(rd.section(summary, "offline", "evidence_vs_parent", "combined_z"))
+    return "–" if found is None else f"{found:+.1f}"
+
+
 def _resolution(ab: dict[str, Any]) -> str:
     """What the A/B could resolve: the minimum detectable relative lifts (80 % power)."""
     mdes = {m: rd.number((ab.get(f"{m}_lift") or {}).get("mde")) for m in ("breadth", "depth")}
@@ -110,6 +117,7 @@ def headline_rows(summaries: Sequence[Summary]) -> list[list[str]]:
             _yes_no(summary.get("served")),
             "–" if first else _yes_no(summary.get("promoted")),
             format_figure(rd.win_rate(summary, "parent")),
+            _evidence_text(summary),
             format_figure(rd.win_rate(summary, "reference")),
             format_figure(rd.rate(summary, "if")),
             format_figure(rd.rate(summary, "violation")),
@@ -160,7 +168,9 @@ def _headline_section(summaries: Sequence[Summary]) -> str:
                for s in summaries]
     return _section("headline", "Generations", _table(HEADLINE_COLUMNS, headline_rows(summaries), classes),
                     "Figures are value [95% CI] n. Win rates are the child's against its parent and the fixed "
-                    "reference, judged by the reward models; lifts are the A/B challenger against the champion, "
+                    "reference, judged by the reward models; evidence z: the reward models' and the user-signal "
+                    "model's paired evidence that the child beats its parent, summed (the demo gates on its sign); "
+                    "lifts are the A/B challenger against the champion, "
                     "relative, in %. Served: the child was an A/B arm; promoted: it became champion.")
 
 
