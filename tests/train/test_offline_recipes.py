@@ -89,6 +89,18 @@ def test_dpo_raises_chosen_over_rejected_margin(parent, prefs_path: Path, tmp_pa
     assert after > before + 1.0, (before, after)
 
 
+def test_dpo_with_an_sft_loss_on_the_chosen_reply(parent, prefs_path: Path, tmp_path: Path) -> None:
+    """``dpo_sft_loss_weight`` (RPO): the chosen reply's NLL joins DPO's loss, so the first step's loss
+    is DPO's ln 2 plus that NLL, and the margin still rises."""
+    from characterflywheel.train.dpo import run_dpo
+
+    settings = TrainConfig(dpo_max_steps=3, dpo_batch_size=2, dpo_max_length=128, dpo_learning_rate=2e-5, save_steps=50,
+                           dpo_sft_loss_weight=1.0)
+    metrics = run_dpo(EMBEDDED_POLICY, prefs_path, tmp_path / "child", settings, tmp_path / "work")
+    assert metrics["loss_start"] > 0.6932 + 0.5, metrics  # a chosen reply's mean NLL is well above 0.5 nats
+    assert _dpo_margin(*_load_child(tmp_path / "child")) > _dpo_margin(*parent)
+
+
 def test_sft_lora_adapter_children_chain_as_megabytes(parent, sft_path: Path, tmp_path: Path) -> None:
     """``lora_save = "adapter"``: each child is its adapter on its parent's folder (MBs, not a model copy);
     the project's loader merges the chain, and a child of a child trains on top of it."""

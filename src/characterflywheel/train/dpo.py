@@ -69,6 +69,8 @@ def run_dpo(
             progress=progress,
         ),
         beta=settings.dpo_beta,
+        **({"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, settings.dpo_sft_loss_weight]}
+           if settings.dpo_sft_loss_weight > 0 else {}),
         max_length=settings.dpo_max_length,
         padding_free=False,
     )

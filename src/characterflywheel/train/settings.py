@@ -87,6 +87,9 @@ class TrainConfig(Section):
         384, ge=16, description="DPO prompt + reply tokens at most; older history turns are dropped to fit."
     )
     dpo_beta: float = Field(0.1, gt=0, description="DPO beta (strength of the pull to the parent).")
+    dpo_sft_loss_weight: float = Field(
+        0.0, ge=0, description="Weight of an NLL (SFT) loss on the chosen reply added to DPO's (RPO; TRL's loss_type "
+        "['sigmoid', 'sft']); 0: DPO alone.")
     # ---- Online DPO
     online_dpo_learning_rate: float = Field(5e-6, gt=0, description="Online DPO learning rate.")
     online_dpo_max_steps: int = Field(-1, description="Online DPO optimizer steps; -1 = run online_dpo_epochs.")
