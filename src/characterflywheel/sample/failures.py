@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from characterflywheel.characters.instructions import count_emoji, grapheme_clusters, is_emoji_cluster
+from characterflywheel.characters.instructions import grapheme_clusters, is_emoji_cluster
 
 GENERIC_CLOSERS = re.compile(
     r"\b(how (?:can|may) i (?:help|assist)(?: you)?(?: today)?|is there anything else|anything else i can"
@@ -66,16 +66,15 @@ def loops(reply: str, ngram: int = 4, repeats: int = 3) -> bool:
 def emoji_spam(reply: str, most: int = MAX_EMOJI) -> bool:
     """More than ``most`` emoji in the reply, or ``most`` of them in a row (whitespace between them
     does not break a row)."""
-    if reply.isascii():
+    if reply.isascii():  # no emoji (":)" is not one)
         return False
-    if count_emoji(reply) > most:
-        return True
-    row = 0
+    total = row = 0
     for cluster in grapheme_clusters(reply):
         if cluster.isspace():
             continue
-        row = row + 1 if is_emoji_cluster(cluster) else 0
-        if row >= most:
+        emoji = is_emoji_cluster(cluster)
+        total, row = total + emoji, row + 1 if emoji else 0
+        if row >= most or total > most:
             return True
     return False
 
