@@ -52,7 +52,8 @@ def _good_child(seed: int = 0) -> dict:
 
 
 def _bad_child(seed: int = 0) -> dict:
-    """Loses to the parent, breaks the no-emoji rule, and its reward is driven by emoji count."""
+    """Loses to the parent, breaks the no-emoji rule, its reward is driven by emoji count, and its
+    replies are too short to be a character's (four words)."""
     rng = np.random.default_rng(seed)
     parent, quality = _parent(rng)
     emoji = rng.integers(0, 4, N)
@@ -72,7 +73,8 @@ def test_a_good_child_passes_every_gate() -> None:
     assert decision.reasons == []
     checks = _by_name(decision)
     assert set(checks) == {"win_rate_vs_parent.reward_model", "violation_rate_not_worse",
-                           "instruction_following_not_lower", "no_style_artifact", "user_signal_win_rate"}
+                           "instruction_following_not_lower", "broken_replies_not_more", "no_style_artifact",
+                           "user_signal_win_rate"}
     assert checks["win_rate_vs_parent.reward_model"].value > 0.5
     assert checks["user_signal_win_rate"].skipped
     assert all(check.reason for check in decision.checks)
@@ -85,15 +87,35 @@ def test_a_deliberately_bad_child_is_stopped_with_reasons() -> None:
     checks = _by_name(decision)
     failed = {check.name for check in decision.failed}
     assert failed == {"win_rate_vs_parent.reward_model", "violation_rate_not_worse",
-                      "instruction_following_not_lower", "no_style_artifact", "user_signal_win_rate"}
+                      "instruction_following_not_lower", "broken_replies_not_more", "no_style_artifact",
+                      "user_signal_win_rate"}
     assert checks["win_rate_vs_parent.reward_model"].value < 0.5
     assert "no significant win" in checks["win_rate_vs_parent.reward_model"].reason
     assert "worse than the parent" in checks["violation_rate_not_worse"].reason
     assert "emoji_count" in checks["no_style_artifact"].reason
     assert "hacking the user-signal proxy" in checks["user_signal_win_rate"].reason
-    assert len(decision.reasons) == 5 and decision.summary().startswith("failed: ")
+    assert len(decision.reasons) == 6 and decision.summary().startswith("failed: ")
     payload = json.loads(json.dumps(decision.to_dict()))
-    assert payload["passed"] is False and len(payload["checks"]) == 5
+    assert payload["passed"] is False and len(payload["checks"]) == 6
+
+
+def test_a_child_with_broken_weights_is_stopped_even_when_the_judge_sees_nothing() -> None:
+    """What two SFT steps at learning rate 0.05 write ("(   (  world"): a judge at chance (win rate 0.5
+    every prompt) passes it on the win rate, the broken-reply gate does not; a report from before the
+    figure existed skips the check rather than failing every old child."""
+    parent = [f"A calm answer about thing {i}, with a question back?" for i in range(N)]
+    child = ["(   (  world" if i % 4 else "A calm answer about a thing, with a question back?" for i in range(N)]
+    report = evaluate_child(_records(), child, parent, judge=QualityJudge({**dict.fromkeys(parent, 0.0),
+                                                                           **dict.fromkeys(child, 0.0)}),
+                            characters=CARDS, settings=SETTINGS).to_dict()
+    assert report["broken_reply_rate"]["child"]["value"] == pytest.approx(0.75)
+    assert report["broken_reply_rate"]["parent"]["value"] == 0.0
+    decision = apply_gates(report, settings=EvaluateConfig(win_rate_test="point", min_win_rate_vs_parent=0.49))
+    checks = _by_name(decision)
+    assert not decision.passed and [check.name for check in decision.failed] == ["broken_replies_not_more"]
+    assert "child - parent broken-reply rate = +0.750" in checks["broken_replies_not_more"].reason
+    older = {key: value for key, value in report.items() if key != "broken_reply_rate"}
+    assert _by_name(apply_gates(older, settings=SETTINGS))["broken_replies_not_more"].skipped
 
 
 def _marginal(value: float, lo: float, hi: float) -> dict:

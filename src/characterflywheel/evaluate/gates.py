@@ -24,6 +24,11 @@ Gates (thresholds in ``EvaluateConfig``, the ``[evaluate]`` section):
   estimate decides (stricter, but noisy on a few dozen prompts).
 * ``instruction_following_not_lower`` -- likewise, the following rate may fall at most
   ``max_following_decrease``.
+* ``broken_replies_not_more`` -- likewise, the share of broken replies (loops, emoji spam, too short)
+  may rise at most ``max_broken_reply_increase`` over the parent's, paired by prompt: a child whose
+  weights broke writes "(   (  world", which the reward models of a small run may score at chance
+  (a win rate of 0.498 for it on the tiny preset, and above 0.5 on another CPU); missing figures (an
+  offline report from before it) skip the check.
 * ``no_style_artifact`` -- the style monitor flagged no feature (``forbid_style_artifacts``).
 * ``user_signal_win_rate`` -- below ``max_user_signal_win_rate`` (paper 7.4: past 65 % the child is
   hacking the user-signal proxy), unless (``user_signal_gate = "divergence"``, the default) the reward
@@ -305,6 +310,11 @@ def apply_gates(
     checks.append(_guardrail_check("instruction_following_not_lower", "instruction-following rate",
                                    _figure(report, "instruction_following.child_minus_parent"),
                                    gates.max_following_decrease, -1.0, gates.guardrails_need_significance))
+    broken = _figure(report, "broken_reply_rate.child_minus_parent")
+    checks.append(_skipped("broken_replies_not_more", gates.max_broken_reply_increase, "not measured: an offline "
+                           "report without broken-reply rates") if broken is None else
+                  _guardrail_check("broken_replies_not_more", "broken-reply rate", broken,
+                                   gates.max_broken_reply_increase, +1.0, gates.guardrails_need_significance))
     checks.append(_style_check(style, gates))
     signal = (_figure(report, "user_signal_win_rate_vs_parent") if user_signal_win_rate is None
               else _figure({"given": user_signal_win_rate}, "given"))

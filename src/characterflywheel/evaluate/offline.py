@@ -31,6 +31,10 @@ optionally a reference model's replies to them (one reply per prompt, aligned), 
   rule that followed them all, violation = share of failed (reply, rule) checks), Wilson intervals,
   and child-minus-parent differences with Newcombe intervals. Checks of one reply are treated as
   independent (a slightly narrow interval for the violation rate).
+* **broken-reply rates** of child and parent over every sampled reply (loops, emoji spam, fewer than
+  5 words: ``sample.failures.broken_reply``, what scrambled weights write), Wilson intervals, and the
+  child-minus-parent difference paired by prompt (bootstrap CI): a child can break in ways reward
+  models trained on a few hundred rows score at chance, and the gates stop it here.
 * **style figures** (:mod:`characterflywheel.evaluate.style`) of the child's replies against their
   reward-model scores (the judge's pointwise scorer when it has one), with parent movement; and the
   **history-bias** reports of child and parent plus the reintroduction flag
@@ -78,6 +82,7 @@ from characterflywheel.evaluate.settings import EvaluateConfig
 from characterflywheel.evaluate.stats import Estimate, bootstrap_mean, newcombe_difference, paired_z, wilson
 from characterflywheel.evaluate.style import StyleReport, style_monitor
 from characterflywheel.reward.protocols import Judge
+from characterflywheel.sample.failures import broken_reply
 
 __all__ = [
     "AnnotatorFiller",
@@ -363,6 +368,20 @@ def _instruction_figures(child: InstructionReport, parent: InstructionReport, co
     return following, violation
 
 
+def _broken_figures(child: Sequence[Sequence[str]], parent: Sequence[Sequence[str]], confidence: float,
+                    bootstrap: int, seed: int) -> dict[str, Estimate]:
+    """Shares of broken replies over every sample, and the child-minus-parent difference of each
+    prompt's share, bootstrapped over prompts (paired: both answered the same prompts)."""
+    child_broken = [[broken_reply(reply) for reply in replies] for replies in child]
+    parent_broken = [[broken_reply(reply) for reply in replies] for replies in parent]
+    difference = np.array([np.mean(c) - np.mean(p) for c, p in zip(child_broken, parent_broken, strict=True)])
+    return {
+        "child": wilson(sum(map(sum, child_broken)), sum(map(len, child_broken)), confidence),
+        "parent": wilson(sum(map(sum, parent_broken)), sum(map(len, parent_broken)), confidence),
+        "child_minus_parent": bootstrap_mean(difference, confidence, bootstrap, seed),
+    }
+
+
 # --------------------------------------------------------------------------------------------------
 # Report
 # --------------------------------------------------------------------------------------------------
@@ -385,6 +404,7 @@ class OfflineReport:
     evidence_vs_parent: Evidence
     instruction_following: dict[str, Estimate]
     violation_rate: dict[str, Estimate]
+    broken_reply_rate: dict[str, Estimate]
     per_character: dict[str, dict[str, Any]]
     style: StyleReport
     history_bias: dict[str, Any]
@@ -406,6 +426,7 @@ class OfflineReport:
             "evidence_vs_parent": self.evidence_vs_parent.to_dict(),
             "instruction_following": _figures_dict(self.instruction_following),
             "violation_rate": _figures_dict(self.violation_rate),
+            "broken_reply_rate": _figures_dict(self.broken_reply_rate),
             "per_character": {
                 character: {metric: _nested_dict(value) for metric, value in metrics.items()}
                 for character, metrics in self.per_character.items()
@@ -440,6 +461,8 @@ class OfflineReport:
             add(f"instruction_following.{who}", figure)
         for who, figure in self.violation_rate.items():
             add(f"violation_rate.{who}", figure)
+        for who, figure in self.broken_reply_rate.items():
+            add(f"broken_reply_rate.{who}", figure)
         flat["style.flagged_features"] = float(len(self.style.flagged))
         return flat
 
@@ -543,6 +566,7 @@ def evaluate_child(
     child_if = evaluate_replies(_instruction_items(records, child, cards, every))
     parent_if = evaluate_replies(_instruction_items(records, parent, cards, every))
     following, violation = _instruction_figures(child_if, parent_if, settings.confidence)
+    broken = _broken_figures(child_all, parent_all, *boot)
 
     # Per character.
     by_character: dict[str, list[int]] = defaultdict(list)
@@ -596,6 +620,7 @@ def evaluate_child(
         evidence_vs_parent=parent_evidence(per_prompt[PARENT], continue_difference),
         instruction_following=following,
         violation_rate=violation,
+        broken_reply_rate=broken,
         per_character=per_character,
         style=style,
         history_bias={"child": child_history.to_dict(), "parent": parent_history.to_dict()},

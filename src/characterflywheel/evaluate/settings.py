@@ -145,10 +145,17 @@ class EvaluateConfig(Section):
         le=1.0,
         description="Gate: largest allowed fall of the instruction-following rate below the parent (absolute).",
     )
+    max_broken_reply_increase: float = Field(
+        0.25, ge=0.0, le=1.0,
+        description="Gate: largest allowed rise of the share of broken replies (loops, emoji spam, fewer than 5 "
+        "words: sample/failures.broken_reply) over the parent's, paired by prompt (absolute). A sanity gate for a "
+        "child whose weights broke, which reward models trained on a few hundred rows may not see; real steps "
+        "moved it by -0.16 to +0.20.",
+    )
     guardrails_need_significance: bool = Field(
         True,
-        description="Gate: fail the violation / following guardrails only when the child is worse beyond the "
-        "tolerance with its whole confidence interval, as the A/B guardrails do (False: the point estimate "
+        description="Gate: fail the violation / following / broken-reply guardrails only when the child is worse "
+        "beyond the tolerance with its whole confidence interval, as the A/B guardrails do (False: the point estimate "
         "decides; stricter, but with a few dozen prompts one reply's difference can fail a child).",
     )
     forbid_style_artifacts: bool = Field(True, description="Gate: fail when the style monitor flagged any feature.")

@@ -87,8 +87,14 @@ def too_short(reply: str, min_words: int = MIN_WORDS) -> bool:
     return len(_WORD.findall(reply)) < min_words
 
 
+def broken_reply(reply: str, min_words: int = MIN_WORDS) -> bool:
+    """Broken as text, whatever the reward models think of it: a loop, emoji spam or too short (what
+    scrambled weights write: "(   (  world"). A generic closer is a habit, not breakage."""
+    return loops(reply) or emoji_spam(reply) or too_short(reply, min_words)
+
+
 def degenerate_reply(reply: str, min_words: int = MIN_WORDS) -> bool:
-    return loops(reply) or emoji_spam(reply) or generic_closer(reply) or too_short(reply, min_words)
+    return broken_reply(reply, min_words) or generic_closer(reply)
 
 
 @dataclass(frozen=True)
