@@ -71,3 +71,36 @@ def test_cache_returns_the_embedders_unit_vectors(embedder, tmp_path):
     assert np.allclose(vectors[1], direct[0], atol=1e-5)
     fresh = EmbeddingCache(embedder, tmp_path)
     assert np.allclose(fresh.embed(texts), vectors) and fresh.computed == 0
+
+
+@pytest.mark.slow
+def test_the_same_line_said_to_two_characters_is_two_prompts(embedder, diversity_cache, tmp_path):
+    """Ten users open with "Hello?" to the captain, ten topical lines go to five other characters: across
+    characters the greetings are one point and one survives; within characters the captain keeps half of
+    his prompts, like everyone else."""
+    topics = ["my sourdough starter died again", "which telescope should I buy", "my cat knocks cups off tables",
+              "is chess or go harder", "I failed my driving test", "best way to learn the cello",
+              "my tomatoes keep splitting", "should I quit my job", "the ocean scares me a little",
+              "what was rome like at night"]
+    def record(prompt_id: str, character: str, line: str) -> dict:
+        return {"prompt_id": prompt_id, "conversation_id": prompt_id, "user_id": f"user-{prompt_id}",
+                "character_id": character, "model_version": "gen-0", "arm": None, "depth": 1,
+                "prompt": [{"role": "user", "content": line}], "reply": "Ahoy.", "continued": True, "thumbs": None}
+
+    records = [record(f"hello-{i}", "captain-saltbeard", "Hello?") for i in range(10)]
+    records += [record(f"topic-{i}", f"character-{i // 2}", topic) for i, topic in enumerate(topics)]
+    write_jsonl(tmp_path / "clean.jsonl", records)
+
+    def kept_greetings(within: bool) -> tuple[int, dict[str, int]]:
+        settings = CurateConfig(keep_share=0.5, clusters=3, diversity_within_character=within)
+        run_diversity(tmp_path / "clean.jsonl", tmp_path / str(within), settings, embedder, cache_dir=diversity_cache)
+        kept = list(read_prompt_records(tmp_path / str(within) / DIVERSE_FILENAME))
+        per_character: dict[str, int] = {}
+        for record in kept:
+            per_character[record["character_id"]] = per_character.get(record["character_id"], 0) + 1
+        return sum(record["prompt_id"].startswith("hello") for record in kept), per_character
+
+    across, _ = kept_greetings(False)
+    within, per_character = kept_greetings(True)
+    assert across == 1
+    assert within == 5 and per_character == {"captain-saltbeard": 5, **{f"character-{i}": 1 for i in range(5)}}

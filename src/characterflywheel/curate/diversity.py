@@ -18,6 +18,12 @@ Selection (``settings.diversity_method``), on cosine distance ``1 - u.v``:
   its size (largest remainders), k-center inside each cluster: representative of the topic mix and
   covering within topics; faster for large n.
 
+With ``diversity_within_character`` (the default) either method runs inside each character's
+prompts, a quota per character in proportion to its prompts (largest remainders): a prompt is a
+character and a conversation, and the vectors above read only the conversation, so "Hello?" said
+to 23 characters was one point and 44 of 49 greetings went (in a demo window, where greetings are a
+quarter of the traffic and each is where a user decides to stay or leave).
+
 Every kept record gets ``cluster``: its KMeans topic (``clusters`` clusters fit on all prompts, so
 Phase III can balance topics). Coverage report: the mean and max distance of every prompt to its
 nearest kept prompt, for the selection and for a seeded uniform random sample of the same size,
@@ -129,12 +135,21 @@ def fit_clusters(vectors: np.ndarray, clusters: int, seed: int = 0) -> np.ndarra
     return model.fit_predict(vectors).astype(np.int64)
 
 
-def select_diverse(vectors: np.ndarray, keep: int, method: str, labels: np.ndarray, seed: int = 0) -> np.ndarray:
-    """Sorted indices of the ``keep`` selected vectors."""
+def select_diverse(vectors: np.ndarray, keep: int, method: str, labels: np.ndarray, seed: int = 0,
+                   groups: Sequence[str] | None = None) -> np.ndarray:
+    """Sorted indices of the ``keep`` selected vectors; with ``groups``, selected inside each group
+    (a quota per group in proportion to its size)."""
+    if groups is not None:
+        names = np.asarray([str(group) for group in groups])
+        members = [np.flatnonzero(names == name) for name in sorted(set(names.tolist()))]
+        quotas = largest_remainder_quotas(np.array([len(m) for m in members]), keep)
+        chosen = [m[select_diverse(vectors[m], int(q), method, labels[m], seed)]
+                  for m, q in zip(members, quotas) if q > 0]
+        return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
     if method == "k_center":
         return np.sort(k_center_greedy(vectors, keep, seed))
     if method == "cluster":
-        members = [np.flatnonzero(labels == c) for c in range(int(labels.max()) + 1)]
+        members = [np.flatnonzero(labels == c) for c in np.unique(labels)]  # a group's subset: no empty cluster
         sizes = np.array([len(m) for m in members])
         quotas = largest_remainder_quotas(sizes, keep)
         chosen = [m[k_center_greedy(vectors[m], int(q), seed)] for m, q in zip(members, quotas) if q > 0]
@@ -169,7 +184,8 @@ def diversify(records: Sequence[dict[str, Any]], cache: EmbeddingCache, settings
     report.cache_hits = cache.hits - before_hits
     labels = fit_clusters(vectors, settings.clusters, seed)
     keep = max(1, int(round(settings.keep_share * len(records))))
-    selected = select_diverse(vectors, keep, settings.diversity_method, labels, seed)
+    groups = [str(record.get("character_id")) for record in records] if settings.diversity_within_character else None
+    selected = select_diverse(vectors, keep, settings.diversity_method, labels, seed, groups)
     kept = [{**records[i], "cluster": int(labels[i])} for i in selected]
     report.kept, report.dropped = len(kept), len(records) - len(kept)
     report.clusters = int(labels.max()) + 1

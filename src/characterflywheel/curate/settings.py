@@ -46,6 +46,11 @@ class CurateConfig(Section):
     diversity_method: Literal["k_center", "cluster"] = Field(
         "k_center", description="k_center: greedy farthest-point cover; cluster: KMeans, then sample each cluster by its share."
     )
+    diversity_within_character: bool = Field(
+        True, description="Select within each character's prompts, a quota per character in proportion to its "
+        "prompts: the same line said to two characters is two prompts (the reply that keeps a user talking depends "
+        "on who answers). Across characters, 44 of 49 greetings ('Hello?') to 23 characters were dropped as one."
+    )
     clusters: int = Field(16, ge=1, description="KMeans topic clusters assigned to every kept prompt (Phase III can balance them).")
     context_messages: int = Field(1, ge=0, description="Messages before the last user line embedded with it as context.")
     embed_batch_size: int = Field(64, ge=1, description="Texts per embedder batch.")
