@@ -155,6 +155,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         # At 1e-4 x 8 steps the DPO loss moved 0.693 -> 0.68 over five generations: the pairs taught nothing.
         "dpo_max_steps": 16, "dpo_batch_size": 1, "dpo_grad_accum": 4, "dpo_max_length": 320,
         "dpo_learning_rate": 5e-4,
+        # RPO (an NLL term on the chosen reply): DPO at 5e-4 taught two children "I's" for "I'm" (52 and 12 of
+        # 512 truth-set replies; their SFT-only children 1 and 0); with it 22 and 2, at -0.008 and -0.003
+        # P(continue) (CIs about +-0.025; docs/climb.md, "Eleventh round").
+        "dpo_sft_loss_weight": 1.0,
         "online_dpo_max_steps": 4, "grpo_max_steps": 4,
         "save_steps": 8,
     },
