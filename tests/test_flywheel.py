@@ -96,8 +96,8 @@ def test_a_deliberately_broken_child_is_stopped_at_the_gate_and_the_parent_stays
     gates = json.loads((gen1 / "gate" / "gates.json").read_text())
     assert gates["passed"] is False
     failed = {check["name"]: check["reason"] for check in gates["checks"] if not check["passed"]}
-    # the tiny reward models score its replies at chance: win rate 0.498 [0.488, 0.506] here, and a CI
-    # above 0.5 on CI's CPU, so the broken replies themselves must stop it (1.00 of them against 0.00)
+    # the tiny reward models score its replies at chance (win rate 0.498 [0.488, 0.506] here; on CI's
+    # machine that gate did not print its failure), so the broken replies themselves must stop it
     assert "significantly worse than the parent" in failed["broken_replies_not_more"], failed
 
     decision = json.loads((gen1 / "deploy" / "decision.json").read_text())
