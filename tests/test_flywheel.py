@@ -74,12 +74,15 @@ def test_tiny_flywheel_killed_at_a_random_stage_resumes_to_the_same_artifacts(tm
 
 @pytest.mark.slow
 def test_a_deliberately_broken_child_is_stopped_at_the_gate_and_the_parent_stays_champion(tmp_path: Path) -> None:
-    """Two SFT steps at a learning rate 2,500 times the default scramble the child's weights (it
+    """Two SFT steps at a learning rate 25,000 times the default scramble the child's weights (it
     repeats one word): its replies are broken, its gates fail with reasons, it is registered
     but never served, and generation 0 stays champion. The hidden landscape confirms it is worse."""
     command = [sys.executable, "-m", "characterflywheel.cli", "run", "--preset", "tiny", "-n", "1",
                "--set", f"runs_dir={tmp_path}", "--set", 'train.recipes=["sft"]',
-               "--set", "train.sft_learning_rate=0.05",
+               # at 0.05 the child wrote word salad or one word over and over by the draw of its few rows, and
+               # once (CI) a child the broken-reply gate could not tell from a poor one; at 0.5 (six seeds here)
+               # every child repeated one token: "till till till ..."
+               "--set", "train.sft_learning_rate=0.5",
                # the tiny preset's 32-token candidates are mostly cut off (never SFT targets): at 64 tokens and 4
                # a prompt 59 % still were and 4 rows were left here (0 on another machine once: no step taken, the
                # child was its parent); 128 tokens, 6 a prompt
@@ -116,8 +119,8 @@ def test_a_deliberately_broken_child_is_stopped_at_the_gate_and_the_parent_stays
     herded = json.loads((gen1 / "herd" / "manifest.json").read_text())["metrics"]
     assert herded["sft/steps_run"] >= 1, herded  # else the "broken" child is its parent
     truth = json.loads((gen1 / "evaluate" / "truth.json").read_text())["truth_set"]["child_vs_parent"]
-    # paired over the truth set (8 prompts x 2): seen -0.30 [-0.38, -0.23] (it repeats one word), and, with a
-    # window that left it fewer rows to be scrambled by, -0.045 [-0.104, +0.013]
+    # paired over the truth set (8 prompts x 2): -0.11 to -0.24 over six seeds at 0.5; at 0.05 word salad
+    # ("enthus hypocr hypocr PhDs ...") once read -0.003
     assert truth["diff"] < 0, truth
 
 

@@ -19,6 +19,8 @@ def test_loops_and_generic_closers_are_recognised():
     assert loops("yes yes yes i do i do i do i do i do")
     assert not loops("I love classical music. Do you play an instrument?")
     assert loops("Old our  anyway     anyway    anyway") and not loops("No, no, I said the sea, not the tea.")
+    assert loops("enthus hypocr hypocr enthus enthus PhDs hypocr enthus PhDs enthus enthus hypocr delect")
+    assert not loops("I think the sea is calm today, and the wind is soft on the water.")
     assert loops("😊 😇😃😃😃😇😊😊😊😊😊😊😊😊") and not loops("Great!!! 😊😊")
     assert too_short("Minions.") and too_short("Hello! Good morning!") and not too_short("Minions are great fun, mate.")
     assert not too_short("Minions are great.", min_words=3)

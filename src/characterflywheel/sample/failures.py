@@ -4,8 +4,11 @@ or a ``chosen`` reply, and what makes the best ``rejected`` one.
 * **cut off**: the token budget ended the reply mid-sentence (``finish_reason == "length"``).
   Training on it with an end token appended teaches the policy to stop mid-sentence.
 * **loop**: the reply repeats itself ("I love classical. I love classical. ..."): a sentence said
-  twice, one word sequence said three times, one word more than half of the words, or one character
-  (an emoji) five times in a row.
+  twice, one word sequence said three times, one word more than half of the words, fewer than half
+  of 8+ words distinct, or one character (an emoji) five times in a row. The distinct-words rule is
+  what a scrambled model's word salad trips ("enthus hypocr hypocr enthus PhDs ..."); on 11,264
+  truth-set replies of real generations it flagged 56 more, each a repetition ("I'm so sorry, I'm so
+  sorry. I'm really sorry.").
 * **too short**: fewer than ``min_words`` words (5 by default: "Hello!", "Hail!", "Good morning!"):
   finished, so it survives the cut-off check; the reward models learn little about such replies,
   can score them highest, and a policy trained on them turns terse a little more each generation.
@@ -52,7 +55,8 @@ EMOJI_SPAM = "emoji_spam"
 
 def loops(reply: str, ngram: int = 4, repeats: int = 3) -> bool:
     """A sentence said twice (of at least three words), an ``ngram``-word run said ``repeats`` times, one
-    word making more than half of four or more, or one non-space character five times in a row (emoji spam)."""
+    word making more than half of four or more, fewer than half of eight or more words distinct, or one
+    non-space character five times in a row (emoji spam)."""
     if _CHARACTER_RUN.search(reply):
         return True
     sentences = [" ".join(_WORD.findall(s.lower())) for s in _SENTENCE.findall(reply)]
@@ -62,6 +66,8 @@ def loops(reply: str, ngram: int = 4, repeats: int = 3) -> bool:
     words = _WORD.findall(reply.lower())
     if len(words) >= 4 and 2 * max(Counter(words).values()) > len(words):
         return True  # one word is most of the reply ("anyway our anyway anyway"): scrambled weights
+    if len(words) >= 8 and 2 * len(set(words)) < len(words):
+        return True  # a few words shuffled ("enthus hypocr hypocr enthus PhDs enthus"): scrambled weights too
     runs = Counter(tuple(words[i:i + ngram]) for i in range(len(words) - ngram + 1))
     return bool(runs) and max(runs.values()) >= repeats
 
