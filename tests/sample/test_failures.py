@@ -21,6 +21,13 @@ def test_loops_and_generic_closers_are_recognised():
     assert loops("Old our  anyway     anyway    anyway") and not loops("No, no, I said the sea, not the tea.")
     assert loops("enthus hypocr hypocr enthus enthus PhDs hypocr enthus PhDs enthus enthus hypocr delect")
     assert not loops("I think the sea is calm today, and the wind is soft on the water.")
+    long_reply = ("I grew up in a small town by the sea, and every morning I walked down to the harbour with my father. "
+                  "He would check the nets and talk to the other fishermen, and I would sit on the wall and watch the "
+                  "boats. When the weather was bad we stayed at home, and he taught me how to mend the nets and how to "
+                  "read the clouds. I think that is why I love the sea so much now: it was the first thing I learned "
+                  "to read, before books. What about you, was there a place like that for you when you were a child?")
+    salad = " enthus hypocr hypocr enthus PhDs strugg enthus hypocr PhDs enthus hypocr enthus enthus PhDs delect hypocr"
+    assert not loops(long_reply) and loops(long_reply + salad)  # a run of 16 words, not the whole reply
     assert loops("😊 😇😃😃😃😇😊😊😊😊😊😊😊😊") and not loops("Great!!! 😊😊")
     assert too_short("Minions.") and too_short("Hello! Good morning!") and not too_short("Minions are great fun, mate.")
     assert not too_short("Minions are great.", min_words=3)

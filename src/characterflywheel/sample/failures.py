@@ -5,10 +5,11 @@ or a ``chosen`` reply, and what makes the best ``rejected`` one.
   Training on it with an end token appended teaches the policy to stop mid-sentence.
 * **loop**: the reply repeats itself ("I love classical. I love classical. ..."): a sentence said
   twice, one word sequence said three times, one word more than half of the words, fewer than half
-  of 8+ words distinct, or one character (an emoji) five times in a row. The distinct-words rule is
-  what a scrambled model's word salad trips ("enthus hypocr hypocr enthus PhDs ..."); on 11,264
-  truth-set replies of real generations it flagged 56 more, each a repetition ("I'm so sorry, I'm so
-  sorry. I'm really sorry.").
+  of 8+ words distinct (in any run of 16), or one character (an emoji) five times in a row. The distinct-words rule is
+  what a scrambled model's word salad trips ("enthus hypocr hypocr enthus PhDs ..."); on 13,312
+  truth-set replies of real generations it flags 38 that the other rules miss, each a repetition
+  ("Serving a purpose, serving a purpose, serving a purpose."). Counted over the whole reply instead
+  of a run of 16, a long reply's common words would add up to a false alarm.
 * **too short**: fewer than ``min_words`` words (5 by default: "Hello!", "Hail!", "Good morning!"):
   finished, so it survives the cut-off check; the reward models learn little about such replies,
   can score them highest, and a policy trained on them turns terse a little more each generation.
@@ -55,7 +56,8 @@ EMOJI_SPAM = "emoji_spam"
 
 def loops(reply: str, ngram: int = 4, repeats: int = 3) -> bool:
     """A sentence said twice (of at least three words), an ``ngram``-word run said ``repeats`` times, one
-    word making more than half of four or more, fewer than half of eight or more words distinct, or one
+    word making more than half of four or more, fewer than half of eight or more words distinct (in any
+    run of 16), or one
     non-space character five times in a row (emoji spam)."""
     if _CHARACTER_RUN.search(reply):
         return True
@@ -66,10 +68,19 @@ def loops(reply: str, ngram: int = 4, repeats: int = 3) -> bool:
     words = _WORD.findall(reply.lower())
     if len(words) >= 4 and 2 * max(Counter(words).values()) > len(words):
         return True  # one word is most of the reply ("anyway our anyway anyway"): scrambled weights
-    if len(words) >= 8 and 2 * len(set(words)) < len(words):
+    if _few_distinct(words):
         return True  # a few words shuffled ("enthus hypocr hypocr enthus PhDs enthus"): scrambled weights too
     runs = Counter(tuple(words[i:i + ngram]) for i in range(len(words) - ngram + 1))
     return bool(runs) and max(runs.values()) >= repeats
+
+
+def _few_distinct(words: Sequence[str], span: int = 16) -> bool:
+    """Fewer than half the words distinct in some run of ``span`` words (all of them when 8 to ``span``):
+    a window, so a long reply's common words do not add up to a false alarm."""
+    if len(words) < 8:
+        return False
+    width = min(span, len(words))
+    return any(2 * len(set(words[i:i + width])) < width for i in range(len(words) - width + 1))
 
 
 def emoji_spam(reply: str, most: int = MAX_EMOJI) -> bool:
