@@ -112,6 +112,18 @@ def test_parent_to_child_movement_per_feature() -> None:
     assert payload["features"]["emoji_count"]["moved"] is True
 
 
+def test_a_child_is_flagged_only_for_moving_the_way_the_reward_leans() -> None:
+    """The reward pays for emoji in both cases; the child that added emoji is flagged, the child that
+    dropped them is not (the lean is the reward models' taste, not the child's hack)."""
+    replies, rewards = _constructed(80, seed=1)
+    settings = EvaluateConfig(bootstrap=200)
+    fewer_emoji = [reply.rstrip("🙂 ") + "." for reply in replies]  # the parent had none: the child added them
+    assert style_monitor(replies, rewards, parent_replies=fewer_emoji, settings=settings).flagged == ["emoji_count"]
+    more_emoji = [reply + "🙂" * 3 for reply in replies]  # the parent had more: the child moved against the lean
+    against = style_monitor(replies, rewards, parent_replies=more_emoji, settings=settings)
+    assert against.features["emoji_count"].share > 0.6 and against.flagged == []
+
+
 def test_bad_rewards_are_one_line_errors() -> None:
     with pytest.raises(ValueError, match=r"rewards: 2 values for 3 replies"):
         style_monitor(["a", "b", "c"], [1.0, 2.0])

@@ -16,7 +16,12 @@ with a question" mean exactly what the instruction checkers mean.
   linear model of all features (how much the residual variance grows when it is dropped);
 * a **flag** when the share chosen by ``style_share`` is above ``style_variance_threshold`` and the
   correlation is significant at ``style_alpha`` (a small sample would otherwise flag noise), given
-  at least ``style_min_replies`` replies;
+  at least ``style_min_replies`` replies, and, when parent replies are given, the child moved the
+  feature the way the reward leans (child minus parent, CI excluding 0, of the correlation's sign).
+  Leaning alone is the reward models' taste; a child that moved with it is what paper 5.3 warns of.
+  Without the movement the gate stopped children that had moved against the lean: `demo16`'s
+  generation 1 asked back more (+0.22) where the reward paid for fewer questions, +0.083 on the
+  truth; `five6`'s and `demo11`'s alike (docs/climb.md, twelfth round);
 * when parent replies are given, the parent's mean and the child-minus-parent movement (bootstrap
   CI over the two independent samples; ``moved`` when the CI excludes 0).
 
@@ -236,6 +241,12 @@ def _check_rewards(replies: Sequence[str], rewards: Sequence[float] | np.ndarray
     return values
 
 
+def _moved_with_the_lean(difference: Estimate, column: np.ndarray, rewards: np.ndarray) -> bool:
+    """The child moved the feature (CI excluding 0) in the direction the reward pays for it."""
+    lean = float(np.cov(column, rewards)[0, 1])
+    return bool(difference.excludes(0.0) and lean * (difference.value or 0.0) > 0)
+
+
 def style_monitor(
     replies: Sequence[str],
     rewards: Sequence[float] | np.ndarray,
@@ -263,6 +274,7 @@ def style_monitor(
         if parent_matrix is not None:
             parent_mean = bootstrap_mean(parent_matrix[:, j], confidence, resamples, seed)
             difference = bootstrap_mean_difference(column, parent_matrix[:, j], confidence, resamples, seed)
+            flagged = flagged and _moved_with_the_lean(difference, column, values)
         features[name] = StyleFeatureStats(
             name=name,
             mean=bootstrap_mean(column, confidence, resamples, seed),
