@@ -295,7 +295,8 @@ def _style_section(summaries: Sequence[Summary]) -> str:
     body += _table(["gen", "feature", "parent", "child", "reward share", "flag"], rows, classes)
     return _section("style", "Style features", body,
                     "Rate of each style feature in parent and child replies; a feature is flagged when it "
-                    "explains too large a share of the reward (a style artifact).")
+                    "explains too large a share of the reward and the child moved it the way the reward leans "
+                    "(a style artifact).")
 
 
 def _history_bias_section(summaries: Sequence[Summary]) -> str:
