@@ -58,6 +58,14 @@ class QualityUserSignal:
         return np.stack([p, p], axis=1)
 
 
+class UncertainQualityUserSignal(QualityUserSignal):
+    """The same, with bootstrap refits that disagree on how much quality matters (slopes 0 to 2)."""
+
+    def continue_draws(self, replies) -> np.ndarray:
+        slopes = np.linspace(0.0, 2.0, 21)[:, None]
+        return _sigmoid(slopes * np.array([self.quality[reply] for reply in replies])[None, :])
+
+
 def _records(n: int, characters: tuple[str, ...] = ("master-kaito", "ivy-greenleaf")) -> list[dict]:
     return [{
         "prompt_id": f"p{index}",
@@ -190,6 +198,18 @@ def test_annotators_user_signal_and_per_character(tmp_path: Path) -> None:
     assert evidence.user_signal_z == pytest.approx(expected_us) and evidence.n == 40
     assert evidence.combined_z == pytest.approx((evidence.reward_model_z + evidence.user_signal_z) / np.sqrt(2))
     assert report.to_dict()["evidence_vs_parent"]["combined_z"] == pytest.approx(evidence.combined_z)
+    assert evidence.user_signal_model_se == 0.0  # a model without refits adds no error of its own
+
+    uncertain = evaluate_child(records, child, parent, judge=HiddenQualityJudge(quality), settings=SETTINGS,
+                               user_signal=UncertainQualityUserSignal(quality)).evidence_vs_parent
+    slopes = np.linspace(0.0, 2.0, 21)
+    per_draw = [(_sigmoid(k * np.array([quality[r] for r in child]))
+                 - _sigmoid(k * np.array([quality[r] for r in parent]))).mean() for k in slopes]
+    model_se = np.std(per_draw, ddof=1)
+    assert uncertain.user_signal_model_se == pytest.approx(model_se) and model_se > 0
+    prompt_se = continue_difference.std(ddof=1) / np.sqrt(40)
+    assert uncertain.user_signal_z == pytest.approx(continue_difference.mean() / np.hypot(prompt_se, model_se))
+    assert abs(uncertain.user_signal_z) < abs(evidence.user_signal_z)
     vs_reference = np.array([quality[c] > 0.0 for c in child], dtype=float)
     assert report.win_rate_vs_reference["annotators"].value == pytest.approx(vs_reference.mean())
     assert calls == [80]  # one pairwise task per prompt and opponent

@@ -47,3 +47,7 @@ def test_user_signal_beats_chance_per_head(traffic_file, tmp_path):
     assert predictions.shape == (6, 2) and ((predictions > 0) & (predictions < 1)).all()
     np.testing.assert_allclose(predictions, load_user_signal(tmp_path / "user_signal").predict(
         [r["prompt"] for r in rows], [r["reply"] for r in rows]), atol=1e-6)
+    # the habits' bootstrap refits (by conversation) travel with the model; the metrics keep their errors only
+    draws = model.continue_draws([r["reply"] for r in rows])
+    assert draws.shape[1] == 6 and len(draws) > 100 and draws.std(axis=0).max() > 0
+    assert set(report["habits"]["bootstrap"]) == {"resampled", "coefficient_se"}

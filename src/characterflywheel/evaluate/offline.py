@@ -227,6 +227,27 @@ def _user_signal_means(user_signal: Any, conversations: Sequence[list[dict]],
     return np.stack([chunk.mean(axis=0) for chunk in np.split(scores, np.cumsum([len(g) for g in groups])[:-1])])
 
 
+def _continue_model_se(user_signal: Any, child_groups: Sequence[Sequence[str]],
+                       parent_groups: Sequence[Sequence[str]]) -> float:
+    """The user-signal model's own standard error of the mean child-minus-parent P(continue): its spread
+    over the habits' bootstrap refits (``reward.habits``); 0 for a model without them."""
+    draws_of = getattr(user_signal, "continue_draws", None)
+    if draws_of is None:
+        return 0.0
+
+    def per_prompt(groups: Sequence[Sequence[str]]) -> np.ndarray | None:
+        draws = draws_of([reply for group in groups for reply in group])
+        if draws is None:
+            return None
+        chunks = np.split(draws, np.cumsum([len(group) for group in groups])[:-1], axis=1)
+        return np.stack([chunk.mean(axis=1) for chunk in chunks], axis=1)  # (draws, prompts)
+
+    child, parent = per_prompt(child_groups), per_prompt(parent_groups)
+    if child is None or parent is None or len(child) < 2:
+        return 0.0
+    return float((child - parent).mean(axis=1).std(ddof=1))
+
+
 def _user_signal_wins(child_means: np.ndarray, parent_means: np.ndarray) -> np.ndarray:
     """1 / 0.5 / 0 per prompt: the child's mean predicted signal (over its replies and the model's heads)
     above / equal / below the parent's."""
@@ -239,29 +260,37 @@ class Evidence:
     """How strongly the flywheel's own scorers say the child beats its parent, paired by prompt: the
     reward models' per-prompt win rate minus 0.5 and the user-signal model's per-prompt P(continue)
     difference, each as ``paired_z`` (mean over its standard error), and Stouffer's combination
-    ``(z_rm + z_us) / sqrt(2)`` (the reward models' z alone without a user-signal model).
+    ``(z_rm + z_us) / sqrt(2)`` (the reward models' z alone without a user-signal model). The user
+    signal's standard error includes its model's own (``user_signal_model_se``, the habits' bootstrap
+    spread): fitted on a window's few hundred turns, its coefficients' error is shared by every prompt.
 
     Why both: on the gate's own held-out replies (32 prompts x 4) of 19 generations of 8 earlier runs
     (docs/climb.md, "Tenth round"), the reward models' z read a first generation's step well and later
     ones hardly at all (their children are selected on them), the user-signal model's more often the
     other way round; the sign of the sum matched the child's true step in 17 of the 19, the reward
-    models' point win rate (the demo's gate until then) in 14."""
+    models' point win rate (the demo's gate until then) in 14. Why the model's error: without it, 5 of 18
+    later generations were stopped by a user-signal z of -2.5 to -5.4 that came from one uncertain
+    coefficient (cut-off replies, which children write less), none of them significantly worse on the
+    truth and one +0.076 better (docs/climb.md, "Thirteenth round")."""
 
     reward_model_z: float | None
     user_signal_z: float | None
     combined_z: float | None
     n: int
+    user_signal_model_se: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-def parent_evidence(reward_model_wins: np.ndarray, continue_difference: np.ndarray | None) -> Evidence:
+def parent_evidence(reward_model_wins: np.ndarray, continue_difference: np.ndarray | None,
+                    continue_model_se: float = 0.0) -> Evidence:
     reward_model_z = paired_z(np.asarray(reward_model_wins, dtype=float) - 0.5)
-    user_signal_z = None if continue_difference is None else paired_z(continue_difference)
+    user_signal_z = None if continue_difference is None else paired_z(continue_difference, continue_model_se)
     present = [z for z in (reward_model_z, user_signal_z) if z is not None]
     combined = sum(present) / math.sqrt(len(present)) if present else None
-    return Evidence(reward_model_z, user_signal_z, combined, len(reward_model_wins))
+    return Evidence(reward_model_z, user_signal_z, combined, len(reward_model_wins),
+                    None if continue_difference is None else continue_model_se)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -602,12 +631,14 @@ def evaluate_child(
     reintroduction = reintroduction_flag(parent_history, child_history, settings=settings)
 
     user_signal_figure = continue_figure = continue_difference = None
+    continue_model_se = 0.0
     if user_signal is not None:
         child_means = _user_signal_means(user_signal, conversations, child_all)
         parent_means = _user_signal_means(user_signal, conversations, parent_all)
         user_signal_figure = bootstrap_mean(_user_signal_wins(child_means, parent_means), *boot)
         continue_difference = child_means[:, 0] - parent_means[:, 0]  # head 0: P(continue)
         continue_figure = bootstrap_mean(continue_difference, *boot)
+        continue_model_se = _continue_model_se(user_signal, child_all, parent_all)
 
     unknown = sorted({key for key in by_character if key not in cards})
     return OfflineReport(
@@ -617,7 +648,7 @@ def evaluate_child(
         win_rate_vs_reference=judged(REFERENCE) if reference is not None else None,
         user_signal_win_rate_vs_parent=user_signal_figure,
         user_signal_continue_vs_parent=continue_figure,
-        evidence_vs_parent=parent_evidence(per_prompt[PARENT], continue_difference),
+        evidence_vs_parent=parent_evidence(per_prompt[PARENT], continue_difference, continue_model_se),
         instruction_following=following,
         violation_rate=violation,
         broken_reply_rate=broken,

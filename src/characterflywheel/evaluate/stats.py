@@ -82,19 +82,21 @@ def bootstrap_mean(values: Sequence[float] | np.ndarray, confidence: float = 0.9
 MAX_Z = 1e3
 
 
-def paired_z(differences: Sequence[float] | np.ndarray) -> float | None:
+def paired_z(differences: Sequence[float] | np.ndarray, model_se: float = 0.0) -> float | None:
     """The mean of paired per-item differences over its standard error (a one-sample t statistic);
     0 when every difference is 0, clipped to +-``MAX_Z`` (the same non-zero difference everywhere; JSON
-    has no infinity), None with fewer than two items. Independent proxies' z values add up Stouffer's way
-    (``evidence_vs_parent`` in the offline report)."""
+    has no infinity), None with fewer than two items. ``model_se``: the standard error the scorer itself
+    adds to that mean (a model fitted on few rows; its bootstrap spread), added in quadrature to the
+    items' one, since a scorer's error is shared by every item and averaging items cannot remove it.
+    Independent proxies' z values add up Stouffer's way (``evidence_vs_parent`` in the offline report)."""
     data = np.asarray(differences, dtype=float)
     data = data[np.isfinite(data)]
     if data.size < 2:
         return None
-    spread = float(data.std(ddof=1))
-    if spread == 0.0:
+    error = math.hypot(float(data.std(ddof=1)) / math.sqrt(data.size), float(model_se))
+    if error == 0.0:
         return 0.0 if float(data.mean()) == 0.0 else math.copysign(MAX_Z, float(data.mean()))
-    return float(np.clip(float(data.mean()) / (spread / math.sqrt(data.size)), -MAX_Z, MAX_Z))
+    return float(np.clip(float(data.mean()) / error, -MAX_Z, MAX_Z))
 
 
 def _mean_difference(first: np.ndarray, second: np.ndarray, axis: int = -1) -> np.ndarray:

@@ -169,7 +169,8 @@ def _headline_section(summaries: Sequence[Summary]) -> str:
     return _section("headline", "Generations", _table(HEADLINE_COLUMNS, headline_rows(summaries), classes),
                     "Figures are value [95% CI] n. Win rates are the child's against its parent and the fixed "
                     "reference, judged by the reward models; evidence z: the reward models' and the user-signal "
-                    "model's paired evidence that the child beats its parent, summed (the demo gates on its sign); "
+                    "model's paired evidence that the child beats its parent (the latter counting its own fitting error), "
+                    "summed (the demo gates on its sign); "
                     "lifts are the A/B challenger against the champion, "
                     "relative, in %. Served: the child was an A/B arm; promoted: it became champion.")
 

@@ -34,7 +34,7 @@ from characterflywheel.reward.backbones import (
     save_folder,
 )
 from characterflywheel.reward.examples import SignalExample, heldout_groups, load_signal_examples, split
-from characterflywheel.reward.habits import HabitModel
+from characterflywheel.reward.habits import HABITS_FILE, HabitModel
 from characterflywheel.reward.inputs import ChatMessages
 from characterflywheel.reward.pointwise import sigmoid, train_plan, training_settings
 from characterflywheel.reward.scorer import input_format
@@ -63,6 +63,10 @@ class UserSignalModel:
         if self.habits is not None and len(replies):
             probabilities[:, 0] = self.habits.predict(replies)
         return probabilities
+
+    def continue_draws(self, replies: Sequence[str]) -> np.ndarray | None:
+        """(draws, replies): P(continue) under each bootstrap refit of the habits; None without them."""
+        return None if self.habits is None else self.habits.predict_draws(replies)
 
 
 def load_user_signal(path: Path | str, device: str = "auto", batch_size: int = 64) -> UserSignalModel:
@@ -97,11 +101,21 @@ def evaluate_user_signal(model: UserSignalModel, examples: Sequence[SignalExampl
 
 
 def fit_habits(train: Sequence[SignalExample]) -> HabitModel | None:
-    """The habits layer on the training rows with a continue label."""
+    """The habits layer on the training rows with a continue label, bootstrapped by conversation."""
     rows = [e for e in train if e.continued is not None]
     if not rows:
         return None
-    return HabitModel.fit([e.reply for e in rows], np.array([bool(e.continued) for e in rows]))
+    return HabitModel.fit([e.reply for e in rows], np.array([bool(e.continued) for e in rows]),
+                          groups=[e.group for e in rows])
+
+
+def _habits_summary(folder: Path) -> dict[str, Any]:
+    """habits.json without the bootstrap's draws (their coefficients' standard errors stay)."""
+    data = json.loads((folder / HABITS_FILE).read_text())
+    if "bootstrap" in data:
+        data["bootstrap"] = {key: value for key, value in data["bootstrap"].items()
+                             if key not in ("coefficients", "intercepts")}
+    return data
 
 
 def train_user_signal(prompts_path: Path | str, out_dir: Path | str, settings: RewardConfig,
@@ -144,7 +158,7 @@ def train_user_signal(prompts_path: Path | str, out_dir: Path | str, settings: R
               "train": {"rows": len(train), **{h: int(known[:, i].sum()) for i, h in enumerate(HEADS)}},
               "heldout_conversations": len(heldout), "heldout": evaluate_user_signal(predictor, held),
               "heldout_head_only": head_only,
-              "habits": None if predictor.habits is None else json.loads((out / "habits.json").read_text()),
+              "habits": None if predictor.habits is None else _habits_summary(out),
               "seconds": time.perf_counter() - began}
     write_json(out / artifacts.METRICS, report)
     return report
