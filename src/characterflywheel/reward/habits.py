@@ -53,7 +53,8 @@ def habit_features(reply: str) -> list[float]:
 
 
 class HabitModel:
-    """P(continue) = sigmoid(w . standardized habits + b); ``draws``: the bootstrap refits' (w, b)."""
+    """P(continue) = sigmoid(w . standardized habits + b); ``draw_coefs`` / ``draw_intercepts``: the
+    bootstrap refits' w and b (None when fitted without conversations)."""
 
     def __init__(self, mean: np.ndarray, scale: np.ndarray, coef: np.ndarray, intercept: float,
                  draw_coefs: np.ndarray | None = None, draw_intercepts: np.ndarray | None = None) -> None:
@@ -82,7 +83,9 @@ class HabitModel:
             model = LogisticRegression(C=regularization, max_iter=1000).fit(standardized[rows], labels[rows])
             return model.coef_[0], float(model.intercept_[0])
 
-        coef, intercept = logistic(np.arange(len(labels)))  # type: ignore[misc]
+        full = logistic(np.arange(len(labels)))
+        assert full is not None  # both classes are present (checked above)
+        coef, intercept = full
         draw_coefs = draw_intercepts = None
         if groups is not None and draws > 0:
             members: dict[str, list[int]] = {}
