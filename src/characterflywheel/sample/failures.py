@@ -5,9 +5,10 @@ or a ``chosen`` reply, and what makes the best ``rejected`` one.
   Training on it with an end token appended teaches the policy to stop mid-sentence.
 * **loop**: the reply repeats itself ("I love classical. I love classical. ..."): a sentence said
   twice, one word sequence said three times, one word more than half of the words, fewer than half
-  of 8+ words distinct (in any run of 16), or one character (an emoji) five times in a row. The distinct-words rule is
-  what a scrambled model's word salad trips ("enthus hypocr hypocr enthus PhDs ..."); on 13,312
-  truth-set replies of real generations it flags 38 that the other rules miss, each a repetition
+  of 8+ words distinct (in any run of 16), or one character (an emoji) five times in a row. The
+  distinct-words rule is what a scrambled model's word salad trips ("enthus hypocr hypocr enthus
+  PhDs ..."); on 13,312 truth-set replies of real generations it flags 38 that the other rules miss,
+  each a repetition
   ("Serving a purpose, serving a purpose, serving a purpose."). Counted over the whole reply instead
   of a run of 16, a long reply's common words would add up to a false alarm.
 * **too short**: fewer than ``min_words`` words (5 by default: "Hello!", "Hail!", "Good morning!"):
@@ -57,8 +58,7 @@ EMOJI_SPAM = "emoji_spam"
 def loops(reply: str, ngram: int = 4, repeats: int = 3) -> bool:
     """A sentence said twice (of at least three words), an ``ngram``-word run said ``repeats`` times, one
     word making more than half of four or more, fewer than half of eight or more words distinct (in any
-    run of 16), or one
-    non-space character five times in a row (emoji spam)."""
+    run of 16), or one non-space character five times in a row (emoji spam)."""
     if _CHARACTER_RUN.search(reply):
         return True
     sentences = [" ".join(_WORD.findall(s.lower())) for s in _SENTENCE.findall(reply)]
