@@ -169,6 +169,32 @@ def test_the_demo_gates_on_the_evidence_of_both_scorers() -> None:
     assert not bad.passed and "user signal" not in bad.reason  # no user-signal model: the reward models' z alone
 
 
+def test_a_steerability_step_passes_the_evidence_gate_without_an_engagement_gain() -> None:
+    """five10's generation 3 (truth: P(continue) +0.000, following +8 points over its parent) had an
+    evidence z of -1.31 and was stopped. On the demo preset a child whose engagement is not
+    significantly worse passes when its following rose significantly; neither half alone passes."""
+    from characterflywheel.config import load_config
+
+    demo = load_config(preset="demo").evaluate
+    assert demo.steerability_step_min_evidence_z == pytest.approx(-1.64)
+
+    def child(user_signal_z: float, following: tuple[float, float, float]) -> dict:
+        report = dict(_marginal(0.49, 0.45, 0.53), evidence_vs_parent=_evidence(-0.3, user_signal_z))
+        value, lo, hi = following
+        report["instruction_following"] = {"child_minus_parent": {"value": value, "lo": lo, "hi": hi, "n": 500}}
+        return report
+
+    steerable = _by_name(apply_gates(child(-1.5, (0.09, 0.03, 0.15)), settings=demo))["evidence_vs_parent"]
+    assert steerable.passed and "passes as a steerability step" in steerable.reason
+    assert "instruction following child - parent +0.090 (CI [0.030, 0.150], n=500)" in steerable.reason
+    unsure = _by_name(apply_gates(child(-1.5, (0.09, -0.01, 0.19)), settings=demo))["evidence_vs_parent"]
+    assert not unsure.passed and "nor a steerability step" in unsure.reason
+    losing = _by_name(apply_gates(child(-3.0, (0.20, 0.12, 0.28)), settings=demo))["evidence_vs_parent"]
+    assert not losing.passed and "below the steerability step's -1.64 too" in losing.reason
+    engagement_only = demo.model_copy(update={"steerability_step_min_evidence_z": None})
+    assert not apply_gates(child(-1.5, (0.09, 0.03, 0.15)), settings=engagement_only).passed
+
+
 def test_non_inferiority_still_stops_the_deliberately_bad_child() -> None:
     decision = apply_gates(_bad_child(), settings=EvaluateConfig(win_rate_test="non_inferiority"))
     check = _by_name(decision)["win_rate_vs_parent.reward_model"]

@@ -247,13 +247,35 @@ def test_instruction_following_and_violation_rates_from_the_cards() -> None:
     assert following["parent"].value == 0.0
     # parent: kaito replies fail 2 of 3 checks (list, emoji), ivy replies fail 2 of 2 -> 40 failures / 50 checks
     assert (violation["parent"].value, violation["parent"].n) == (pytest.approx(40 / 50), 50)
-    assert violation["child"].value == 0.0 and violation["child"].hi > 0  # Wilson: never a zero-width interval
+    assert violation["child"].value == 0.0
     difference = violation["child_minus_parent"]
     assert difference.value == pytest.approx(-0.8) and difference.hi < 0
     assert report.per_character["ivy-greenleaf"]["violation_rate"]["parent"].value == 1.0
     assert report.unknown_characters == []
     decision = apply_gates(report.to_dict(), settings=EvaluateConfig(win_rate_test="point"))
     assert {c.name: c.passed for c in decision.checks}["violation_rate_not_worse"]
+
+
+def test_instruction_rates_count_every_reply_and_pair_them_by_prompt() -> None:
+    """With several replies a prompt the rates count all of them: ivy's card asks for a question back
+    and an emoji; the child keeps both in 3 of its 4 replies to each prompt, the parent in 1 of 4."""
+    ivy = character_by_id("ivy-greenleaf")
+    records = _records(16, characters=("ivy-greenleaf",))
+    kept, broken = "Plants love light 🌱 do you?", "Plants love light."
+    child = [[kept, kept, kept, broken] for _ in records]
+    parent = [[kept, broken, broken, broken] for _ in records]
+    quality = dict.fromkeys([kept, broken], 0.0)
+    report = evaluate_child(records, [c[0] for c in child], [p[0] for p in parent], judge=HiddenQualityJudge(quality),
+                            characters=[ivy], settings=SETTINGS, child_samples=child, parent_samples=parent)
+    following = report.instruction_following
+    assert (following["child"].value, following["child"].n) == (0.75, 64)
+    assert following["parent"].value == 0.25
+    difference = following["child_minus_parent"]
+    # every prompt differs by the same +0.5: resampling prompts cannot move it
+    assert (difference.value, difference.lo, difference.hi, difference.n) == (0.5, 0.5, 0.5, 128)
+    first_reply_only = evaluate_child(records, [c[0] for c in child], [p[0] for p in parent], characters=[ivy],
+                                      judge=HiddenQualityJudge(quality), settings=SETTINGS)
+    assert first_reply_only.instruction_following["child_minus_parent"].value == 0.0
 
 
 def test_bad_inputs_are_one_line_errors(tmp_path: Path) -> None:

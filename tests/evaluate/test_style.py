@@ -13,7 +13,9 @@ from characterflywheel.evaluate.stats import (
     Estimate,
     bootstrap_mean,
     bootstrap_mean_difference,
+    clustered_rate,
     newcombe_difference,
+    paired_rate_difference,
     paired_z,
     wilson,
 )
@@ -145,6 +147,38 @@ def test_interval_helpers_cover_the_truth() -> None:
     assert difference.value == pytest.approx(0.5) and 0.25 < difference.lo < 0.5 < difference.hi < 0.7
     assert Estimate.from_dict(bootstrap_mean([1.0]).to_dict()).n == 1
     assert bootstrap_mean([]).to_dict() == {"value": None, "lo": None, "hi": None, "n": 0}
+
+
+def test_clustered_rates_cover_the_truth_where_replies_to_a_prompt_agree() -> None:
+    """Four replies to each of 32 prompts whose success probability varies by prompt (each prompt's
+    rate drawn from Beta(0.3, 0.3): its replies agree far more than independent trials would): the
+    clustered intervals hold their level, Wilson's treats 128 replies as independent and does not;
+    pairing by prompt removes the prompts' spread from a difference."""
+    rng = np.random.default_rng(1)
+    covered = {"clustered": 0, "wilson": 0, "difference": 0}
+    paired_width = unpaired_width = 0.0
+    trials = 120
+    for trial in range(trials):
+        rate = rng.beta(0.3, 0.3, 32)
+        a = rng.binomial(4, rate)
+        b = rng.binomial(4, 0.8 * rate)
+        four = np.full(32, 4)
+        clustered = clustered_rate(a, four, 0.9, 400, trial)
+        covered["clustered"] += clustered.lo <= 0.5 <= clustered.hi
+        interval = wilson(int(a.sum()), 128, 0.9)
+        covered["wilson"] += interval.lo <= 0.5 <= interval.hi
+        difference = paired_rate_difference(a, four, b, four, 0.9, 400, trial)
+        covered["difference"] += difference.lo <= 0.1 <= difference.hi
+        paired_width += difference.hi - difference.lo
+        unpaired_width += (clustered.hi - clustered.lo) * np.sqrt(2)
+    assert covered["clustered"] >= 0.8 * trials and covered["difference"] >= 0.8 * trials  # nominal 0.9
+    assert covered["wilson"] < 0.75 * trials
+    assert paired_width < 0.8 * unpaired_width
+    empty = paired_rate_difference([1, 0], [2, 0], [0, 0], [1, 0])
+    assert empty.value == pytest.approx(0.5) and empty.n == 3  # resamples of the empty prompt only are dropped
+    assert clustered_rate([0, 0], [0, 0]).to_dict()["value"] is None
+    with pytest.raises(ValueError, match="one entry per cluster"):
+        paired_rate_difference([1], [2, 2], [1], [2])
 
 
 def test_paired_z_is_the_mean_over_its_standard_error() -> None:

@@ -17,6 +17,11 @@ Gates (thresholds in ``EvaluateConfig``, the ``[evaluate]`` section):
 * ``evidence_vs_parent`` -- only when ``min_evidence_z`` is set: the offline report's combined z of the
   reward models' and the user-signal model's paired evidence that the child beats its parent must be
   above it (``offline.Evidence``); not measured fails.
+  With ``steerability_step_min_evidence_z`` a child short of that evidence still passes as a
+  steerability step: its evidence above that lower bar (engagement not significantly worse) and its
+  instruction-following rate significantly above its parent's (the paired difference's CI above 0).
+  The paper's flywheel climbs on both engagement and steerability; a gate reading engagement only
+  stops children that keep their parent's engagement and follow their cards better.
 * ``win_rate_vs_reference.<judge>`` -- only when ``min_win_rate_vs_reference`` is set.
 * ``violation_rate_not_worse`` -- child minus parent violation rate at most
   ``max_violation_increase``. With ``guardrails_need_significance`` (default, the A/B guardrails'
@@ -179,7 +184,8 @@ def _win_rate_check(name: str, figure: Mapping[str, float | None] | None, thresh
     return GateCheck(name, value, threshold, passed, f"{described} {verdict}")
 
 
-def _evidence_check(evidence: Any, threshold: float) -> GateCheck:
+def _evidence_check(evidence: Any, threshold: float, following: Mapping[str, float | None] | None = None,
+                    steerability_threshold: float | None = None) -> GateCheck:
     name = "evidence_vs_parent"
     combined = _number(evidence.get("combined_z")) if isinstance(evidence, Mapping) else None
     if combined is None:
@@ -189,9 +195,21 @@ def _evidence_check(evidence: Any, threshold: float) -> GateCheck:
                                                           ("user signal", "user_signal_z"))
              if (value := _number(evidence.get(key))) is not None]
     described = f"combined z {combined:+.2f} ({', '.join(parts)}; n={evidence.get('n')})"
-    passed = combined > threshold
-    verdict = f"> {threshold:.2f}" if passed else f"is not above {threshold:.2f}"
-    return GateCheck(name, combined, threshold, passed, f"{described} {verdict}")
+    if combined > threshold:
+        return GateCheck(name, combined, threshold, True, f"{described} > {threshold:.2f}")
+    verdict = f"{described} is not above {threshold:.2f}"
+    if steerability_threshold is None:
+        return GateCheck(name, combined, threshold, False, verdict)
+    rise = following.get("lo") if following is not None else None
+    shown = (f"instruction following child - parent {following['value']:+.3f}{_interval(following)}"
+             if following is not None and following.get("value") is not None else "instruction following not measured")
+    if combined > steerability_threshold and rise is not None and rise > 0:
+        return GateCheck(name, combined, threshold, True, f"{verdict}, but it passes as a steerability step: "
+                         f"engagement not significantly worse (above {steerability_threshold:.2f}) and {shown}, "
+                         f"significantly up")
+    why = (f"below the steerability step's {steerability_threshold:.2f} too" if combined <= steerability_threshold
+           else f"nor a steerability step: {shown}, not significantly up")
+    return GateCheck(name, combined, threshold, False, f"{verdict}, {why}")
 
 
 def _judge_prefers_parent(figure: Mapping[str, float | None] | None, test: str) -> bool | None:
@@ -297,7 +315,9 @@ def apply_gates(
                                       gates.min_win_rate_vs_parent, gates.win_rate_test,
                                       required=source == "reward_model"))
     if gates.min_evidence_z is not None:
-        checks.append(_evidence_check(report.get("evidence_vs_parent"), gates.min_evidence_z))
+        checks.append(_evidence_check(report.get("evidence_vs_parent"), gates.min_evidence_z,
+                                      _figure(report, "instruction_following.child_minus_parent"),
+                                      gates.steerability_step_min_evidence_z))
     if gates.min_win_rate_vs_reference is not None:
         for source in gates.gated_win_rate_judges:
             checks.append(_win_rate_check(f"win_rate_vs_reference.{source}",

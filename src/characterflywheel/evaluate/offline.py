@@ -28,11 +28,13 @@ optionally a reference model's replies to them (one reply per prompt, aligned), 
   over the prompts and their Stouffer sum, which ``gates`` can gate on (``min_evidence_z``).
 * **instruction following and violation rates** of child and parent, from each prompt's character
   card (:mod:`characterflywheel.characters.instructions`; following = share of replies with an applicable
-  rule that followed them all, violation = share of failed (reply, rule) checks), Wilson intervals,
-  and child-minus-parent differences with Newcombe intervals. Checks of one reply are treated as
-  independent (a slightly narrow interval for the violation rate).
+  rule that followed them all, violation = share of failed (reply, rule) checks) over **every** reply
+  to each prompt, and child-minus-parent differences paired by prompt; prompts are the clusters of
+  each interval (``stats.clustered_rate``, ``stats.paired_rate_difference``). From the first reply
+  alone, with Newcombe's interval, a demo gate's difference had a CI of about +-0.2: no step one
+  generation takes in steerability could pass a gate asking for it (docs/climb.md, "Fourteenth round").
 * **broken-reply rates** of child and parent over every sampled reply (loops, emoji spam, fewer than
-  5 words: ``sample.failures.broken_reply``, what scrambled weights write), Wilson intervals, and the
+  5 words: ``sample.failures.broken_reply``, what scrambled weights write), clustered by prompt, and the
   child-minus-parent difference paired by prompt (bootstrap CI): a child can break in ways reward
   models trained on a few hundred rows score at chance, and the gates stop it here.
 * **style figures** (:mod:`characterflywheel.evaluate.style`) of the child's replies against their
@@ -77,9 +79,9 @@ from characterflywheel.data.annotation import Annotation, AnnotationTask, ChatTu
 from characterflywheel.data.jsonl import write_json, write_jsonl
 from characterflywheel.data.records import check_prompts, read_prompts
 from characterflywheel.evaluate.history_bias import ReintroductionReport, history_bias, reintroduction_flag
-from characterflywheel.characters.instructions import Instruction, InstructionReport, evaluate_replies
+from characterflywheel.characters.instructions import InstructionReport, evaluate_replies
 from characterflywheel.evaluate.settings import EvaluateConfig
-from characterflywheel.evaluate.stats import Estimate, bootstrap_mean, newcombe_difference, paired_z, wilson
+from characterflywheel.evaluate.stats import Estimate, bootstrap_mean, clustered_rate, paired_rate_difference, paired_z
 from characterflywheel.evaluate.style import StyleReport, style_monitor
 from characterflywheel.reward.protocols import Judge
 from characterflywheel.sample.failures import broken_reply
@@ -369,32 +371,38 @@ def _last_user_message(messages: Sequence[Mapping[str, Any]]) -> str | None:
     return None
 
 
-def _instruction_items(prompts: Sequence[Mapping[str, Any]], replies: Sequence[str],
-                       cards: Mapping[str, Character], indices: Iterable[int]
-                       ) -> list[tuple[str, Sequence[Instruction], str | None]]:
-    items = []
+def _instruction_reports(prompts: Sequence[Mapping[str, Any]], samples: Sequence[Sequence[str]],
+                         cards: Mapping[str, Character], indices: Iterable[int]) -> list[InstructionReport]:
+    """One report per prompt at ``indices``, over every reply to it (its card's rules, its last user turn)."""
+    reports = []
     for index in indices:
         card = conversation_card(prompts[index].get("character_id"), prompts[index]["prompt"], cards)
         rules = card.instructions if card is not None else ()
-        items.append((replies[index], rules, _last_user_message(prompts[index]["prompt"])))
-    return items
+        user_message = _last_user_message(prompts[index]["prompt"])
+        reports.append(evaluate_replies((reply, rules, user_message) for reply in samples[index]))
+    return reports
 
 
-def _instruction_figures(child: InstructionReport, parent: InstructionReport, confidence: float
-                         ) -> tuple[dict[str, Estimate], dict[str, Estimate]]:
-    following = {
-        "child": wilson(child.followed, child.applicable, confidence),
-        "parent": wilson(parent.followed, parent.applicable, confidence),
-        "child_minus_parent": newcombe_difference(child.followed, child.applicable, parent.followed,
-                                                  parent.applicable, confidence),
-    }
-    violation = {
-        "child": wilson(child.failed_checks, child.checks, confidence),
-        "parent": wilson(parent.failed_checks, parent.checks, confidence),
-        "child_minus_parent": newcombe_difference(child.failed_checks, child.checks, parent.failed_checks,
-                                                  parent.checks, confidence),
-    }
-    return following, violation
+def _instruction_figures(prompts: Sequence[Mapping[str, Any]], child: Sequence[Sequence[str]],
+                         parent: Sequence[Sequence[str]], cards: Mapping[str, Character], indices: Sequence[int],
+                         confidence: float, bootstrap: int, seed: int) -> tuple[dict[str, Estimate], dict[str, Estimate]]:
+    """Following (replies keeping every applicable rule) and violation (failed checks) rates over every
+    reply of child and parent to the prompts at ``indices``; prompts are the clusters of each interval,
+    and the child-minus-parent differences are paired by prompt (``stats.paired_rate_difference``)."""
+    c_reports = _instruction_reports(prompts, child, cards, indices)
+    p_reports = _instruction_reports(prompts, parent, cards, indices)
+    boot = (confidence, bootstrap, seed)
+
+    def counts(reports: list[InstructionReport], field: str) -> np.ndarray:
+        return np.array([getattr(report, field) for report in reports], dtype=float)
+
+    figures = []
+    for success, trials in (("followed", "applicable"), ("failed_checks", "checks")):
+        c_s, c_n, p_s, p_n = (counts(c_reports, success), counts(c_reports, trials), counts(p_reports, success),
+                              counts(p_reports, trials))
+        figures.append({"child": clustered_rate(c_s, c_n, *boot), "parent": clustered_rate(p_s, p_n, *boot),
+                        "child_minus_parent": paired_rate_difference(c_s, c_n, p_s, p_n, *boot)})
+    return figures[0], figures[1]
 
 
 def _broken_figures(child: Sequence[Sequence[str]], parent: Sequence[Sequence[str]], confidence: float,
@@ -404,9 +412,13 @@ def _broken_figures(child: Sequence[Sequence[str]], parent: Sequence[Sequence[st
     child_broken = [[broken_reply(reply) for reply in replies] for replies in child]
     parent_broken = [[broken_reply(reply) for reply in replies] for replies in parent]
     difference = np.array([np.mean(c) - np.mean(p) for c, p in zip(child_broken, parent_broken, strict=True)])
+
+    def rate(broken: list[list[bool]]) -> Estimate:
+        return clustered_rate([sum(b) for b in broken], [len(b) for b in broken], confidence, bootstrap, seed)
+
     return {
-        "child": wilson(sum(map(sum, child_broken)), sum(map(len, child_broken)), confidence),
-        "parent": wilson(sum(map(sum, parent_broken)), sum(map(len, parent_broken)), confidence),
+        "child": rate(child_broken),
+        "parent": rate(parent_broken),
         "child_minus_parent": bootstrap_mean(difference, confidence, bootstrap, seed),
     }
 
@@ -531,8 +543,8 @@ def evaluate_child(
     """Evaluate the child's replies against the parent's (and a reference's) on held-out prompts.
 
     ``child_samples`` / ``parent_samples``: every reply per prompt (the first of each being
-    ``child_replies[i]`` / ``parent_replies[i]``), for the win rates against the parent; annotation
-    tasks, steerability and the monitors read the first reply.
+    ``child_replies[i]`` / ``parent_replies[i]``), for the win rates against the parent, the instruction
+    and broken-reply rates and the user signal; annotation tasks and the monitors read the first reply.
 
     ``judge``: the reward models (``RewardJudge`` or anything with ``win_rate``); required.
     ``style_rewards``: rewards of the child's replies for the style monitor (default: the judge's
@@ -590,11 +602,8 @@ def evaluate_child(
         return {"reward_model": bootstrap_mean(per_prompt[opponent], *boot),
                 "annotators": annotator_overall.get(opponent)}
 
-    # Instructions.
-    every = range(count)
-    child_if = evaluate_replies(_instruction_items(records, child, cards, every))
-    parent_if = evaluate_replies(_instruction_items(records, parent, cards, every))
-    following, violation = _instruction_figures(child_if, parent_if, settings.confidence)
+    # Instructions, over every reply.
+    following, violation = _instruction_figures(records, child_all, parent_all, cards, range(count), *boot)
     broken = _broken_figures(child_all, parent_all, *boot)
 
     # Per character.
@@ -603,9 +612,7 @@ def evaluate_child(
         by_character[str(record.get("character_id"))].append(index)
     per_character: dict[str, dict[str, Any]] = {}
     for character, indices in sorted(by_character.items()):
-        c_if = evaluate_replies(_instruction_items(records, child, cards, indices))
-        p_if = evaluate_replies(_instruction_items(records, parent, cards, indices))
-        c_following, c_violation = _instruction_figures(c_if, p_if, settings.confidence)
+        c_following, c_violation = _instruction_figures(records, child_all, parent_all, cards, indices, *boot)
         entry: dict[str, Any] = {
             "n": len(indices),
             "win_rate_vs_parent": {

@@ -131,6 +131,12 @@ class EvaluateConfig(Section):
         "evidence_vs_parent: the reward models' win rate and the user-signal model's P(continue), each a paired z "
         "over the held-out prompts, summed Stouffer's way) must exceed this; 0 asks for the sign, 1.64 for one-sided "
         "significance at 5 %. None: not gated.")
+    steerability_step_min_evidence_z: float | None = Field(
+        None, description="Gate: a second way through evidence_vs_parent, for the paper's other goal (more steerable, "
+        "not only more engaging): a child whose engagement evidence is short of min_evidence_z passes when that "
+        "evidence is above this (engagement not significantly worse: -1.64 for 5 % one-sided) and its "
+        "instruction-following rate is significantly above its parent's (the paired difference's CI above 0). "
+        "None: engagement alone decides.")
     min_win_rate_vs_reference: float | None = Field(
         None, ge=0.0, le=1.0,
         description="Gate: optional floor on the win rate vs the fixed reference (None: not gated).",
@@ -184,6 +190,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # the win rate from 1 reply a prompt ranks children by their true gain with Spearman 0.39 and stops
     # 7 (5 of which had gained), from 4 replies 0.59 and stops 3 (1 had gained; 1 loser of -0.020 passes).
     # Truth set 64 prompts x 4 replies (a paired CI of about +-0.03) pays for the gate's extra replies.
+    # A child may also pass as a steerability step (engagement not significantly worse, following
+    # significantly up): five10's generations 3-5 kept their parent's engagement and gained 8-10
+    # following points each on the truth set, and an engagement-only gate stopped all three
+    # (docs/climb.md, "Fourteenth round").
     "demo": {"heldout_prompts": 32, "samples_per_prompt": 4, "bootstrap": 1000, "win_rate_test": "point",
-             "gated_win_rate_judges": [], "min_evidence_z": 0.0, "truth_samples": 4},
+             "gated_win_rate_judges": [], "min_evidence_z": 0.0, "steerability_step_min_evidence_z": -1.64,
+             "truth_samples": 4},
 }

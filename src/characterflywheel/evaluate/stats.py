@@ -5,7 +5,9 @@ offline report, the history-bias monitor and the style monitor write them. scipy
 percentile bootstrap (``scipy.stats.bootstrap``) and the Wilson interval
 (``binomtest(...).proportion_ci``); the Newcombe interval for a difference of two proportions
 (hybrid Wilson score, Newcombe 1998, method 10) is in neither scipy nor scikit-learn, so it is built
-here from the two Wilson intervals.
+here from the two Wilson intervals. ``clustered_rate`` and ``paired_rate_difference`` resample clusters
+(prompts) by hand: their statistic is a ratio of sums, and a resample whose clusters hold no trials
+has no rate, which ``scipy.stats.bootstrap`` would turn into a NaN interval instead of dropping it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-__all__ = ["Estimate", "bootstrap_mean", "bootstrap_mean_difference", "clean", "newcombe_difference", "paired_z", "wilson"]
+__all__ = ["Estimate", "bootstrap_mean", "bootstrap_mean_difference", "clean", "clustered_rate", "newcombe_difference",
+           "paired_rate_difference", "paired_z", "wilson"]
 
 
 
@@ -139,3 +142,61 @@ def newcombe_difference(successes_a: int, n_a: int, successes_b: int, n_b: int,
     lo = difference - math.sqrt((a.value - a.lo) ** 2 + (b.hi - b.value) ** 2)
     hi = difference + math.sqrt((a.hi - a.value) ** 2 + (b.value - b.lo) ** 2)
     return Estimate(difference, lo, hi, int(n_a + n_b))
+
+
+def _resampled_rates(successes: np.ndarray, trials: np.ndarray, picks: np.ndarray) -> np.ndarray:
+    """The pooled rate of each resample of clusters (NaN where a resample holds no trials)."""
+    totals = trials[picks].sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(totals > 0, successes[picks].sum(axis=1) / totals, np.nan)
+
+
+def _cluster_estimate(value: float, draws: np.ndarray, n: int, confidence: float) -> Estimate:
+    draws = draws[np.isfinite(draws)]
+    if draws.size == 0:
+        return _undefined(n, value)
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    lo, hi = np.percentile(draws, [tail, 100.0 - tail])
+    return Estimate(value, float(lo), float(hi), n)
+
+
+def _cluster_counts(*arrays: Sequence[int] | np.ndarray) -> list[np.ndarray]:
+    counts = [np.asarray(values, dtype=float) for values in arrays]
+    if len({values.size for values in counts}) != 1:
+        raise ValueError("every array of counts needs one entry per cluster")
+    return counts
+
+
+def clustered_rate(successes: Sequence[int] | np.ndarray, trials: Sequence[int] | np.ndarray,
+                   confidence: float = 0.95, resamples: int = 1000, seed: int = 0) -> Estimate:
+    """Pooled rate sum(successes) / sum(trials) over clusters (several replies to one prompt), with a
+    percentile CI from resampling clusters: replies to one prompt share its card and question, so they
+    are not independent trials (Wilson's interval would treat them as such and come out too narrow).
+    n = all trials."""
+    s, t = _cluster_counts(successes, trials)
+    n = int(t.sum())
+    if n <= 0:
+        return _undefined(0)
+    value = float(s.sum() / t.sum())
+    if s.size < 2:
+        return _undefined(n, value)
+    picks = np.random.default_rng(seed).integers(0, s.size, size=(resamples, s.size))
+    return _cluster_estimate(value, _resampled_rates(s, t, picks), n, confidence)
+
+
+def paired_rate_difference(successes_a: Sequence[int] | np.ndarray, trials_a: Sequence[int] | np.ndarray,
+                           successes_b: Sequence[int] | np.ndarray, trials_b: Sequence[int] | np.ndarray,
+                           confidence: float = 0.95, resamples: int = 1000, seed: int = 0) -> Estimate:
+    """Pooled rate a minus pooled rate b, both counted on the same clusters (a child's and its parent's
+    replies to each prompt), resampling clusters for both at once (``clustered_rate``; the pairing
+    removes the prompts' own spread from the difference). n = all trials of both sides."""
+    s_a, n_a, s_b, n_b = _cluster_counts(successes_a, trials_a, successes_b, trials_b)
+    n = int(n_a.sum() + n_b.sum())
+    if n_a.sum() <= 0 or n_b.sum() <= 0:
+        return _undefined(n)
+    difference = float(s_a.sum() / n_a.sum() - s_b.sum() / n_b.sum())
+    if s_a.size < 2:
+        return _undefined(n, difference)
+    picks = np.random.default_rng(seed).integers(0, s_a.size, size=(resamples, s_a.size))
+    draws = _resampled_rates(s_a, n_a, picks) - _resampled_rates(s_b, n_b, picks)
+    return _cluster_estimate(difference, draws, n, confidence)
