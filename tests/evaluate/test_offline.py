@@ -247,7 +247,7 @@ def test_instruction_following_and_violation_rates_from_the_cards() -> None:
     assert following["parent"].value == 0.0
     # parent: kaito replies fail 2 of 3 checks (list, emoji), ivy replies fail 2 of 2 -> 40 failures / 50 checks
     assert (violation["parent"].value, violation["parent"].n) == (pytest.approx(40 / 50), 50)
-    assert violation["child"].value == 0.0
+    assert violation["child"].value == 0.0 and violation["child"].hi > 0  # never a zero-width interval
     difference = violation["child_minus_parent"]
     assert difference.value == pytest.approx(-0.8) and difference.hi < 0
     assert report.per_character["ivy-greenleaf"]["violation_rate"]["parent"].value == 1.0

@@ -177,6 +177,8 @@ def test_clustered_rates_cover_the_truth_where_replies_to_a_prompt_agree() -> No
     empty = paired_rate_difference([1, 0], [2, 0], [0, 0], [1, 0])
     assert empty.value == pytest.approx(0.5) and empty.n == 3  # resamples of the empty prompt only are dropped
     assert clustered_rate([0, 0], [0, 0]).to_dict()["value"] is None
+    none_kept = clustered_rate([0, 0, 0], [4, 4, 4])  # resampling cannot move it: Wilson on 3 prompts
+    assert none_kept.value == 0.0 and none_kept.hi == pytest.approx(wilson(0, 3).hi)
     with pytest.raises(ValueError, match="one entry per cluster"):
         paired_rate_difference([1], [2, 2], [1], [2])
 

@@ -172,6 +172,8 @@ def clustered_rate(successes: Sequence[int] | np.ndarray, trials: Sequence[int] 
     """Pooled rate sum(successes) / sum(trials) over clusters (several replies to one prompt), with a
     percentile CI from resampling clusters: replies to one prompt share its card and question, so they
     are not independent trials (Wilson's interval would treat them as such and come out too narrow).
+    Where every cluster has the same rate (none kept a rule, say) resampling cannot move it, and the
+    interval is Wilson's with one trial a cluster, the most cautious count, rather than a zero width.
     n = all trials."""
     s, t = _cluster_counts(successes, trials)
     n = int(t.sum())
@@ -181,7 +183,12 @@ def clustered_rate(successes: Sequence[int] | np.ndarray, trials: Sequence[int] 
     if s.size < 2:
         return _undefined(n, value)
     picks = np.random.default_rng(seed).integers(0, s.size, size=(resamples, s.size))
-    return _cluster_estimate(value, _resampled_rates(s, t, picks), n, confidence)
+    estimate = _cluster_estimate(value, _resampled_rates(s, t, picks), n, confidence)
+    if estimate.lo == estimate.hi:
+        clusters = int(np.count_nonzero(t))
+        cautious = wilson(round(value * clusters), clusters, confidence)
+        return Estimate(value, min(cautious.lo, value), max(cautious.hi, value), n)
+    return estimate
 
 
 def paired_rate_difference(successes_a: Sequence[int] | np.ndarray, trials_a: Sequence[int] | np.ndarray,
