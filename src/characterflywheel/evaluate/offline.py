@@ -383,23 +383,20 @@ def _instruction_reports(prompts: Sequence[Mapping[str, Any]], samples: Sequence
     return reports
 
 
-def _instruction_figures(prompts: Sequence[Mapping[str, Any]], child: Sequence[Sequence[str]],
-                         parent: Sequence[Sequence[str]], cards: Mapping[str, Character], indices: Sequence[int],
-                         confidence: float, bootstrap: int, seed: int) -> tuple[dict[str, Estimate], dict[str, Estimate]]:
-    """Following (replies keeping every applicable rule) and violation (failed checks) rates over every
-    reply of child and parent to the prompts at ``indices``; prompts are the clusters of each interval,
-    and the child-minus-parent differences are paired by prompt (``stats.paired_rate_difference``)."""
-    c_reports = _instruction_reports(prompts, child, cards, indices)
-    p_reports = _instruction_reports(prompts, parent, cards, indices)
+def _instruction_figures(child: Sequence[InstructionReport], parent: Sequence[InstructionReport], confidence: float,
+                         bootstrap: int, seed: int) -> tuple[dict[str, Estimate], dict[str, Estimate]]:
+    """Following (replies keeping every applicable rule) and violation (failed checks) rates from each
+    prompt's report over every reply of child and parent; prompts are the clusters of each interval, and
+    the child-minus-parent differences are paired by prompt (``stats.paired_rate_difference``)."""
     boot = (confidence, bootstrap, seed)
 
-    def counts(reports: list[InstructionReport], field: str) -> np.ndarray:
+    def counts(reports: Sequence[InstructionReport], field: str) -> np.ndarray:
         return np.array([getattr(report, field) for report in reports], dtype=float)
 
     figures = []
     for success, trials in (("followed", "applicable"), ("failed_checks", "checks")):
-        c_s, c_n, p_s, p_n = (counts(c_reports, success), counts(c_reports, trials), counts(p_reports, success),
-                              counts(p_reports, trials))
+        c_s, c_n, p_s, p_n = (counts(child, success), counts(child, trials), counts(parent, success),
+                              counts(parent, trials))
         figures.append({"child": clustered_rate(c_s, c_n, *boot), "parent": clustered_rate(p_s, p_n, *boot),
                         "child_minus_parent": paired_rate_difference(c_s, c_n, p_s, p_n, *boot)})
     return figures[0], figures[1]
@@ -602,8 +599,10 @@ def evaluate_child(
         return {"reward_model": bootstrap_mean(per_prompt[opponent], *boot),
                 "annotators": annotator_overall.get(opponent)}
 
-    # Instructions, over every reply.
-    following, violation = _instruction_figures(records, child_all, parent_all, cards, range(count), *boot)
+    # Instructions, over every reply: one report per prompt, read whole and per character.
+    child_if = _instruction_reports(records, child_all, cards, range(count))
+    parent_if = _instruction_reports(records, parent_all, cards, range(count))
+    following, violation = _instruction_figures(child_if, parent_if, *boot)
     broken = _broken_figures(child_all, parent_all, *boot)
 
     # Per character.
@@ -612,7 +611,8 @@ def evaluate_child(
         by_character[str(record.get("character_id"))].append(index)
     per_character: dict[str, dict[str, Any]] = {}
     for character, indices in sorted(by_character.items()):
-        c_following, c_violation = _instruction_figures(records, child_all, parent_all, cards, indices, *boot)
+        c_following, c_violation = _instruction_figures([child_if[i] for i in indices],
+                                                        [parent_if[i] for i in indices], *boot)
         entry: dict[str, Any] = {
             "n": len(indices),
             "win_rate_vs_parent": {
