@@ -48,7 +48,10 @@ class HiddenQualityJudge:
 
 
 class QualityUserSignal:
-    """Predicts [P(continue), P(thumbs up)] from the hidden quality."""
+    """Predicts [P(continue), P(thumbs up)] from the hidden quality; its held-out AUC for continuing
+    0.75 (Somers' D 0.5)."""
+
+    heldout_continue_auc = 0.75
 
     def __init__(self, quality: dict[str, float]) -> None:
         self.quality = quality
@@ -196,7 +199,8 @@ def test_annotators_user_signal_and_per_character(tmp_path: Path) -> None:
     evidence = report.evidence_vs_parent
     expected_us = continue_difference.mean() / (continue_difference.std(ddof=1) / np.sqrt(40))
     assert evidence.user_signal_z == pytest.approx(expected_us) and evidence.n == 40
-    assert evidence.combined_z == pytest.approx((evidence.reward_model_z + evidence.user_signal_z) / np.sqrt(2))
+    assert evidence.user_signal_weight == pytest.approx(0.5) and evidence.heldout_continue_auc == 0.75
+    assert evidence.combined_z == pytest.approx((evidence.reward_model_z + 0.5 * evidence.user_signal_z) / np.sqrt(1.25))
     assert report.to_dict()["evidence_vs_parent"]["combined_z"] == pytest.approx(evidence.combined_z)
     assert evidence.user_signal_model_se == 0.0  # a model without refits adds no error of its own
 
@@ -210,6 +214,11 @@ def test_annotators_user_signal_and_per_character(tmp_path: Path) -> None:
     prompt_se = continue_difference.std(ddof=1) / np.sqrt(40)
     assert uncertain.user_signal_z == pytest.approx(continue_difference.mean() / np.hypot(prompt_se, model_se))
     assert abs(uncertain.user_signal_z) < abs(evidence.user_signal_z)
+    equal = evaluate_child(records, child, parent, judge=HiddenQualityJudge(quality),
+                           settings=SETTINGS.model_copy(update={"evidence_user_signal_weight": "equal"}),
+                           user_signal=QualityUserSignal(quality)).evidence_vs_parent
+    assert equal.user_signal_weight == 1.0
+    assert equal.combined_z == pytest.approx((equal.reward_model_z + equal.user_signal_z) / np.sqrt(2))
     vs_reference = np.array([quality[c] > 0.0 for c in child], dtype=float)
     assert report.win_rate_vs_reference["annotators"].value == pytest.approx(vs_reference.mean())
     assert calls == [80]  # one pairwise task per prompt and opponent
@@ -402,3 +411,24 @@ def test_offline_evaluation_of_the_real_embedded_policy(embedder, one_torch_thre
     again = run_offline_evaluation(prompts_path, tmp_path / "eval", MustNotGenerate(), MustNotGenerate(), judge,
                                    settings, characters=cards)
     assert again.to_dict() == report.to_dict()
+
+
+def test_the_user_signal_votes_by_its_held_out_skill() -> None:
+    """five11's generation 5 (truth +0.056 over its parent): reward models z +2.51, user signal z -2.98.
+    Equal weights stopped it (-0.33); a user-signal model that ranks held-out turns at AUC 0.60 (Somers'
+    D 0.2) no longer outvotes the reward models, one at chance has no vote, a perfect one an equal vote."""
+    from characterflywheel.evaluate.offline import parent_evidence, user_signal_weight
+
+    assert user_signal_weight(0.60, "heldout_skill") == pytest.approx(0.2)
+    assert user_signal_weight(0.45, "heldout_skill") == 0.0 and user_signal_weight(None, "heldout_skill") == 0.0
+    assert user_signal_weight(1.0, "heldout_skill") == 1.0 and user_signal_weight(0.5, "equal") == 1.0
+    wins = np.r_[np.ones(22), np.zeros(10)]  # the reward models' per-prompt wins over the parent: z +2.25
+    differences = np.linspace(-0.02, 0.01, 32)  # the user signal's P(continue) child - parent: z -3.18
+    rm, us = parent_evidence(wins, differences), parent_evidence(wins, None)
+    assert us.combined_z == pytest.approx(us.reward_model_z) and us.user_signal_weight is None
+    for weight in (0.0, 0.2, 1.0):
+        evidence = parent_evidence(wins, differences, weight=weight, heldout_continue_auc=0.5 + weight / 2)
+        assert evidence.combined_z == pytest.approx((rm.reward_model_z + weight * rm.user_signal_z)
+                                                    / np.sqrt(1 + weight ** 2))
+    assert parent_evidence(wins, differences, weight=0.0).combined_z == pytest.approx(rm.reward_model_z)
+    assert parent_evidence(wins, differences, weight=1.0).combined_z < 0 < parent_evidence(wins, differences, weight=0.2).combined_z

@@ -42,6 +42,7 @@ def test_user_signal_beats_chance_per_head(traffic_file, tmp_path):
         assert held[head]["auc"] > 0.65, (head, held)
         assert 0 <= held[head]["ece"] <= 1
     model = load_user_signal(tmp_path / "user_signal", device="cpu")
+    assert model.heldout_continue_auc == pytest.approx(held["continue"]["auc"])  # what the gate weighs it by
     rows = [json.loads(line) for line in traffic_file.read_text().splitlines()][:6]
     predictions = model.predict([r["prompt"] for r in rows], [r["reply"] for r in rows])
     assert predictions.shape == (6, 2) and ((predictions > 0) & (predictions < 1)).all()

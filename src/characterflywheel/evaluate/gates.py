@@ -191,9 +191,10 @@ def _evidence_check(evidence: Any, threshold: float, following: Mapping[str, flo
     if combined is None:
         return GateCheck(name, None, threshold, False, "not measured: the offline report has no evidence over "
                          "the parent")
-    parts = [f"{label} z {value:+.2f}" for label, key in (("reward models", "reward_model_z"),
-                                                          ("user signal", "user_signal_z"))
-             if (value := _number(evidence.get(key))) is not None]
+    parts = [f"reward models z {value:+.2f}"] if (value := _number(evidence.get("reward_model_z"))) is not None else []
+    if (value := _number(evidence.get("user_signal_z"))) is not None:
+        weight = _number(evidence.get("user_signal_weight"))
+        parts.append(f"user signal z {value:+.2f}" + ("" if weight is None else f" weighted {weight:.2f}"))
     described = f"combined z {combined:+.2f} ({', '.join(parts)}; n={evidence.get('n')})"
     if combined > threshold:
         return GateCheck(name, combined, threshold, True, f"{described} > {threshold:.2f}")

@@ -25,7 +25,8 @@ optionally a reference model's replies to them (one reply per prompt, aligned), 
   count half), bootstrap CI. Paper 7.4: past ~65 % the proxy is being hacked (gated in ``gates``).
   And the child's mean predicted P(continue) minus the parent's, per prompt (bootstrap CI).
 * **evidence vs parent** (``Evidence``): the reward models' and the user-signal model's paired z
-  over the prompts and their Stouffer sum, which ``gates`` can gate on (``min_evidence_z``).
+  over the prompts and their Stouffer sum, the user signal weighted by its held-out skill, which ``gates``
+  can gate on (``min_evidence_z``).
 * **instruction following and violation rates** of child and parent, from each prompt's character
   card (:mod:`characterflywheel.characters.instructions`; following = share of replies with an applicable
   rule that followed them all, violation = share of failed (reply, rule) checks) over **every** reply
@@ -261,38 +262,60 @@ def _user_signal_wins(child_means: np.ndarray, parent_means: np.ndarray) -> np.n
 class Evidence:
     """How strongly the flywheel's own scorers say the child beats its parent, paired by prompt: the
     reward models' per-prompt win rate minus 0.5 and the user-signal model's per-prompt P(continue)
-    difference, each as ``paired_z`` (mean over its standard error), and Stouffer's combination
-    ``(z_rm + z_us) / sqrt(2)`` (the reward models' z alone without a user-signal model). The user
-    signal's standard error includes its model's own (``user_signal_model_se``, the habits' bootstrap
-    spread): fitted on a window's few hundred turns, its coefficients' error is shared by every prompt.
+    difference, each as ``paired_z`` (mean over its standard error), and their weighted Stouffer
+    combination ``(z_rm + w z_us) / sqrt(1 + w^2)`` (the reward models' z alone without a user-signal
+    model, or with ``w = 0``). The user signal's standard error includes its model's own
+    (``user_signal_model_se``, the habits' bootstrap spread): fitted on a window's few hundred turns, its
+    coefficients' error is shared by every prompt.
 
     Why both: on the gate's own held-out replies (32 prompts x 4) of 19 generations of 8 earlier runs
     (docs/climb.md, "Tenth round"), the reward models' z read a first generation's step well and later
     ones hardly at all (their children are selected on them), the user-signal model's more often the
-    other way round; the sign of the sum matched the child's true step in 17 of the 19, the reward
-    models' point win rate (the demo's gate until then) in 14. Why the model's error: without it, 5 of 18
-    later generations were stopped by a user-signal z of -2.5 to -5.4 that came from one uncertain
-    coefficient (cut-off replies, which children write less), none of them significantly worse on the
-    truth and one +0.076 better (docs/climb.md, "Thirteenth round")."""
+    other way round. Why the model's error: without it, 5 of 18 later generations were stopped by a
+    user-signal z of -2.5 to -5.4 that came from one uncertain coefficient (docs/climb.md, "Thirteenth
+    round"). Why the weight ``w`` (``user_signal_weight``): a z says how sure a scorer is of its own
+    difference, not how well that scorer tracks what users do. Stouffer's best weights are each z's
+    expected size under a real gain, which grows with the scorer's validity; the user-signal model's is
+    measured where the flywheel can see it, its Somers' D (2 AUC - 1) for continuing on the window's
+    held-out conversations (``heldout_continue_auc``). On demo windows that AUC is about 0.5 (0.41-0.62),
+    and equal weights let a user-signal z of -2.98 stop a child +0.056 ahead of its parent whose reward
+    models read +2.51 (docs/climb.md, "Fourteenth and fifteenth rounds")."""
 
     reward_model_z: float | None
     user_signal_z: float | None
     combined_z: float | None
     n: int
     user_signal_model_se: float | None = None
+    user_signal_weight: float | None = None
+    heldout_continue_auc: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
+def user_signal_weight(heldout_continue_auc: float | None, rule: str) -> float:
+    """The user signal's weight beside the reward models' (1): 1 under ``equal``; under
+    ``heldout_skill`` its Somers' D on held-out conversations, 2 AUC - 1 clipped to [0, 1] (0 when the AUC
+    is unknown: a scorer with no measured skill gets no vote)."""
+    if rule == "equal":
+        return 1.0
+    if heldout_continue_auc is None or not math.isfinite(heldout_continue_auc):
+        return 0.0
+    return float(np.clip(2.0 * heldout_continue_auc - 1.0, 0.0, 1.0))
+
+
 def parent_evidence(reward_model_wins: np.ndarray, continue_difference: np.ndarray | None,
-                    continue_model_se: float = 0.0) -> Evidence:
+                    continue_model_se: float = 0.0, weight: float = 1.0,
+                    heldout_continue_auc: float | None = None) -> Evidence:
     reward_model_z = paired_z(np.asarray(reward_model_wins, dtype=float) - 0.5)
     user_signal_z = None if continue_difference is None else paired_z(continue_difference, continue_model_se)
-    present = [z for z in (reward_model_z, user_signal_z) if z is not None]
-    combined = sum(present) / math.sqrt(len(present)) if present else None
+    weighted = [(w, z) for w, z in ((1.0, reward_model_z), (weight, user_signal_z)) if z is not None and w > 0]
+    combined = (sum(w * z for w, z in weighted) / math.sqrt(sum(w * w for w, _ in weighted))
+                if weighted else None)
+    measured = continue_difference is not None
     return Evidence(reward_model_z, user_signal_z, combined, len(reward_model_wins),
-                    None if continue_difference is None else continue_model_se)
+                    continue_model_se if measured else None, weight if measured else None,
+                    heldout_continue_auc if measured else None)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -639,6 +662,7 @@ def evaluate_child(
 
     user_signal_figure = continue_figure = continue_difference = None
     continue_model_se = 0.0
+    auc = getattr(user_signal, "heldout_continue_auc", None)
     if user_signal is not None:
         child_means = _user_signal_means(user_signal, conversations, child_all)
         parent_means = _user_signal_means(user_signal, conversations, parent_all)
@@ -655,7 +679,8 @@ def evaluate_child(
         win_rate_vs_reference=judged(REFERENCE) if reference is not None else None,
         user_signal_win_rate_vs_parent=user_signal_figure,
         user_signal_continue_vs_parent=continue_figure,
-        evidence_vs_parent=parent_evidence(per_prompt[PARENT], continue_difference, continue_model_se),
+        evidence_vs_parent=parent_evidence(per_prompt[PARENT], continue_difference, continue_model_se,
+                                           user_signal_weight(auc, settings.evidence_user_signal_weight), auc),
         instruction_following=following,
         violation_rate=violation,
         broken_reply_rate=broken,

@@ -129,8 +129,12 @@ class EvaluateConfig(Section):
     min_evidence_z: float | None = Field(
         None, description="Gate: the child's combined evidence over its parent (the offline report's "
         "evidence_vs_parent: the reward models' win rate and the user-signal model's P(continue), each a paired z "
-        "over the held-out prompts, summed Stouffer's way) must exceed this; 0 asks for the sign, 1.64 for one-sided "
+        "over the held-out prompts, summed Stouffer's way, the user signal weighted by evidence_user_signal_weight) must exceed this; 0 asks for the sign, 1.64 for one-sided "
         "significance at 5 %. None: not gated.")
+    evidence_user_signal_weight: Literal["heldout_skill", "equal"] = Field(
+        "heldout_skill", description="How evidence_vs_parent weighs the user-signal model's z beside the reward "
+        "models': heldout_skill, by its Somers' D for continuing on the window's held-out conversations (2 AUC - 1, "
+        "clipped to [0, 1]; 0 when unknown); equal, as much as the reward models'.")
     steerability_step_min_evidence_z: float | None = Field(
         None, description="Gate: a second way through evidence_vs_parent, for the paper's other goal (more steerable, "
         "not only more engaging): a child whose engagement evidence is short of min_evidence_z passes when that "

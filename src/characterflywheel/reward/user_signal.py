@@ -47,12 +47,16 @@ HEADS = ("continue", "thumbs_up")
 
 class UserSignalModel:
     """``predict`` -> (n, 2): [P(continue), P(thumbs up)] per (history, reply). With ``habits``
-    (``reward.habits``), P(continue) is read off the reply's habits, fitted on the same rows."""
+    (``reward.habits``), P(continue) is read off the reply's habits, fitted on the same rows.
+    ``heldout_continue_auc``: how well P(continue) ranked the held-out conversations' turns (from the
+    training metrics; None when unknown), which the offline evidence weighs the model's vote by."""
 
-    def __init__(self, model: SequenceModel, reward_config: dict[str, Any], habits: HabitModel | None = None) -> None:
+    def __init__(self, model: SequenceModel, reward_config: dict[str, Any], habits: HabitModel | None = None,
+                 heldout_continue_auc: float | None = None) -> None:
         self.model = model
         self.config = reward_config
         self.habits = habits
+        self.heldout_continue_auc = heldout_continue_auc
 
     def head_logits(self, prompts: Sequence[ChatMessages], replies: Sequence[str], progress: bool = False) -> np.ndarray:
         return self.model.logits(prompts, [(r,) for r in replies], progress, "user signals")
@@ -71,7 +75,16 @@ class UserSignalModel:
 
 def load_user_signal(path: Path | str, device: str = "auto", batch_size: int = 64) -> UserSignalModel:
     model, config = load_folder(path, KIND, device, batch_size)
-    return UserSignalModel(model, config, HabitModel.load(Path(path)))
+    return UserSignalModel(model, config, HabitModel.load(Path(path)), heldout_continue_auc(path))
+
+
+def heldout_continue_auc(path: Path | str) -> float | None:
+    """The continue head's held-out AUC from the model folder's metrics.json (None without one)."""
+    metrics_file = Path(path) / artifacts.METRICS
+    if not metrics_file.exists():
+        return None
+    auc = ((json.loads(metrics_file.read_text()).get("heldout") or {}).get("continue") or {}).get("auc")
+    return None if auc is None else float(auc)
 
 
 def label_matrix(examples: Sequence[SignalExample]) -> tuple[torch.Tensor, torch.Tensor]:
