@@ -162,6 +162,8 @@ def test_the_demo_gates_on_the_evidence_of_both_scorers() -> None:
     stopped = apply_gates(loser, settings=demo)
     assert not stopped.passed and [check.name for check in stopped.failed] == ["evidence_vs_parent"]
     assert "combined z -2.19 (reward models z +0.20, user signal z -3.30; n=32) is not above 0.00" in stopped.reasons[0]
+    weighted = dict(loser, evidence_vs_parent=_evidence(0.2, -3.3) | {"user_signal_weight": 0.18})
+    assert "user signal z -3.30 weighted 0.18; n=32" in apply_gates(weighted, settings=demo).reasons[0]
     climber = dict(_marginal(0.495, 0.458, 0.533), evidence_vs_parent=_evidence(-0.3, 1.8))
     assert apply_gates(climber, settings=demo).passed
     assert not apply_gates(_marginal(0.539, 0.476, 0.601), settings=demo).passed  # no evidence measured: fails

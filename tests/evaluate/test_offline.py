@@ -424,11 +424,14 @@ def test_the_user_signal_votes_by_its_held_out_skill() -> None:
     assert user_signal_weight(1.0, "heldout_skill") == 1.0 and user_signal_weight(0.5, "equal") == 1.0
     wins = np.r_[np.ones(22), np.zeros(10)]  # the reward models' per-prompt wins over the parent: z +2.25
     differences = np.linspace(-0.02, 0.01, 32)  # the user signal's P(continue) child - parent: z -3.18
-    rm, us = parent_evidence(wins, differences), parent_evidence(wins, None)
-    assert us.combined_z == pytest.approx(us.reward_model_z) and us.user_signal_weight is None
+    both, reward_models_only = parent_evidence(wins, differences), parent_evidence(wins, None)
+    assert reward_models_only.combined_z == pytest.approx(reward_models_only.reward_model_z)
+    assert reward_models_only.user_signal_weight is None
     for weight in (0.0, 0.2, 1.0):
         evidence = parent_evidence(wins, differences, weight=weight, heldout_continue_auc=0.5 + weight / 2)
-        assert evidence.combined_z == pytest.approx((rm.reward_model_z + weight * rm.user_signal_z)
+        assert evidence.combined_z == pytest.approx((both.reward_model_z + weight * both.user_signal_z)
                                                     / np.sqrt(1 + weight ** 2))
-    assert parent_evidence(wins, differences, weight=0.0).combined_z == pytest.approx(rm.reward_model_z)
-    assert parent_evidence(wins, differences, weight=1.0).combined_z < 0 < parent_evidence(wins, differences, weight=0.2).combined_z
+        assert evidence.user_signal_weight == weight and evidence.heldout_continue_auc == 0.5 + weight / 2
+    assert parent_evidence(wins, differences, weight=0.0).combined_z == pytest.approx(both.reward_model_z)
+    equal, skilled = (parent_evidence(wins, differences, weight=w).combined_z for w in (1.0, 0.2))
+    assert equal < 0 < skilled

@@ -277,9 +277,10 @@ class Evidence:
     difference, not how well that scorer tracks what users do. Stouffer's best weights are each z's
     expected size under a real gain, which grows with the scorer's validity; the user-signal model's is
     measured where the flywheel can see it, its Somers' D (2 AUC - 1) for continuing on the window's
-    held-out conversations (``heldout_continue_auc``). On demo windows that AUC is about 0.5 (0.41-0.62),
-    and equal weights let a user-signal z of -2.98 stop a child +0.056 ahead of its parent whose reward
-    models read +2.51 (docs/climb.md, "Fourteenth and fifteenth rounds")."""
+    held-out conversations (``heldout_continue_auc``). On the windows measured that AUC is 0.41-0.62
+    (demo windows, median 0.53; `five12`'s 0.535-0.590), and equal weights let a user-signal z of -2.98
+    stop a child +0.056 ahead of its parent whose reward models read +2.51 (docs/climb.md, "Fourteenth
+    round", "Fifteenth round")."""
 
     reward_model_z: float | None
     user_signal_z: float | None

@@ -129,8 +129,8 @@ class EvaluateConfig(Section):
     min_evidence_z: float | None = Field(
         None, description="Gate: the child's combined evidence over its parent (the offline report's "
         "evidence_vs_parent: the reward models' win rate and the user-signal model's P(continue), each a paired z "
-        "over the held-out prompts, summed Stouffer's way, the user signal weighted by evidence_user_signal_weight) must exceed this; 0 asks for the sign, 1.64 for one-sided "
-        "significance at 5 %. None: not gated.")
+        "over the held-out prompts, summed Stouffer's way, the user signal weighted by evidence_user_signal_weight) "
+        "must exceed this; 0 asks for the sign, 1.64 for one-sided significance at 5 %. None: not gated.")
     evidence_user_signal_weight: Literal["heldout_skill", "equal"] = Field(
         "heldout_skill", description="How evidence_vs_parent weighs the user-signal model's z beside the reward "
         "models': heldout_skill, by its Somers' D for continuing on the window's held-out conversations (2 AUC - 1, "
