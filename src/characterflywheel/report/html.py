@@ -170,7 +170,7 @@ def _headline_section(summaries: Sequence[Summary]) -> str:
                     "Figures are value [95% CI] n. Win rates are the child's against its parent and the fixed "
                     "reference, judged by the reward models; evidence z: the reward models' and the user-signal "
                     "model's paired evidence that the child beats its parent (the latter counting its own fitting error), "
-                    "summed (the demo gates on its sign, or on a lower bar for a child whose instruction "
+                    "summed, the user signal weighted by its skill on held-out conversations (the demo gates on its sign, or on a lower bar for a child whose instruction "
                     "following rose significantly: a steerability step); "
                     "lifts are the A/B challenger against the champion, "
                     "relative, in %. Served: the child was an A/B arm; promoted: it became champion.")
