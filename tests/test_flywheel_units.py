@@ -177,6 +177,36 @@ def test_only_the_run_s_last_window_is_scaled_up(tmp_path, monkeypatch):
     assert env.scales == [3.0]
 
 
+def test_the_last_window_takes_the_final_promote_rule_and_point_when_scaled_up():
+    from characterflywheel.flywheel import window_promote_rule
+
+    config = load_config(preset="demo")
+    assert config.flywheel.promote_rule == "guardrail" and config.flywheel.final_promote_rule is None
+    assert window_promote_rule(config, final=False, scale=1.0) == "guardrail"
+    assert window_promote_rule(config, final=True, scale=1.0) == "guardrail"  # the demo's last window: as the others
+    assert window_promote_rule(config, final=True, scale=4.0) == "point"
+    chosen = load_config(preset="demo", overrides=["flywheel.final_promote_rule=ci"])
+    assert window_promote_rule(chosen, final=True, scale=1.0) == window_promote_rule(chosen, final=True, scale=4.0) == "ci"
+    assert window_promote_rule(chosen, final=False, scale=1.0) == "guardrail"
+
+
+def test_a_scaled_last_window_that_cannot_tell_the_arms_apart_keeps_the_champion(tmp_path):
+    """Under ``guardrail`` an A/B without a difference promotes the child; the run's scaled-up last
+    window reads the same traffic by its point estimates and keeps the champion."""
+    config = load_config(preset="tiny", overrides=["ab.bootstrap=50", "flywheel.promote_rule=guardrail"])
+    decisions = {}
+    for final, scale in ((False, 1.0), (True, 3.0)):
+        out = tmp_path / f"gen-2-{final}" / "deploy"
+        out.mkdir(parents=True)
+        deploy_stage(config, ScriptedTraffic({"gen-1": 2, "gen-2": 2}), 2, ("parent", "gen-1"), ("child", "gen-2"),
+                     ("base", "gen-0"), scale=scale, final=final)(
+            StageContext("deploy", 2, out, tmp_path / "work", {}, {}))
+        decisions[final] = json.loads((out / "decision.json").read_text())
+    assert decisions[False]["promoted"] and "no harm" in decisions[False]["reason"]
+    assert not decisions[True]["promoted"] and decisions[True]["champion_version"] == "gen-1"
+    assert decisions[True]["reason"].startswith("last window (x3), promote rule point: point estimates")
+
+
 def test_a_window_nobody_would_read_is_not_served(tmp_path):
     """The run's last window after a child stopped at its gates (no holdout): the decision, no traffic."""
     config = load_config(preset="tiny", overrides=["ab.bootstrap=50"])
