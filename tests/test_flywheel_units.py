@@ -177,23 +177,21 @@ def test_only_the_run_s_last_window_is_scaled_up(tmp_path, monkeypatch):
     assert env.scales == [3.0]
 
 
-def test_the_last_window_takes_the_final_promote_rule_and_point_when_scaled_up():
+def test_the_last_window_takes_the_final_promote_rule_when_one_is_set():
     from characterflywheel.flywheel import window_promote_rule
 
     config = load_config(preset="demo")
     assert config.flywheel.promote_rule == "guardrail" and config.flywheel.final_promote_rule is None
-    assert window_promote_rule(config, final=False, scale=1.0) == "guardrail"
-    assert window_promote_rule(config, final=True, scale=1.0) == "guardrail"  # the demo's last window: as the others
-    assert window_promote_rule(config, final=True, scale=4.0) == "point"
-    chosen = load_config(preset="demo", overrides=["flywheel.final_promote_rule=ci"])
-    assert window_promote_rule(chosen, final=True, scale=1.0) == window_promote_rule(chosen, final=True, scale=4.0) == "ci"
-    assert window_promote_rule(chosen, final=False, scale=1.0) == "guardrail"
+    assert window_promote_rule(config, final=False) == window_promote_rule(config, final=True) == "guardrail"
+    chosen = load_config(preset="demo", overrides=["flywheel.final_promote_rule=point"])
+    assert window_promote_rule(chosen, final=True) == "point" and window_promote_rule(chosen, final=False) == "guardrail"
 
 
-def test_a_scaled_last_window_that_cannot_tell_the_arms_apart_keeps_the_champion(tmp_path):
-    """Under ``guardrail`` an A/B without a difference promotes the child; the run's scaled-up last
-    window reads the same traffic by its point estimates and keeps the champion."""
-    config = load_config(preset="tiny", overrides=["ab.bootstrap=50", "flywheel.promote_rule=guardrail"])
+def test_a_last_window_under_point_that_cannot_tell_the_arms_apart_keeps_the_champion(tmp_path):
+    """Under ``guardrail`` an A/B without a difference promotes the child; a last window read by
+    ``final_promote_rule = point`` keeps the champion on the same traffic."""
+    config = load_config(preset="tiny", overrides=["ab.bootstrap=50", "flywheel.promote_rule=guardrail",
+                                                   "flywheel.final_promote_rule=point"])
     decisions = {}
     for final, scale in ((False, 1.0), (True, 3.0)):
         out = tmp_path / f"gen-2-{final}" / "deploy"

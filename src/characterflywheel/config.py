@@ -193,7 +193,7 @@ class FlywheelConfig(Section):
     holdout_weight: float = Field(
         0.0, ge=0, description="Users kept on the generation-0 model in every window, relative to the champion's 1.0: the long-term holdout that lifts over generation 0 are read against (0 = none).")
     final_promote_rule: Literal["point", "ci", "guardrail"] | None = Field(
-        None, description="A/B promotion in the run's last window (empty: point when final_window_scale makes that window larger than the others, else promote_rule). A window sized to resolve decides on its estimates, and no later generation undoes what it promotes.")
+        None, description="A/B promotion in the run's last window, which no later generation corrects (empty: promote_rule). point there kept a worse child out in one five-generation run and a better one in another (docs/climb.md, sixteenth round).")
     final_window_scale: float = Field(
         1.0, ge=1.0, description="Traffic in the run's last window relative to the others, so that the lift the generations added up resolves against the generation-0 holdout: the simulation serves that many times world.users (the extra users are newcomers); a team serving real users runs that window that many times as long.")
 

@@ -198,10 +198,11 @@ def deploy_stage(config: Config, env: Environment, generation: int, champion: tu
         seen = served_arms(traffic)  # a small window may route nobody to an arm
         if challenger is not None and {"champion", "challenger"} <= seen:
             result = analyze_traffic(ab_config(config, arms, "champion"), traffic, context.out_dir, pre_period=pre_period)
-            rule = window_promote_rule(config, final, scale)
+            rule = window_promote_rule(config, final)
             promoted, reason = promotion_decision(result.to_dict(), rule)
             if rule != config.flywheel.promote_rule:
-                reason = f"last window (x{scale:g}), promote rule {rule}: {reason}"
+                window = f"last window (x{scale:g})" if scale != 1 else "last window"
+                reason = f"{window}, promote rule {rule}: {reason}"
             decision.promoted, decision.reason = promoted, reason
             if promoted:
                 decision.champion_model, decision.champion_version = challenger
@@ -227,18 +228,15 @@ def ab_config(config: Config, arms: list[ArmConfig], control: str) -> Config:
                                      "serve": config.serve.model_copy(update={"arms": arms})})
 
 
-def window_promote_rule(config: Config, final: bool, scale: float) -> str:
-    """The promotion rule of a window: ``flywheel.promote_rule``, except in the run's last window, which
-    takes ``flywheel.final_promote_rule`` or, unset, ``point`` when that window is ``scale`` (> 1) times
-    the others. ``guardrail`` exists for windows too small to see a child's gain; the scaled last window
-    is sized to resolve the generations' lift, and nothing after it undoes a promotion, so a child it
-    reads as worse on both breadth and depth is not promoted on its offline gates alone (`five12`: a
-    child the truth put 0.028 below its parent replaced the champion at breadth -12.9 %, depth -4.7 %)."""
-    if not final:
-        return config.flywheel.promote_rule
-    if config.flywheel.final_promote_rule is not None:
+def window_promote_rule(config: Config, final: bool) -> str:
+    """The promotion rule of a window: ``flywheel.promote_rule``, or ``flywheel.final_promote_rule`` in
+    the run's last window when set. Unset by default: ``point`` in the scaled-up last window kept a
+    worse child out in `five12` and a better one in `five13` (its point estimates were down on both
+    metrics for both children), so the window's estimates are not yet a better last judge than the
+    offline gates."""
+    if final and config.flywheel.final_promote_rule is not None:
         return config.flywheel.final_promote_rule
-    return "point" if scale > 1 else config.flywheel.promote_rule
+    return config.flywheel.promote_rule
 
 
 def promotion_decision(ab: dict[str, Any], rule: str) -> tuple[bool, str]:
