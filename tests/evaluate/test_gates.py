@@ -267,3 +267,19 @@ def test_missing_figures_and_user_signal_inputs() -> None:
     assert not with_reference["win_rate_vs_reference.reward_model"].passed  # no reference was evaluated
     with pytest.raises(TypeError, match="offline_report_dict"):
         apply_gates([1, 2])  # type: ignore[arg-type]
+
+
+def test_an_echo_of_the_conversations_earlier_reply_counts_as_broken() -> None:
+    """A child that says its first reply again on the second turn: fine as text, broken in the
+    conversation (what `five13`'s children learned); the parent answers afresh."""
+    records = _records()
+    for index, record in enumerate(records):
+        first_reply = f"Hello! Shall we talk about thing {index} today, friend?"
+        record["prompt"] = [{"role": "user", "content": "hello"}, {"role": "assistant", "content": first_reply},
+                            *record["prompt"]]
+    child = [f"Hello! Shall we talk about thing {i} today, friend?" for i in range(N)]
+    parent = [f"A calm answer about thing {i}, with a question back?" for i in range(N)]
+    report = evaluate_child(records, child, parent, judge=QualityJudge(dict.fromkeys(child + parent, 0.0)),
+                            characters=CARDS, settings=SETTINGS).to_dict()
+    assert report["broken_reply_rate"]["child"]["value"] == 1.0
+    assert report["broken_reply_rate"]["parent"]["value"] == 0.0

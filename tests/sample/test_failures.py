@@ -7,7 +7,17 @@ import numpy as np
 from sample_fakes import EmbeddedScoreJudge, ScriptedBackend, parse, prompt_record, reply
 
 from characterflywheel.models.generation import ends_cleanly, reply_cut_off, trim_to_last_sentence
-from characterflywheel.sample.failures import degenerate_reply, emoji_spam, find_failures, generic_closer, loops, too_short
+from characterflywheel.sample.failures import (
+    broken_reply,
+    degenerate_reply,
+    earlier_replies,
+    echoes,
+    emoji_spam,
+    find_failures,
+    generic_closer,
+    loops,
+    too_short,
+)
 from characterflywheel.sample.rejection import accepted, rejection_sample
 from characterflywheel.sample.settings import SampleConfig
 
@@ -132,3 +142,43 @@ def test_trimmed_cut_offs_end_at_their_last_whole_sentence_and_can_be_kept():
     result = rejection_sample(prompts, ["current"], WordJudge(), lambda spec: backend, on)
     assert result.sft[0]["messages"][-1]["content"] == finished
     assert result.report["kept_trimmed"] == 0 and result.report["filtered_trimmed"] == 1
+
+
+FIRST = "Ahoy! I be Captain Jack, the terror of the seven seas. What brings ye aboard me ship today?"
+
+
+def test_an_echo_repeats_an_earlier_reply_of_the_conversation():
+    """What `five13`'s children wrote on the second turn: the first reply again, verbatim or nearly."""
+    assert echoes(FIRST, [FIRST])
+    assert echoes("Ahoy! I be Captain Jack, the terror of the seven seas. What brings ye here, matey?", [FIRST])
+    assert not echoes("Arr, a storm be coming from the west. Have ye ever sailed through one, matey?", [FIRST])
+    assert not echoes("Ahoy! A fine day for sailing, and the wind be kind to us. Where shall we go?", [FIRST])
+    assert not echoes(FIRST, []) and not echoes("Ahoy!", [FIRST])  # nothing before; no trigrams of its own
+    assert echoes(FIRST, ["Something else entirely, friend.", FIRST])  # any earlier reply, not only the last
+    conversation = [{"role": "system", "content": FIRST}, {"role": "user", "content": FIRST},
+                    {"role": "assistant", "content": "Hello there."}]
+    assert earlier_replies(conversation) == ["Hello there."]  # the character's own turns only
+    assert broken_reply(FIRST, earlier=[FIRST]) and not broken_reply(FIRST)
+
+
+def test_an_echo_is_never_kept_and_makes_the_rejected_reply_whatever_the_margin():
+    fresh = "Arr, a storm be coming from the west. Have ye ever sailed through one, matey?"
+    failures = find_failures([FIRST, fresh], [False, False], np.zeros(2, dtype=bool), earlier=[FIRST])
+    assert failures.echo.tolist() == [True, False] and failures.degenerate.tolist() == [True, False]
+    assert accepted(np.array([0.9, 0.5]), failures, 0.4, False).tolist() == [False, True]
+    assert failures.rejectable(1).tolist() == [0] and failures.reason(0, [FIRST, fresh]) == "echo"
+
+    script = {"and then?": [reply(FIRST, 0.9), reply(fresh, 0.6), reply(fresh + " Arr!", 0.55)]}
+    backend = ScriptedBackend("scripted", lambda line: script[line])
+    record = prompt_record("p0", "and then?")
+    record["prompt"][1:1] = [{"role": "user", "content": "hello"}, {"role": "assistant", "content": FIRST}]
+    settings = SampleConfig(k=3, tau=0.4, tau_quantile=None, min_margin=0.5, max_new_tokens=100)
+    result = rejection_sample([record], ["current"], EmbeddedScoreJudge(), lambda spec: backend, settings)
+    assert parse(result.sft[0]["messages"][-1]["content"], "s") == 0.6  # the best reply that does not echo
+    (pair,) = result.prefs
+    assert pair["rejected_reason"] == "echo" and parse(pair["rejected"][0]["content"], "s") == 0.9
+    assert result.report["echo_candidates"] == 1
+    assert [row["echo"] for row in result.candidates] == [True, False, False]
+    first_turn = rejection_sample([prompt_record("p1", "and then?")], ["current"], EmbeddedScoreJudge(),
+                                  lambda spec: backend, settings)
+    assert parse(first_turn.sft[0]["messages"][-1]["content"], "s") == 0.9  # nothing earlier to echo

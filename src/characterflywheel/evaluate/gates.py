@@ -29,7 +29,8 @@ Gates (thresholds in ``EvaluateConfig``, the ``[evaluate]`` section):
   estimate decides (stricter, but noisy on a few dozen prompts).
 * ``instruction_following_not_lower`` -- likewise, the following rate may fall at most
   ``max_following_decrease``.
-* ``broken_replies_not_more`` -- likewise, the share of broken replies (loops, emoji spam, too short)
+* ``broken_replies_not_more`` -- likewise, the share of broken replies (loops, emoji spam, too short,
+  echoes of the conversation's earlier replies)
   may rise at most ``max_broken_reply_increase`` over the parent's, paired by prompt: a child whose
   weights broke writes "(   (  world", which the reward models of a small run may score at chance
   (a win rate of 0.498 [0.488, 0.506] for it on the tiny preset); missing figures (an offline report

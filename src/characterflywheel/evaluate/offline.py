@@ -35,7 +35,8 @@ optionally a reference model's replies to them (one reply per prompt, aligned), 
   alone, with Newcombe's interval, a demo gate's difference had a CI of about +-0.2: no step one
   generation takes in steerability could pass a gate asking for it (docs/climb.md, "Fourteenth round").
 * **broken-reply rates** of child and parent over every sampled reply (loops, emoji spam, fewer than
-  5 words: ``sample.failures.broken_reply``, what scrambled weights write), clustered by prompt, and the
+  5 words: ``sample.failures.broken_reply``, what scrambled weights write; and an echo of the
+  character's earlier reply in the prompt's conversation), clustered by prompt, and the
   child-minus-parent difference paired by prompt (bootstrap CI): a child can break in ways reward
   models trained on a few hundred rows score at chance, and the gates stop it here.
 * **style figures** (:mod:`characterflywheel.evaluate.style`) of the child's replies against their
@@ -85,7 +86,7 @@ from characterflywheel.evaluate.settings import EvaluateConfig
 from characterflywheel.evaluate.stats import Estimate, bootstrap_mean, clustered_rate, paired_rate_difference, paired_z
 from characterflywheel.evaluate.style import StyleReport, style_monitor
 from characterflywheel.reward.protocols import Judge
-from characterflywheel.sample.failures import broken_reply
+from characterflywheel.sample.failures import broken_reply, earlier_replies
 
 __all__ = [
     "AnnotatorFiller",
@@ -426,12 +427,19 @@ def _instruction_figures(child: Sequence[InstructionReport], parent: Sequence[In
     return figures[0], figures[1]
 
 
-def _broken_figures(child: Sequence[Sequence[str]], parent: Sequence[Sequence[str]], confidence: float,
-                    bootstrap: int, seed: int) -> dict[str, Estimate]:
-    """Shares of broken replies over every sample, and the child-minus-parent difference of each
-    prompt's share, bootstrapped over prompts (paired: both answered the same prompts)."""
-    child_broken = [[broken_reply(reply) for reply in replies] for replies in child]
-    parent_broken = [[broken_reply(reply) for reply in replies] for replies in parent]
+def _broken_figures(conversations: Sequence[Sequence[Mapping[str, str]]], child: Sequence[Sequence[str]],
+                    parent: Sequence[Sequence[str]], confidence: float, bootstrap: int,
+                    seed: int) -> dict[str, Estimate]:
+    """Shares of broken replies over every sample (an echo of the conversation's earlier replies counts),
+    and the child-minus-parent difference of each prompt's share, bootstrapped over prompts (paired:
+    both answered the same prompts)."""
+    earlier = [earlier_replies(conversation) for conversation in conversations]
+
+    def broken_flags(samples: Sequence[Sequence[str]]) -> list[list[bool]]:
+        return [[broken_reply(reply, earlier=before) for reply in replies]
+                for replies, before in zip(samples, earlier, strict=True)]
+
+    child_broken, parent_broken = broken_flags(child), broken_flags(parent)
     difference = np.array([np.mean(c) - np.mean(p) for c, p in zip(child_broken, parent_broken, strict=True)])
 
     def rate(broken: list[list[bool]]) -> Estimate:
@@ -627,7 +635,7 @@ def evaluate_child(
     child_if = _instruction_reports(records, child_all, cards, range(count))
     parent_if = _instruction_reports(records, parent_all, cards, range(count))
     following, violation = _instruction_figures(child_if, parent_if, *boot)
-    broken = _broken_figures(child_all, parent_all, *boot)
+    broken = _broken_figures(conversations, child_all, parent_all, *boot)
 
     # Per character.
     by_character: dict[str, list[int]] = defaultdict(list)

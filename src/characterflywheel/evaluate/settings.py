@@ -158,8 +158,8 @@ class EvaluateConfig(Section):
     max_broken_reply_increase: float = Field(
         0.25, ge=0.0, le=1.0,
         description="Gate: largest allowed rise of the share of broken replies (loops, emoji spam, fewer than 5 "
-        "words: sample/failures.broken_reply) over the parent's, paired by prompt (absolute). A sanity gate for a "
-        "child whose weights broke, which reward models trained on a few hundred rows may not see; real steps "
+        "words, echoes of an earlier reply: sample/failures.broken_reply) over the parent's, paired by prompt "
+        "(absolute). A sanity gate for a child whose weights broke, which reward models trained on a few hundred rows may not see; real steps "
         "moved it by -0.16 to +0.20.",
     )
     guardrails_need_significance: bool = Field(

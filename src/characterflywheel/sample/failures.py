@@ -18,6 +18,12 @@ or a ``chosen`` reply, and what makes the best ``rejected`` one.
   ("🎉👏🔬", "😄 🔴🔴"). A card that asks for emoji is kept by one; where a card's rule made emoji
   candidates the only rule-keeping ones, replies of 5 to 16 mixed emoji became SFT targets and the
   child two generations on wrote 3.9 emoji a reply against 0.02 (`demo11`, docs/climb.md "Tenth round").
+* **echo**: more than ``ECHO_SHARE`` (30 %) of the reply's word trigrams said already in one earlier
+  reply of the character in the same conversation (a second reply that repeats the first, verbatim or
+  nearly). Read off one reply it looks fine, and a truth set or a gate of single-turn prompts never
+  sees it; users do, on the second turn. In `five13` the share of a window's later replies that echoed
+  an earlier one rose from 0.07-0.11 (generation 0) to 0.51 (generation 5's challenger), and the last
+  windows lost users at the second reply (docs/climb.md). Needs the conversation: ``earlier``.
 * **generic closer**: a stock phrase that could follow any message ("How can I help you today?",
   "Is there anything else ...", "Let me know if ..."), the assistant habit a character chat model
   drifts to when it collapses onto what is safe for every prompt.
@@ -26,7 +32,8 @@ A preference pair whose rejected side is one of these (or a broken card rule) te
 the habits to unlearn, whatever the reward models' margin; a pair of two fine replies teaches only
 the reward models' taste, which is noisier.
 
-Why our own code: these are string checks on one reply; no library names a chat policy's
+Why our own code: these are string checks on one reply (and, for an echo, the conversation's earlier
+replies); no library names a chat policy's
 degenerate outputs. The generic-closer list is a product team's own style guide, kept short.
 """
 
@@ -34,7 +41,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,8 +58,9 @@ _WORD = re.compile(r"[\w']+")
 _CHARACTER_RUN = re.compile(r"([^\s\w.])(?:\s*\1){4,}")
 MIN_WORDS = 5
 MAX_EMOJI = 3
+ECHO_SHARE = 0.3
 CUT_OFF, LOOP, GENERIC, TOO_SHORT, BREAKS_RULES = "cut_off", "loop", "generic_closer", "too_short", "breaks_rules"
-EMOJI_SPAM = "emoji_spam"
+EMOJI_SPAM, ECHO = "emoji_spam", "echo"
 
 
 def loops(reply: str, ngram: int = 4, repeats: int = 3) -> bool:
@@ -99,6 +107,26 @@ def emoji_spam(reply: str, most: int = MAX_EMOJI) -> bool:
     return False
 
 
+def word_trigrams(text: str) -> set[tuple[str, ...]]:
+    words = _WORD.findall(text.lower())
+    return {tuple(words[i:i + 3]) for i in range(len(words) - 2)}
+
+
+def echoes(reply: str, earlier: Sequence[str], share: float = ECHO_SHARE) -> bool:
+    """More than ``share`` of the reply's distinct word trigrams appear in one of the ``earlier`` replies
+    (the character's own earlier turns of the conversation). A reply of fewer than three words has no
+    trigrams and echoes nothing (``too_short`` catches it)."""
+    own = word_trigrams(reply)
+    if not own or not earlier:
+        return False
+    return any(len(own & word_trigrams(before)) > share * len(own) for before in earlier)
+
+
+def earlier_replies(conversation: Sequence[Mapping[str, str]]) -> list[str]:
+    """The character's replies so far in a conversation (its assistant turns), oldest first."""
+    return [message["content"] for message in conversation if message.get("role") == "assistant"]
+
+
 def generic_closer(reply: str) -> bool:
     return GENERIC_CLOSERS.search(reply) is not None
 
@@ -107,24 +135,27 @@ def too_short(reply: str, min_words: int = MIN_WORDS) -> bool:
     return len(_WORD.findall(reply)) < min_words
 
 
-def broken_reply(reply: str, min_words: int = MIN_WORDS) -> bool:
-    """Broken as text, whatever the reward models think of it: a loop, emoji spam or too short (what
-    scrambled weights write: "(   (  world"). A generic closer is a habit, not breakage."""
-    return loops(reply) or emoji_spam(reply) or too_short(reply, min_words)
+def broken_reply(reply: str, min_words: int = MIN_WORDS, earlier: Sequence[str] = ()) -> bool:
+    """Broken as text, whatever the reward models think of it: a loop, emoji spam, too short (what
+    scrambled weights write: "(   (  world") or an echo of one of the ``earlier`` replies of the
+    conversation. A generic closer is a habit, not breakage."""
+    return loops(reply) or emoji_spam(reply) or too_short(reply, min_words) or echoes(reply, earlier)
 
 
-def degenerate_reply(reply: str, min_words: int = MIN_WORDS) -> bool:
-    return broken_reply(reply, min_words) or generic_closer(reply)
+def degenerate_reply(reply: str, min_words: int = MIN_WORDS, earlier: Sequence[str] = ()) -> bool:
+    return broken_reply(reply, min_words, earlier) or generic_closer(reply)
 
 
 @dataclass(frozen=True)
 class Failures:
-    """One prompt's candidates: which are cut off or degenerate (loop, generic closer, too short), as
-    boolean arrays, and how many of the card's applicable rules each breaks (``broken_rules``)."""
+    """One prompt's candidates: which are cut off or degenerate (loop, generic closer, too short, an
+    echo of an earlier reply: ``echo``, a part of ``degenerate``), as boolean arrays, and how many of
+    the card's applicable rules each breaks (``broken_rules``)."""
 
     cut_off: np.ndarray
     degenerate: np.ndarray
     broken_rules: np.ndarray
+    echo: np.ndarray | None = None
 
     @property
     def breaks_rules(self) -> np.ndarray:
@@ -178,15 +209,18 @@ class Failures:
             return CUT_OFF
         if self.degenerate[position]:
             reply = replies[position]
+            echo = self.echo is not None and bool(self.echo[position])
             return (LOOP if loops(reply) else EMOJI_SPAM if emoji_spam(reply) else GENERIC if generic_closer(reply)
-                    else TOO_SHORT)
+                    else ECHO if echo else TOO_SHORT)
         return None
 
 
 def find_failures(replies: Sequence[str], cut_off: Sequence[bool], broken_rules: Sequence[int],
-                  min_words: int = MIN_WORDS) -> Failures:
+                  min_words: int = MIN_WORDS, earlier: Sequence[str] = ()) -> Failures:
     """The failure flags of one prompt's candidates; ``broken_rules``: how many of its card's rules each
-    breaks (booleans count as 0/1)."""
-    degenerate = np.array([degenerate_reply(reply, min_words) for reply in replies], dtype=bool).reshape(-1)
+    breaks (booleans count as 0/1); ``earlier``: the character's replies so far in the prompt's
+    conversation (``earlier_replies``), which a candidate must not echo."""
+    echo = np.array([echoes(reply, earlier) for reply in replies], dtype=bool).reshape(-1)
+    degenerate = np.array([degenerate_reply(reply, min_words) for reply in replies], dtype=bool).reshape(-1) | echo
     return Failures(np.asarray(cut_off, dtype=bool).reshape(-1), degenerate,
-                    np.asarray(broken_rules, dtype=int).reshape(-1))
+                    np.asarray(broken_rules, dtype=int).reshape(-1), echo)

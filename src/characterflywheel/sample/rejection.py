@@ -11,7 +11,8 @@ For each prompt:
    probes of the models not chosen; the judge scores them.
 3. **Acceptance.** A candidate the token budget cut off mid-sentence is never kept (its finish
    reason is ``length``; SFT would teach the policy to stop mid-sentence), nor is a loop, a generic
-   closer or a reply of one or two words (``sample.failures``). Otherwise
+   closer, a reply of one or two words or an echo of the character's earlier reply in the
+   conversation (``sample.failures``). Otherwise
    a candidate is kept when its judge score >= tau (an absolute ``tau``, or
    ``tau_quantile`` of all candidate scores of the run, which does not depend on the judge's scale)
    and, with ``follow_rules``, it breaks no more of its character card's applicable rules than the
@@ -65,7 +66,7 @@ from characterflywheel.sample.protocols import (
     RuleCheck,
     UserSignalPredictor,
 )
-from characterflywheel.sample.failures import Failures, find_failures
+from characterflywheel.sample.failures import Failures, earlier_replies, find_failures
 from characterflywheel.sample.guided import add_guided_candidates
 from characterflywheel.sample.records import plain_messages
 from characterflywheel.sample.settings import SampleConfig
@@ -314,6 +315,7 @@ def select_for_prompt(
             "breaks_rules": bool(failures.broken_rules[position] > 0),
             "broken_rules": int(failures.broken_rules[position]), "cut_off": bool(failures.cut_off[position]),
             "degenerate": bool(failures.degenerate[position]), "guided": position >= len(replies) - guided,
+            "echo": failures.echo is not None and bool(failures.echo[position]),
         }
         for position, reply in enumerate(replies)
     ]
@@ -403,8 +405,8 @@ def rejection_sample(
     scores = checked_score_groups(judge, conversations, groups) if records else []
     breaking = broken_rule_counts(records, groups, rule_check if settings.follow_rules else None)
     tau, tau_source = effective_tau(scores, settings, [~np.asarray(flags, dtype=bool) for flags in cut])
-    failures = [find_failures(group, cut_flags, breaks, settings.min_words)
-                for group, cut_flags, breaks in zip(groups, cut, breaking)]
+    failures = [find_failures(group, cut_flags, breaks, settings.min_words, earlier_replies(conversation))
+                for group, cut_flags, breaks, conversation in zip(groups, cut, breaking, conversations, strict=True)]
     kept_masks = [accepted(group_scores, failed, tau, settings.keep_best_rule_keeper)
                   for group_scores, failed in zip(scores, failures, strict=True)]
     if trimmed is not None:
@@ -545,6 +547,7 @@ def _report(
         "cut_off_candidates": int(cut.sum()),
         "cut_off_share": float(cut.mean()) if cut.size else 0.0,
         "degenerate_candidates": int(degenerate.sum()),
+        "echo_candidates": sum(int(f.echo.sum()) for f in failures if f.echo is not None),
         "pairs_against_failures": sum(pair["rejected_reason"] != "lower score" for pair in prefs),
         "rejected_reasons": dict(Counter(pair["rejected_reason"] for pair in prefs)),
         "prompts_rules_out_of_reach": sum(bool(len(b)) and bool((b > 0).all()) for b in breaking),
