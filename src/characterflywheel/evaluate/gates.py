@@ -30,11 +30,10 @@ Gates (thresholds in ``EvaluateConfig``, the ``[evaluate]`` section):
 * ``instruction_following_not_lower`` -- likewise, the following rate may fall at most
   ``max_following_decrease``.
 * ``broken_replies_not_more`` -- likewise, the share of broken replies (loops, emoji spam, too short,
-  echoes of the conversation's earlier replies)
-  may rise at most ``max_broken_reply_increase`` over the parent's, paired by prompt: a child whose
-  weights broke writes "(   (  world", which the reward models of a small run may score at chance
-  (a win rate of 0.498 [0.488, 0.506] for it on the tiny preset); missing figures (an offline report
-  from before it) skip the check.
+  echoes of the conversation's earlier replies) may rise at most ``max_broken_reply_increase`` over
+  the parent's, paired by prompt: a child whose weights broke writes "(   (  world", which the reward
+  models of a small run may score at chance (a win rate of 0.498 [0.488, 0.506] for it on the tiny
+  preset); missing figures (an offline report from before it) skip the check.
 * ``no_style_artifact`` -- the style monitor flagged no feature (``forbid_style_artifacts``).
 * ``user_signal_win_rate`` -- below ``max_user_signal_win_rate`` (paper 7.4: past 65 % the child is
   hacking the user-signal proxy), unless (``user_signal_gate = "divergence"``, the default) the reward

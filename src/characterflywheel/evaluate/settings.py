@@ -159,8 +159,8 @@ class EvaluateConfig(Section):
         0.25, ge=0.0, le=1.0,
         description="Gate: largest allowed rise of the share of broken replies (loops, emoji spam, fewer than 5 "
         "words, echoes of an earlier reply: sample/failures.broken_reply) over the parent's, paired by prompt "
-        "(absolute). A sanity gate for a child whose weights broke, which reward models trained on a few hundred rows may not see; real steps "
-        "moved it by -0.16 to +0.20.",
+        "(absolute). A sanity gate for a child whose weights broke, which reward models trained on a few "
+        "hundred rows may not see; real steps moved it by -0.16 to +0.20.",
     )
     guardrails_need_significance: bool = Field(
         True,

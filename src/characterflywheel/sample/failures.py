@@ -33,8 +33,8 @@ the habits to unlearn, whatever the reward models' margin; a pair of two fine re
 the reward models' taste, which is noisier.
 
 Why our own code: these are string checks on one reply (and, for an echo, the conversation's earlier
-replies); no library names a chat policy's
-degenerate outputs. The generic-closer list is a product team's own style guide, kept short.
+replies); no library names a chat policy's degenerate outputs. The generic-closer list is a product
+team's own style guide, kept short.
 """
 
 from __future__ import annotations
