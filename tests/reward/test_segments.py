@@ -104,3 +104,34 @@ def test_a_frozen_encoder_is_saved_as_its_head_and_the_backbone_s_name(tmp_path)
     model.eval()
     with torch.no_grad():
         assert torch.allclose(model(**batch).logits, loaded.model(**batch).logits, atol=1e-5)
+
+
+def test_loaded_models_naming_one_frozen_backbone_share_its_encoder_and_encode_a_text_once(tmp_path) -> None:
+    from characterflywheel.reward.backbones import freeze_lower_layers, load_folder, save_folder
+
+    trained = {}
+    for kind, seed in (("pointwise", 0), ("user_signal", 1)):
+        model, tokenizer = load_backbone("embedded:all-minilm-l6-v2", num_labels=1, seed=seed, style="segments")
+        freeze_lower_layers(model, 0)
+        torch.nn.init.normal_(model.head.weight)
+        save_folder(tmp_path / kind, model, tokenizer, {"kind": kind, "style": "segments", "input": FMT.to_dict(),
+                                                         "backbone": "embedded:all-minilm-l6-v2"})
+        trained[kind] = model.eval()
+    first, _ = load_folder(tmp_path / "pointwise", "pointwise")
+    second, _ = load_folder(tmp_path / "user_signal", "user_signal")
+    assert first.model.encoder is second.model.encoder
+    assert not any(p.requires_grad for p in first.model.parameters())  # a loaded model only scores
+    calls = []
+    hook = first.model.encoder.register_forward_hook(
+        lambda module, inputs, output: calls.append(output.last_hidden_state.shape[0]))
+    try:
+        prompts, replies = [PROMPT] * 2, [("I love pasta.",), ("Only on Mars.",)]
+        scores = {"pointwise": first.logits(prompts, replies), "user_signal": second.logits(prompts, replies)}
+        first.logits(prompts, replies)
+    finally:
+        hook.remove()
+    assert sum(calls) <= 5  # the prompt's 3 segments and 2 replies, encoded once for both models and calls
+    batch = encode_segments(tokenizer, prompts, replies, FMT)
+    for kind, model in trained.items():
+        with torch.no_grad():
+            assert np.allclose(model(**batch).logits.numpy(), scores[kind], atol=1e-5)

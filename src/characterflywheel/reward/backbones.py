@@ -53,7 +53,7 @@ STYLES = ("pair", "segments", "chat")
 # Cosines enter the head scaled as in sentence-transformers' ranking losses (scale 20): a reply's
 # cosines to its context differ by ~0.1 between candidates, too little for a fresh head to use unscaled.
 SIMILARITY_SCALE = 20.0
-FROZEN_CACHE_ROWS = 200_000  # pooled rows kept per model (384 floats each) before the cache starts over
+FROZEN_CACHE_ROWS = 200_000  # pooled rows kept per encoder (384 floats each) before the cache starts over
 
 
 def pick_device(device: str) -> torch.device:
@@ -112,7 +112,7 @@ class SegmentPooledClassifier(torch.nn.Module):
     """
 
     def __init__(self, encoder: PreTrainedModel, num_labels: int, segments: int, sep_token_id: int,
-                 context_segments: int = 1) -> None:
+                 context_segments: int = 1, frozen_rows: dict[bytes, torch.Tensor] | None = None) -> None:
         super().__init__()
         self.encoder = encoder
         self.segments = segments
@@ -123,7 +123,8 @@ class SegmentPooledClassifier(torch.nn.Module):
         hidden = encoder.config.hidden_size
         pairs = replies * context_segments
         self.head = torch.nn.Linear(hidden * (segments + pairs) + pairs, num_labels)
-        self._frozen_rows: dict[bytes, torch.Tensor] = {}
+        # Pooled rows of a frozen encoder by token ids; shared by the models that share the encoder.
+        self._frozen_rows: dict[bytes, torch.Tensor] = {} if frozen_rows is None else frozen_rows
 
     @property
     def base_model(self) -> PreTrainedModel:
@@ -317,6 +318,22 @@ def save_folder(folder: Path, model: torch.nn.Module, tokenizer: PreTrainedToken
     write_json(folder / artifacts.REWARD_CONFIG, reward_config)
 
 
+_SHARED_ENCODERS: dict[tuple[str, str], tuple[PreTrainedModel, dict[bytes, torch.Tensor]]] = {}
+
+
+def shared_frozen_encoder(source: Path, device: torch.device) -> tuple[PreTrainedModel, dict[bytes, torch.Tensor]]:
+    """One frozen, eval-mode copy of a named backbone per process and device, with one cache of its pooled
+    rows. The pointwise, pairwise and user-signal models all read the same frozen MiniLM: shared, a text
+    that all three score (a candidate, a prompt's persona or last line) is encoded once, not once per
+    model and per pair it appears in."""
+    key = (str(Path(source).resolve()), str(device))
+    if key not in _SHARED_ENCODERS:
+        encoder = AutoModel.from_pretrained(source, dtype=torch.float32, add_pooling_layer=False)
+        encoder.requires_grad_(False)
+        _SHARED_ENCODERS[key] = (encoder.to(device).eval(), {})
+    return _SHARED_ENCODERS[key]
+
+
 def load_folder(path: Path | str, kind: str, device: str = "auto",
                 batch_size: int = 64) -> tuple[SequenceModel, dict[str, Any]]:
     """A saved reward model of ``kind``, in eval mode; a wrong folder is a one-line error."""
@@ -334,11 +351,15 @@ def load_folder(path: Path | str, kind: str, device: str = "auto",
         if head is None:
             model = AutoModelForSequenceClassification.from_pretrained(folder, dtype=torch.float32)
         else:
-            source = resolve_model(head["encoder"]) if head.get("encoder") else folder
-            encoder = AutoModel.from_pretrained(source, dtype=torch.float32, add_pooling_layer=False)
+            if head.get("encoder"):  # a frozen named backbone: shared with the other models that name it
+                encoder, rows = shared_frozen_encoder(resolve_model(head["encoder"]), target)
+            else:
+                encoder, rows = AutoModel.from_pretrained(folder, dtype=torch.float32, add_pooling_layer=False), None
             model = SegmentPooledClassifier(encoder, int(head["num_labels"]), int(head["segments"]),
-                                            tokenizer.sep_token_id, int(head.get("context_segments", 1)))
+                                            tokenizer.sep_token_id, int(head.get("context_segments", 1)), rows)
             model.head.load_state_dict(load_file(str(folder / HEAD_NAME)))
+    # A loaded reward model only scores: frozen, so a segment-encoded model caches its pooled rows.
+    model.requires_grad_(False)
     model.to(target).eval()
     fmt = InputFormat.from_dict(config["input"])
     return SequenceModel(model, tokenizer, fmt, config.get("style", "pair"), target, batch_size), config

@@ -46,8 +46,32 @@ _FORBIDDEN_REWARD_CLASSES = {"UserSignalModel"}
 # ---------------------------------------------------------------------------------------------
 
 
+def score_only_labelled_positions() -> None:
+    """Make TRL's fused LM head project only the positions that carry a label on the CPU too.
+
+    TRL 1.16's SFT, DPO and GRPO trainers get per-token log-probs from ``add_fused_lm_head``, which scores
+    only the labelled positions on CUDA/XPU but every position elsewhere, to keep tile shapes fixed for
+    compilers such as Neuron's. Eager CPU training compiles nothing, and the LM head (a 49k-token
+    vocabulary) is a large share of a small policy's compute while the loss reads only the reply: in a
+    demo DPO row ~190 of ~245 tokens are prompt. Idempotent; the log-probs and gradients are the same
+    (``tests/train/test_common.py``)."""
+    from trl.trainer import utils as trl_utils
+
+    if getattr(trl_utils._use_triton, "scores_labelled_only", False):
+        return
+    compact_on = trl_utils._use_triton
+
+    def compact(device: torch.device) -> bool:
+        return device.type == "cpu" or compact_on(device)
+
+    compact.scores_labelled_only = True  # type: ignore[attr-defined]
+    trl_utils._use_triton = compact
+
+
 def load_parent(spec: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, Path]:
-    """The parent as a trainable fp32 model, its tokenizer (pad token set) and its folder."""
+    """The parent as a trainable fp32 model, its tokenizer (pad token set) and its folder; TRL's fused LM
+    head set to score only labelled positions (``score_only_labelled_positions``)."""
+    score_only_labelled_positions()
     folder = resolve_model(spec)
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     if tokenizer.pad_token is None:

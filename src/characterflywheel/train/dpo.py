@@ -7,7 +7,8 @@ Data: the contract preference JSONL (``prompt`` messages, one-message ``chosen``
 assistant replies). The reference model is a frozen copy of the parent (full fine-tune) or the base
 weights with the adapter disabled (LoRA), both TRL's defaults. TRL 1.16's DPOTrainer has disabled
 padding-free batches, so DPO batches are padded; ``prepare_rows`` keeps every sequence within
-``dpo_max_length`` by dropping old history turns rather than cutting the replies.
+``dpo_max_length`` by dropping old history turns rather than cutting the replies. Each pair's prompt
+goes through the policy once (``dpo_share_prompt``, ``shared_prompt.py``): TRL runs it once per reply.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from datasets import Dataset
+from peft import PeftModel
 from trl import DPOConfig, DPOTrainer
 
 from characterflywheel.models.progress import quiet_trainer
@@ -27,6 +29,7 @@ from characterflywheel.train.common import (
     train_and_save,
 )
 from characterflywheel.train.preprocess import prepare_rows, read_preference_records
+from characterflywheel.train.shared_prompt import share_prompt_in_pairs
 from characterflywheel.train.settings import TrainConfig
 
 
@@ -84,6 +87,10 @@ def run_dpo(
         callbacks=[clock, SkipFinalCheckpoint()],
     )
     quiet_trainer(trainer)
+    if settings.dpo_share_prompt:
+        share_prompt_in_pairs(trainer.model.get_base_model() if isinstance(trainer.model, PeftModel) else trainer.model)
+        if trainer.ref_model is not None:
+            share_prompt_in_pairs(trainer.ref_model)
 
     # 4. train (resuming an interrupted run), save the child, report
     return train_and_save(trainer, clock, tokenizer, parent_folder, Path(out_dir), Path(work_dir), settings,

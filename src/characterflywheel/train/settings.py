@@ -90,6 +90,10 @@ class TrainConfig(Section):
     dpo_sft_loss_weight: float = Field(
         0.0, ge=0, description="Weight of an NLL (SFT) loss on the chosen reply added to DPO's (RPO; TRL's loss_type "
         "['sigmoid', 'sft']); 0: DPO alone.")
+    dpo_share_prompt: bool = Field(
+        True, description="Run each pair's shared prompt through the policy once, as one packed row (prompt, chosen, "
+        "rejected) under a mask that hides the chosen reply from the rejected one; the log-probs are TRL's "
+        "(train/shared_prompt.py). false: TRL's two padded rows a pair.")
     # ---- Online DPO
     online_dpo_learning_rate: float = Field(5e-6, gt=0, description="Online DPO learning rate.")
     online_dpo_max_steps: int = Field(-1, description="Online DPO optimizer steps; -1 = run online_dpo_epochs.")
