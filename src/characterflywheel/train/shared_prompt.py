@@ -115,25 +115,22 @@ def _packed_pairs(model: torch.nn.Module, labels: torch.Tensor, kwargs: dict[str
 
     # Each reply token's predictor: the packed position before it in its own row (the prompt's last
     # token for a reply's first token), and where it goes back in TRL's shifted [2b, length - 1] layout.
-    source_row, source_col, target_row, target_col, targets = [], [], [], [], []
+    # (packed row, predictor column, TRL row, TRL column) for every reply token
+    index = []
     for i in range(pairs):
         (prompt, chosen), (_, rejected) = spans[i], spans[i + pairs]
-        for k in range(chosen):
-            source_row.append(i), source_col.append(prompt - 1 + k)
-            target_row.append(i), target_col.append(prompt - 1 + k)
-            targets.append(input_ids[i, prompt + k])
-        for k in range(rejected):
-            source_row.append(i), source_col.append(prompt - 1 if k == 0 else prompt + chosen + k - 1)
-            target_row.append(i + pairs), target_col.append(prompt - 1 + k)
-            targets.append(input_ids[i + pairs, prompt + k])
+        index += [(i, prompt - 1 + k, i, prompt - 1 + k) for k in range(chosen)]
+        index += [(i, prompt - 1 if k == 0 else prompt + chosen + k - 1, i + pairs, prompt - 1 + k)
+                  for k in range(rejected)]
+    source_row, source_col, target_row, target_col = torch.tensor(index, device=device).unbind(1)
+    targets = input_ids[target_row, target_col + 1]
     head = model.get_output_embeddings()
-    selected = hidden[torch.tensor(source_row, device=device), torch.tensor(source_col, device=device)]
     per_token = _ChunkedLogProbFunction.apply(
-        selected.to(head.weight.device), head.weight, head.bias, torch.stack(targets).to(head.weight.device),
+        hidden[source_row, source_col].to(head.weight.device), head.weight, head.bias, targets.to(head.weight.device),
         1.0, _CHUNKED_LOGPROB_CHUNK_SIZE, None, 1.0, ("log_probs", *OPTIONAL_OUTPUTS))
 
     shape = (input_ids.size(0), input_ids.size(1) - 1)
-    where = (torch.tensor(target_row, device=device), torch.tensor(target_col, device=device))
+    where = (target_row, target_col)
     fields = []
     for values in per_token:
         if values is None:
