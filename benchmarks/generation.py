@@ -1,6 +1,6 @@
 """Throughput of the local generation backends on real chit-chat prompts.
 
-Usage: ``python benchmarks/generation.py [--quick] [--model SPEC] [--only NAME ...]``
+Usage: ``python benchmarks/generation.py [--quick] [--model SPEC] [--only NAME ...] [--projections]``
 
 Prompts are the last turns (ending with a user turn, at most three messages) of
 conversations from the PyPI ``chitchat_dataset`` package (each message cut at 300
@@ -8,7 +8,10 @@ characters), behind a short character system prompt; a fixed list of human-like 
 samples (temperature 0.8, top_p 0.95) up to 64 new tokens. tok/s counts the tokens really
 generated (replies may stop early at end-of-turn) over wall time, prefill included; the
 last column is the speed-up over ``transformers`` at batch 1. Peak RSS is the process's
-high-water mark after each case (it only grows).
+high-water mark after each case (it only grows). The ``fast int8`` cases run the decoder layers'
+projections int8 (``generation.dtype = "int8"``; models/int8.py); ``--projections`` first prints one
+projection's time a call (576 -> 3,072, the MLP's fused gate/up) in fp32 and int8 at the row counts a
+decode step sees.
 """
 
 from __future__ import annotations
@@ -109,7 +112,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default=EMBEDDED_POLICY)
     parser.add_argument("--batch-size", type=int, default=128, help="fast backend slots")
     parser.add_argument("--only", nargs="*", help="run only cases whose label contains one of these words")
+    parser.add_argument("--projections", action="store_true", help="first time one projection, fp32 vs int8")
     args = parser.parse_args(argv)
+    if args.projections:
+        projection_timings()
 
     single, batched = (2, 32) if args.quick else (6, 64)
     model, tokenizer = load_policy(args.model)
@@ -125,12 +131,15 @@ def main(argv: list[str] | None = None) -> None:
 
     transformers_b = cached("tf", lambda: TransformersBackend(model, tokenizer, batch_size=16))
     fast_b = cached("fast", lambda: FastBackend(model, tokenizer, batch_size=args.batch_size))
+    int8_b = cached("int8", lambda: FastBackend(model, tokenizer, batch_size=args.batch_size, int8=True))
     cases = [
         Case("transformers batch 1", "transformers", single, 1, transformers_b),
         Case(f"transformers {batched} prompts", "transformers", batched, 1, transformers_b),
         Case("fast batch 1", "fast", single, 1, fast_b),
         Case(f"fast {batched} prompts", "fast", batched, 1, fast_b),
         Case(f"fast {batched} prompts x n=4", "fast", batched, 4, fast_b),
+        Case(f"fast int8 {batched} prompts", "fast", batched, 1, int8_b),
+        Case(f"fast int8 {batched} prompts x n=4", "fast", batched, 4, int8_b),
     ]
     if args.only:
         cases = [c for c in cases if any(word in c.label for word in args.only)]
@@ -146,6 +155,33 @@ def main(argv: list[str] | None = None) -> None:
             baseline = speed
         ratio = f"{speed / baseline:.1f}" if baseline else "-"
         print(f"{case.label:34} {tokens:7d} {elapsed:8.1f} {speed:8.1f} {ratio:>8} {peak_rss_mib():13.0f}", flush=True)
+
+
+def projection_timings(rows: tuple[int, ...] = (8, 24, 64, 128), calls: int = 300) -> None:
+    """Microseconds a call of a 576 -> 3,072 projection, fp32 against int8 (quantisation included)."""
+    import torch
+
+    from characterflywheel.models.int8 import Int8Linear
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(576, 3072, bias=False)
+    quantized = Int8Linear(linear, torch.rand(576) * 4)
+
+    def per_call(module: torch.nn.Module, x: object) -> float:
+        for _ in range(10):
+            module(x)
+        start = time.perf_counter()
+        for _ in range(calls):
+            module(x)
+        return (time.perf_counter() - start) / calls * 1e6
+
+    print(f"{'rows':>5} {'fp32 us':>9} {'int8 us':>9} {'speed-up':>9}")
+    with torch.inference_mode():
+        for count in rows:
+            x = torch.randn(count, 576)
+            fp32, int8 = per_call(linear, x), per_call(quantized, x)
+            print(f"{count:5d} {fp32:9.0f} {int8:9.0f} {fp32 / int8:9.1f}", flush=True)
+    print()
 
 
 def _threads() -> int:

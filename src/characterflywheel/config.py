@@ -60,9 +60,10 @@ class GenerationConfig(Section):
     temperature: float = Field(0.8, ge=0.0, le=5.0, description="Sampling temperature; 0 means greedy.")
     top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling mass.")
     batch_size: int = Field(32, ge=1, le=1024, description="Conversations decoded together by local backends.")
-    dtype: Literal["auto", "float32", "bfloat16"] = Field(
-        "auto", description="fast backend weights and KV cache: auto is bfloat16 on a CPU with native bf16 "
-        "(AVX512-BF16, AMX; ~1.7x faster there), else float32.")
+    dtype: Literal["auto", "float32", "bfloat16", "int8"] = Field(
+        "auto", description="fast backend precision: auto is bfloat16 on a CPU with native bf16 (AVX512-BF16, "
+        "AMX; ~1.7x faster there), else int8 projections where the CPU has VNNI (fp32 elsewhere in the model; "
+        "models/int8.py), else float32.")
     base_url: str = Field("", description="openai backend: server URL, e.g. http://127.0.0.1:8000/v1.")
     api_key_env: str = Field("OPENAI_API_KEY", description="openai backend: environment variable holding the API key.")
     served_model: str = Field("", description="openai backend: model name on the server (defaults to model.policy).")

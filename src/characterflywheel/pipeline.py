@@ -30,7 +30,7 @@ from characterflywheel.data.jsonl import write_jsonl
 from characterflywheel.deploy.gateway import Arm, Gateway
 from characterflywheel.evaluate.engagement import analyze_traffic as read_out
 from characterflywheel.models import SamplingParams, make_backend
-from characterflywheel.models.loading import local_generation_dtype
+from characterflywheel.models.loading import local_generation_precision
 from characterflywheel.models.progress import show_bars
 from characterflywheel.runs import RunDir, StageContext, StageHook, StageResult
 
@@ -129,7 +129,10 @@ def backend_options(config: Config) -> dict[str, Any]:
     else:
         options["batch_size"] = gen.batch_size
     if gen.backend == "fast":
-        options["dtype"] = local_generation_dtype(gen.dtype)
+        precision = local_generation_precision(gen.dtype)
+        options["dtype"] = precision.dtype
+        if precision.int8:
+            options["int8"] = True
     return options
 
 

@@ -1,5 +1,6 @@
-"""Precision: ``auto`` picks bf16 (training autocast, local generation) only where bf16 is native;
-CPU bf16 training needs use_cpu."""
+"""Precision: ``auto`` picks bf16 (training autocast, local generation) only where bf16 is native,
+and int8 projections for local generation where the CPU has VNNI instead; CPU bf16 training needs
+use_cpu."""
 
 from __future__ import annotations
 
@@ -39,10 +40,13 @@ def test_native_bf16_is_read_from_the_cpu_flags(monkeypatch, tmp_path):
     monkeypatch.setattr(loading, "Path", fake_path)
     cpuinfo.write_text("flags\t\t: fpu sse2 avx2 avx512f avx512bw\n")
     assert not loading.cpu_has_native_bf16()
-    assert loading.local_generation_dtype("auto") == torch.float32
+    assert loading.local_generation_precision("auto") == loading.LocalPrecision(torch.float32)
     cpuinfo.write_text("flags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n")
     assert loading.cpu_has_native_bf16()
-    assert loading.local_generation_dtype("auto") == torch.bfloat16
-    assert loading.local_generation_dtype("float32") == torch.float32
+    assert loading.local_generation_precision("auto") == loading.LocalPrecision(torch.bfloat16)
+    assert loading.local_generation_precision("float32") == loading.LocalPrecision(torch.float32)
+    cpuinfo.write_text("flags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n")
+    assert loading.local_generation_precision("auto") == loading.LocalPrecision(torch.float32, int8=True)
+    assert loading.local_generation_precision("int8") == loading.LocalPrecision(torch.float32, int8=True)
     cpuinfo.unlink()
     assert not loading.cpu_has_native_bf16()

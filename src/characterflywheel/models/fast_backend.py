@@ -37,7 +37,10 @@ AVX-512; SDPA's CPU flash kernel is 6 ms per call for a single query row (replac
 grouped matmul in decode). So the backend wins by batching, in fp32 there. On a CPU with native
 bf16 (AVX512-BF16 or AMX) it runs bf16 (``generation.dtype = "auto"``; sampling still reads fp32
 logits): on a 2-core AMD EPYC, 32 greedy demo replies took 13.9 s against 24.3 s in fp32, 17 of
-them identical to fp32's and the rest parting after a shared opening, as rounding does.
+them identical to fp32's and the rest parting after a shared opening, as rounding does. On a CPU
+without native bf16 but with VNNI (an Intel Xeon of the Ice Lake generation) the decoder layers'
+projections run int8 with per-row activation scales and SmoothQuant instead of PyTorch's per-tensor
+dynamic quantisation (``generation.dtype = "int8"``, the ``auto`` choice there; :mod:`.int8`).
 """
 
 from __future__ import annotations
@@ -58,7 +61,8 @@ from characterflywheel.models.generation import (
     encode_conversations,
     stop_token_ids,
 )
-from characterflywheel.models.lean_llama import LeanLlama, SlotCache
+from characterflywheel.models.int8 import calibrate_input_maxima
+from characterflywheel.models.lean_llama import PROJECTION_INPUTS, LeanLlama, SlotCache
 from characterflywheel.models.loading import load_policy
 from characterflywheel.models.progress import progress_bar
 from characterflywheel.models.sampling import sample_next_tokens
@@ -122,6 +126,7 @@ class FastBackend:
         num_threads: int | None = None,
         prefix_cache_entries: int = 64,
         history_cache_bytes: int = DEFAULT_HISTORY_CACHE_BYTES,
+        int8: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -140,7 +145,10 @@ class FastBackend:
         self.stop_ids = stop_token_ids(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.stop_ids[0]
         self.max_positions = int(getattr(model.config, "max_position_embeddings", 1 << 30))
-        self.lean = LeanLlama(model).eval()
+        if int8 and model.dtype != torch.float32:
+            raise ValueError(f"int8 projections need the model loaded in float32, got {model.dtype}")
+        maxima = calibrate_input_maxima(model, tokenizer, list(PROJECTION_INPUTS.values())) if int8 else None
+        self.lean = LeanLlama(model, maxima).eval()
         self.generated_tokens = 0  # running total, stop tokens included (for throughput figures)
         self.prefixes = PrefixCache(prefix_cache_entries)
         self.histories = HistoryCache(history_cache_bytes)

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from characterflywheel.models.int8 import Int8Linear
+
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
@@ -70,14 +72,22 @@ class Shape:
     eps: float
 
 
+# The input each projection reads, named by the HF module whose input it is (calibration hooks it).
+PROJECTION_INPUTS = {"qkv": "self_attn.q_proj", "o": "self_attn.o_proj", "gate_up": "mlp.gate_proj",
+                     "down": "mlp.down_proj"}
+
+
 class LeanLayer(nn.Module):
-    def __init__(self, layer: nn.Module) -> None:
+    def __init__(self, layer: nn.Module, int8_input_maxima: dict[str, torch.Tensor] | None = None) -> None:
         super().__init__()
         attention, mlp = layer.self_attn, layer.mlp
-        self.qkv = _fused_linear([attention.q_proj, attention.k_proj, attention.v_proj])
-        self.o = attention.o_proj
-        self.gate_up = _fused_linear([mlp.gate_proj, mlp.up_proj])
-        self.down = mlp.down_proj
+        self.qkv: nn.Module = _fused_linear([attention.q_proj, attention.k_proj, attention.v_proj])
+        self.o: nn.Module = attention.o_proj
+        self.gate_up: nn.Module = _fused_linear([mlp.gate_proj, mlp.up_proj])
+        self.down: nn.Module = mlp.down_proj
+        if int8_input_maxima is not None:
+            for name, hooked in PROJECTION_INPUTS.items():
+                setattr(self, name, Int8Linear(getattr(self, name), int8_input_maxima[hooked]))
         self.act = mlp.act_fn
         self.input_norm = layer.input_layernorm.weight
         self.post_norm = layer.post_attention_layernorm.weight
@@ -140,9 +150,11 @@ class SlotCache:
 
 
 class LeanLlama(nn.Module):
-    """Inference-only view of a LLaMA model (see module docstring)."""
+    """Inference-only view of a LLaMA model (see module docstring). With ``int8_input_maxima`` (one
+    dict a layer, keyed by :data:`PROJECTION_INPUTS`' values: ``int8.calibrate_input_maxima``) the
+    decoder layers' projections run int8 (:mod:`characterflywheel.models.int8`)."""
 
-    def __init__(self, model: PreTrainedModel) -> None:
+    def __init__(self, model: PreTrainedModel, int8_input_maxima: list[dict[str, torch.Tensor]] | None = None) -> None:
         super().__init__()
         check_llama_compatible(model)
         config = model.config
@@ -157,7 +169,8 @@ class LeanLlama(nn.Module):
             eps=float(config.rms_norm_eps),
         )
         self.embed = model.get_input_embeddings().weight
-        self.layers = nn.ModuleList(LeanLayer(layer) for layer in model.model.layers)
+        maxima = int8_input_maxima or [None] * len(model.model.layers)
+        self.layers = nn.ModuleList(LeanLayer(layer, seen) for layer, seen in zip(model.model.layers, maxima, strict=True))
         self.final_norm = model.model.norm.weight
         self.lm_head = model.lm_head
         self.rotary = model.model.rotary_emb
