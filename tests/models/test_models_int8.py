@@ -37,7 +37,7 @@ def test_int8_linear_tracks_the_float_one_and_smoothing_tames_an_outlier_channel
 
 
 def _prefill_logits(lean: LeanLlama, ids: torch.Tensor) -> torch.Tensor:
-    cache = SlotCache(lean.shape, 1, ids.shape[1], lean.dtype)
+    cache = SlotCache(lean.shape, 1, ids.shape[1], lean.cache_dtype)
     lean.ensure_positions(ids.shape[1])
     with torch.inference_mode():
         return lean.logits(lean.prefill(ids, cache, torch.tensor([0])))[0]
@@ -67,6 +67,7 @@ def test_real_policy_int8_logits_agree_with_fp32(embedded_policy) -> None:
 def test_real_policy_int8_backend_answers(embedded_policy) -> None:
     model, tokenizer = embedded_policy
     backend = FastBackend(model, tokenizer, batch_size=4, int8=True)
+    assert backend.lean.cache_dtype == torch.bfloat16 and backend.lean.dtype == torch.float32
     replies = backend.chat([[{"role": "user", "content": "hi! what's your favourite season?"}]],
                            SamplingParams(max_new_tokens=24, temperature=0.0, n=2))
     assert len(replies[0]) == 2 and replies[0][0] == replies[0][1]

@@ -402,7 +402,7 @@ class _Run:
         if self._affordable_slots(capacity) < slot_count:
             capacity = len(self.waiting[min(slot_count, len(self.waiting)) - 1].prompt) + params.max_new_tokens
             slot_count = min(slot_count, self._affordable_slots(capacity))
-        self.cache = SlotCache(self.lean.shape, slot_count, capacity, self.lean.dtype)
+        self.cache = SlotCache(self.lean.shape, slot_count, capacity, self.lean.cache_dtype)
         self.live = _LiveSlots(slot_count, backend.pad_id)
         self.generator = _generator(params.seed)
         self.stops = torch.tensor(backend.stop_ids)
@@ -589,7 +589,7 @@ class _Run:
         slot_count = min(self.cache.slots, self._affordable_slots(capacity))
         if len(self.live) > slot_count:
             return False
-        grown = SlotCache(self.lean.shape, slot_count, capacity, self.lean.dtype)
+        grown = SlotCache(self.lean.shape, slot_count, capacity, self.lean.cache_dtype)
         grown.take_from(self.cache, len(self.live), self.cache.capacity)
         self.cache = grown
         self.live.resize(slot_count)
@@ -602,14 +602,14 @@ class _Run:
                      max(2 * self.cache.slots, len(self.live) + len(self.waiting)))
         if wanted <= self.cache.slots:
             return False
-        grown = SlotCache(self.lean.shape, wanted, self.cache.capacity, self.lean.dtype)
+        grown = SlotCache(self.lean.shape, wanted, self.cache.capacity, self.lean.cache_dtype)
         grown.take_from(self.cache, len(self.live), self.cache.capacity)
         self.cache = grown
         self.live.resize(wanted)
         return True
 
     def _affordable_slots(self, capacity: int) -> int:
-        per_slot = capacity * SlotCache.bytes_per_token(self.lean.shape, self.lean.dtype)
+        per_slot = capacity * SlotCache.bytes_per_token(self.lean.shape, self.lean.cache_dtype)
         return max(1, self.backend.kv_cache_bytes // per_slot)
 
 
