@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from characterflywheel.models.generation import encode_conversations
+
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -103,12 +105,11 @@ def calibrate_input_maxima(
                 rows = inputs[0].detach().float().abs().reshape(-1, inputs[0].shape[-1]).amax(dim=0)
                 seen[part] = rows if part not in seen else torch.maximum(seen[part], rows)
             hooks.append(layer.get_submodule(part).register_forward_hook(record))
+    chats = [[{"role": role, "content": content} for role, content in conversation] for conversation in conversations]
     try:
         with torch.inference_mode():
-            for conversation in conversations:
-                messages = [{"role": role, "content": content} for role, content in conversation]
-                ids = tokenizer.apply_chat_template(messages, return_tensors="pt", return_dict=True)["input_ids"]
-                model(input_ids=ids)
+            for ids in encode_conversations(tokenizer, chats, generation_prompt=False):
+                model(input_ids=torch.tensor([ids]))
     finally:
         for hook in hooks:
             hook.remove()
