@@ -3,8 +3,8 @@
 Why: on a 2-core Intel Xeon (Ice Lake-SP, AVX-512 with VNNI, no AVX512-BF16) an fp32 matmul of the
 shape a decode step makes (576 x 3,072, SmolLM2-135M) runs at 50-190 GFLOP/s, worst at the 8-32 rows a
 served arm decodes at once, bf16 (emulated) at ~50, and an int8 one (``torch._int_mm``, oneDNN's VNNI
-kernels) at 350-600: per call, quantisation included, 520 -> 190 us at 8 rows, 1,750 -> 290 at 24, 1,270
--> 510 at 64 (``benchmarks/generation.py --projections`` prints these). Such hosts otherwise run the demo
+kernels) at 350-600: per call, quantisation and smoothing included, 509 -> 213 us at 8 rows, 1,902 -> 408
+at 24, 1,588 -> 650 at 64 (``benchmarks/generation.py --projections``). Such hosts otherwise run the demo
 in fp32, at about twice the bf16 EPYC's time.
 
 Scheme: weights int8 per output channel, activations int8 per row (token), scales computed on each
@@ -16,7 +16,8 @@ quantisation, 0.52 and 0.98), because a few activation channels carry outliers. 
 ``max|X_j|`` read once from a few calibration conversations (:data:`CALIBRATION_CONVERSATIONS`;
 calibrating on 100 real chit-chat conversations instead gave the same agreement). With ``alpha`` 0.5:
 top-1 0.95, KL 0.012-0.013 (48 chit-chat conversations, ~5,000 positions; bf16 projections: 0.995,
-0.0004). Embeddings, norms, attention and the LM head stay fp32, so sampling reads fp32 logits of
+0.0004); in the backend's own forward, where the fused q/k/v and gate/up share one smoothing, 0.88 and
+0.018. Embeddings, norms, attention and the LM head stay fp32, so sampling reads fp32 logits of
 int8-projected hidden states; the KV cache is kept bf16 (``LeanLlama.cache_dtype``: decode attention is
 bound by memory there).
 
