@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def projection_timings(rows: tuple[int, ...] = (8, 24, 64, 128), calls: int = 300) -> None:
-    """Microseconds a call of a 576 -> 3,072 projection, fp32 against int8 (quantisation included)."""
+    """Microseconds a call of a 576 -> 3,072 projection, fp32 against int8 (quantisation and smoothing included)."""
     import torch
 
     from characterflywheel.models.int8 import Int8Linear

@@ -138,14 +138,14 @@ def cpu_has_native_bf16() -> bool:
 
 def cpu_has_int8_dot_product() -> bool:
     """Whether this x86 CPU has VNNI int8 dot products (AVX512-VNNI, AVX-VNNI or AMX-INT8), where the
-    fast backend's int8 projections run 2-6x as fast as fp32 (:mod:`characterflywheel.models.int8`)."""
+    fast backend's int8 projections run 2-5x as fast as fp32 (:mod:`characterflywheel.models.int8`)."""
     return bool(_cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
 
 
 @dataclass(frozen=True)
 class LocalPrecision:
-    """How the local CPU backend runs a model: weights, activations and KV cache in ``dtype``, and the
-    decoder layers' projections int8 when ``int8`` (then ``dtype`` is float32)."""
+    """How the local CPU backend runs a model: weights, activations and KV cache in ``dtype``; with
+    ``int8`` (then ``dtype`` is float32) the decoder layers' projections run int8 and the KV cache bf16."""
 
     dtype: torch.dtype
     int8: bool = False
