@@ -137,6 +137,11 @@ class WorldConfig(Section):
     headroom_k: int = Field(8, ge=2, description="Candidates per prompt in the headroom check.")
     annotators: int = Field(6, ge=1, description="Simulated annotators in the pool.")
     annotators_per_task: int = Field(2, ge=1, description="Simulated annotators labelling each task.")
+    own_process: bool = Field(
+        True,
+        description="Each flywheel window (its gateway, arms and simulated users) runs in a fresh process of its "
+        "own, so its peak memory goes back to the OS when it ends instead of landing on what the run process kept "
+        "from earlier stages (docs/benchmarks.md); it costs a few seconds of start-up a window.")
 
 
 class EnvironmentConfig(Section):
@@ -248,7 +253,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "data": {"seed_conversations": 40},
         "demo": {"prompts": 2},
         "serve": {"port": 0, "batch_size": 8, "arms": [{"name": "control"}, {"name": "cool", "temperature": 0.3}]},
-        "world": {"users": 8, "days": 2, "max_turns": 3, "concurrency": 8, "headroom_prompts": 4, "headroom_k": 2},
+        # In the run process: the suite serves dozens of windows, each fresh process would start for seconds.
+        "world": {"users": 8, "days": 2, "max_turns": 3, "concurrency": 8, "headroom_prompts": 4, "headroom_k": 2,
+                  "own_process": False},
         "ab": {"bootstrap": 200},
         "tracking": {"mlflow": False},
     },

@@ -39,6 +39,7 @@ from characterflywheel.simulate.headroom import measure_headroom
 from characterflywheel.simulate.landscape import Landscape
 from characterflywheel.simulate.traffic import SessionDriver, simulate_days
 from characterflywheel.simulate.users import SimUser, make_users
+from characterflywheel.train import in_own_process
 
 
 # Conversations kept out of every traffic window: their first lines are the fixed truth set on which
@@ -115,6 +116,19 @@ def headroom_stage(config: Config, world: Callable[[], World]) -> Callable[[Stag
         context.log_metrics({k: v for k, v in asdict(result).items() if isinstance(v, float)})
 
     return run
+
+
+def serve_window(config: Config, arms: list[Any], out_dir: Path, generation: int, scale: float = 1.0,
+                 world: World | None = None) -> dict[str, float]:
+    """A flywheel generation's window: ``arms`` served to the world's users, ``scale`` times as many
+    (the extra ones newcomers). Module-level so that a spawned process can run it; there it builds
+    the world afresh, which gives the same users and landscape (both follow from the config's seed,
+    and users carry nothing from one window to the next: ``SessionDriver.session_offset``)."""
+    world = world or build_world(config)
+    served = config.model_copy(update={"serve": config.serve.model_copy(update={"arms": arms})})
+    extra = round(len(world.users) * (scale - 1.0))
+    world = with_newcomers(config, world, extra) if extra > 0 else world
+    return simulate_traffic(served, world, out_dir, generation=generation)
 
 
 def simulate_traffic(config: Config, world: World, out_dir: Path, base_url: str | None = None,
@@ -217,10 +231,10 @@ class SimulatedEnvironment:
 
     def collect_traffic(self, config: Config, arms: list[Any], out_dir: Path, generation: int,
                         scale: float = 1.0) -> dict[str, float]:
-        served = config.model_copy(update={"serve": config.serve.model_copy(update={"arms": arms})})
-        extra = round(len(self.world.users) * (scale - 1.0))
-        world = with_newcomers(config, self.world, extra) if extra > 0 else self.world
-        return simulate_traffic(served, world, out_dir, generation=generation)
+        """One window, in a fresh process of its own with ``world.own_process`` (see ``serve_window``)."""
+        if config.world.own_process:
+            return in_own_process(serve_window, config, arms, out_dir, generation, scale)
+        return serve_window(config, arms, out_dir, generation, scale, self.world)
 
     def truth_prompts(self, count: int) -> list[dict[str, Any]]:
         """The fixed truth set (``truth_set``): prompts no traffic window ever served."""
